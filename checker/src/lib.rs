@@ -1,0 +1,51 @@
+//! Faultline's checker: history formats, sequential models and a linearizability
+//! checker. Pure: no I/O beyond reading history files, no async.
+
+pub mod budget;
+pub mod error;
+pub mod format;
+pub mod history;
+pub mod linearizability;
+pub mod model;
+pub mod validity;
+pub mod value;
+
+pub use error::ReadError;
+pub use format::Format;
+pub use history::History;
+pub use linearizability::{check, CheckOptions, Linearizability};
+pub use validity::Validity;
+
+use model::{AppendKv, FifoQueue, Model, ModelError, Mutex, Register};
+
+/// Why a named check could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// No model has that name.
+    #[error("unknown model `{0}` (known: register, cas-register, kv, append-kv, mutex, fifo-queue)")]
+    UnknownModel(String),
+    /// An op does not fit the model.
+    #[error(transparent)]
+    Model(#[from] ModelError),
+}
+
+fn run<M: Model>(model: M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+    if options.partition {
+        check(&model, history, options)
+    } else {
+        check(&linearizability::Whole::new(model, history.keys.len()), history, options)
+    }
+}
+
+/// Checks `history` against the model called `name` (see [`model::MODELS`]).
+pub fn check_named(name: &str, history: &History, options: &CheckOptions) -> Result<Linearizability, CheckError> {
+    Ok(match name {
+        "register" => run(Register::plain(), history, options)?,
+        "cas-register" => run(Register::cas(), history, options)?,
+        "kv" => run(Register::kv(), history, options)?,
+        "append-kv" => run(AppendKv, history, options)?,
+        "mutex" => run(Mutex, history, options)?,
+        "fifo-queue" => run(FifoQueue, history, options)?,
+        other => return Err(CheckError::UnknownModel(other.to_string())),
+    })
+}

@@ -1,0 +1,359 @@
+//! Linearizability checking: split the history by key (P-compositionality), search
+//! each key's ops on its own core, merge the verdicts.
+
+mod memo;
+mod search;
+mod whole;
+
+pub use whole::Whole;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::budget::{Budget, Exhausted};
+use crate::history::{History, Op, Outcome};
+use crate::model::{Model, ModelError, ValueTable};
+use crate::validity::Validity;
+use crate::value::{Key, Value};
+
+use memo::{ExactMemo, FingerprintMemo, Memo};
+use search::{search, Problem, SearchStats, Stuck, Verdict};
+
+/// Default memory budget for the visited sets: 2 GiB.
+pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
+
+/// How to check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Check each key on its own (sound when ops on different keys are independent).
+    pub partition: bool,
+    /// Give up with `unknown` after this long.
+    pub time_limit: Option<Duration>,
+    /// Give up with `unknown` before the visited sets take more than this many bytes.
+    pub memory_limit: usize,
+    /// Stop the other keys once one key is found invalid.
+    pub stop_at_first_invalid: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            partition: true,
+            time_limit: None,
+            memory_limit: DEFAULT_MEMORY_LIMIT,
+            stop_at_first_invalid: true,
+        }
+    }
+}
+
+/// An operation as a result names it: where it is in the file and what it did.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct OpView {
+    /// Index in the history's op list (invocation order).
+    pub index: usize,
+    /// Client process.
+    pub process: u64,
+    /// Operation name.
+    pub f: String,
+    /// Key, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Key>,
+    /// The invocation's argument.
+    pub value: Value,
+    /// The completion's result; absent when indeterminate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<Value>,
+    /// `ok` or `info` (indeterminate).
+    pub outcome: &'static str,
+    /// Line of the invoke.
+    pub invoke_line: u64,
+    /// Line of the completion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_line: Option<u64>,
+    /// Invoke time (ns), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub invoke_time: Option<i64>,
+    /// Completion time (ns), when recorded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub complete_time: Option<i64>,
+}
+
+impl OpView {
+    /// The view of `history.ops[index]`.
+    pub fn of(history: &History, index: usize) -> OpView {
+        let op: &Op = &history.ops[index];
+        let (output, outcome) = match &op.output {
+            Outcome::Ok(v) => (Some(v.clone()), "ok"),
+            Outcome::Unknown => (None, "info"),
+        };
+        OpView {
+            index,
+            process: op.process,
+            f: op.f.to_string(),
+            key: op.key.map(|k| history.keys[k as usize].clone()),
+            value: op.input.clone(),
+            output,
+            outcome,
+            invoke_line: op.line,
+            complete_line: op.ret_line,
+            invoke_time: op.call_time,
+            complete_time: op.ret_time,
+        }
+    }
+}
+
+/// Why a key's history is not linearizable.
+#[derive(Clone, Debug, Serialize)]
+pub struct Counterexample {
+    /// The key, when the history is partitioned by key.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<Key>,
+    /// The op whose completion came before any order could place it.
+    pub op: OpView,
+    /// The longest linearizable prefix found, in linearization order.
+    pub prefix: Vec<OpView>,
+    /// The model's state after that prefix.
+    pub state: Value,
+    /// Ops invoked before `op` completed that could not go next either.
+    pub pending: Vec<OpView>,
+    /// True when the refutation was repeated with an exact visited set (no
+    /// fingerprints) and held.
+    pub exact: bool,
+}
+
+/// Search counters summed over keys.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct CheckStats {
+    /// Model steps attempted.
+    pub steps: u64,
+    /// Distinct (linearized set, state) pairs stored.
+    pub visited: u64,
+    /// Backtracks.
+    pub backtracks: u64,
+    /// Most bytes the visited sets held at once.
+    pub peak_memo_bytes: usize,
+    /// Wall time of the check, excluding reading the file.
+    pub elapsed_ms: f64,
+}
+
+/// Why the answer is unknown.
+#[derive(Clone, Debug, Serialize)]
+pub struct UnknownCause {
+    /// The limit that ran out.
+    pub reason: Exhausted,
+    /// Keys left undecided (at most 20 named).
+    pub keys: Vec<String>,
+    /// How many keys were left undecided.
+    pub count: usize,
+}
+
+/// The linearizability checker's result (the `linearizable` entry of SPEC.md's result object).
+#[derive(Clone, Debug, Serialize)]
+pub struct Linearizability {
+    /// true, false or "unknown".
+    pub valid: Validity,
+    /// Model used.
+    pub model: String,
+    /// Whether keys were checked independently.
+    pub partitioned: bool,
+    /// Number of independent histories checked.
+    pub keys: usize,
+    /// Ops checked (ok and indeterminate; failed ops are dropped).
+    pub ops: usize,
+    /// Of which indeterminate.
+    pub indeterminate: usize,
+    /// Set when `valid` is "unknown".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unknown: Option<UnknownCause>,
+    /// One counterexample per invalid key found (the search stops the others
+    /// after the first unless told not to).
+    pub failures: Vec<Counterexample>,
+    /// Counters.
+    pub stats: CheckStats,
+}
+
+enum KeyVerdict {
+    Valid,
+    Invalid(Box<Counterexample>),
+    Unknown(Exhausted),
+}
+
+struct KeyResult {
+    group: usize,
+    verdict: KeyVerdict,
+    stats: SearchStats,
+}
+
+/// Checks `history` against `model`.
+pub fn check<M: Model>(model: &M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+    let started = Instant::now();
+    let budget = Budget::new(options.time_limit, options.memory_limit);
+    let groups = partition(history, options.partition);
+    let indeterminate = history.ops.iter().filter(|o| o.is_indeterminate()).count();
+
+    // Biggest first, so one long key does not start last.
+    let mut order: Vec<usize> = (0..groups.len()).collect();
+    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].1.len()));
+    let results: Result<Vec<KeyResult>, ModelError> = order
+        .par_iter()
+        .map(|&g| check_group(model, history, &groups[g].1, groups[g].0, g, &budget, options))
+        .collect();
+    let mut results = results?;
+    results.sort_by_key(|r| r.group);
+
+    let mut stats = CheckStats::default();
+    let mut failures = Vec::new();
+    let mut undecided = Vec::new();
+    let mut reason = None;
+    for r in results {
+        stats.steps += r.stats.steps;
+        stats.visited += r.stats.visited;
+        stats.backtracks += r.stats.backtracks;
+        match r.verdict {
+            KeyVerdict::Valid => {}
+            KeyVerdict::Invalid(c) => failures.push(*c),
+            KeyVerdict::Unknown(why) => {
+                if why != Exhausted::Cancelled || reason.is_none() {
+                    reason = Some(why);
+                }
+                undecided.push(match groups[r.group].0 {
+                    Some(k) => history.keys[k as usize].to_string(),
+                    None => "(no key)".to_string(),
+                });
+            }
+        }
+    }
+    stats.peak_memo_bytes = budget.peak_bytes();
+    stats.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+    let (valid, unknown) = if !failures.is_empty() {
+        (Validity::Invalid, None)
+    } else if let Some(reason) = reason {
+        let count = undecided.len();
+        undecided.truncate(20);
+        (
+            Validity::Unknown,
+            Some(UnknownCause {
+                reason,
+                keys: undecided,
+                count,
+            }),
+        )
+    } else {
+        (Validity::Valid, None)
+    };
+    Ok(Linearizability {
+        valid,
+        model: model.name().to_string(),
+        partitioned: options.partition,
+        keys: groups.len(),
+        ops: history.ops.len(),
+        indeterminate,
+        unknown,
+        failures,
+        stats,
+    })
+}
+
+/// Op indices grouped by key (one group when not partitioning), in key order.
+fn partition(history: &History, by_key: bool) -> Vec<(Option<u32>, Vec<u32>)> {
+    if !by_key {
+        return vec![(None, (0..history.ops.len() as u32).collect())];
+    }
+    let mut slot: HashMap<Option<u32>, usize> = HashMap::new();
+    let mut groups: Vec<(Option<u32>, Vec<u32>)> = Vec::new();
+    for (i, op) in history.ops.iter().enumerate() {
+        let g = *slot.entry(op.key).or_insert_with(|| {
+            groups.push((op.key, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i as u32);
+    }
+    groups
+}
+
+fn check_group<M: Model>(
+    model: &M,
+    history: &History,
+    members: &[u32],
+    key: Option<u32>,
+    group: usize,
+    budget: &Budget,
+    options: &CheckOptions,
+) -> Result<KeyResult, ModelError> {
+    let mut values = ValueTable::new();
+    let mut ops = Vec::with_capacity(members.len());
+    let mut call = Vec::with_capacity(members.len());
+    let mut ret = Vec::with_capacity(members.len());
+    let mut source = Vec::with_capacity(members.len());
+    for &i in members {
+        let op = &history.ops[i as usize];
+        if let Some(prepared) = model.prepare(op, &mut values)? {
+            ops.push(prepared);
+            call.push(op.call);
+            ret.push(op.ret);
+            source.push(i as usize);
+        }
+    }
+    let problem = Problem {
+        ops: &ops,
+        call: &call,
+        ret: &ret,
+    };
+    let mut memo = FingerprintMemo::new();
+    let (verdict, mut stats) = search(model, &problem, &mut memo, budget);
+    memo.release(budget);
+    let verdict = match verdict {
+        Verdict::Valid => KeyVerdict::Valid,
+        Verdict::Unknown(why) => KeyVerdict::Unknown(why),
+        Verdict::Invalid(stuck) => {
+            // Fingerprints can only wrongly prune; repeat the refutation exactly.
+            let mut exact = ExactMemo::new();
+            let (again, more) = search(model, &problem, &mut exact, budget);
+            exact.release(budget);
+            stats.steps += more.steps;
+            stats.visited += more.visited;
+            stats.backtracks += more.backtracks;
+            match again {
+                Verdict::Valid => KeyVerdict::Valid,
+                Verdict::Invalid(stuck) => {
+                    KeyVerdict::Invalid(Box::new(counterexample(model, history, key, &source, &values, stuck, true)))
+                }
+                Verdict::Unknown(_) => {
+                    KeyVerdict::Invalid(Box::new(counterexample(model, history, key, &source, &values, stuck, false)))
+                }
+            }
+        }
+    };
+    if matches!(verdict, KeyVerdict::Invalid(_)) && options.stop_at_first_invalid {
+        budget.cancel();
+    }
+    Ok(KeyResult { group, verdict, stats })
+}
+
+fn counterexample<M: Model>(
+    model: &M,
+    history: &History,
+    key: Option<u32>,
+    source: &[usize],
+    values: &ValueTable,
+    stuck: Stuck<M::State>,
+    exact: bool,
+) -> Counterexample {
+    let view = |i: u32| OpView::of(history, source[i as usize]);
+    Counterexample {
+        key: key.map(|k| history.keys[k as usize].clone()),
+        op: view(stuck.blocked),
+        prefix: stuck.prefix.iter().map(|&i| view(i)).collect(),
+        state: model.show(&stuck.state, values),
+        pending: stuck
+            .pending
+            .iter()
+            .filter(|&&i| i != stuck.blocked)
+            .map(|&i| view(i))
+            .collect(),
+        exact,
+    }
+}

@@ -1,0 +1,133 @@
+//! `harness check`: read a history, check it, print the verdict, exit with its code.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use checker::linearizability::Counterexample;
+use checker::{CheckOptions, Linearizability, Validity};
+use serde_json::json;
+
+use crate::cli::CheckArgs;
+use crate::EXIT_BAD_INPUT;
+
+/// Runs the check described by `args`.
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let read_started = Instant::now();
+    let history = match checker::format::read_file(&args.file, args.format) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("harness check: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
+    let time_limit = match args.time_limit {
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            eprintln!("harness check: --time-limit must be a non-negative number of seconds, got {s}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+        Some(s) => Some(Duration::from_secs_f64(s)),
+        None => None,
+    };
+    let options = CheckOptions {
+        partition: !args.no_partition,
+        time_limit,
+        memory_limit: args.memory_limit,
+        stop_at_first_invalid: !args.all_failures,
+    };
+    let result = match checker::check_named(&args.model, &history, &options) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harness check: {}: {e}", args.file.display());
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if args.json {
+        let object = json!({
+            "valid": result.valid,
+            "checkers": {
+                "linearizable": result,
+                "stats": history.stats,
+            },
+            "file": args.file,
+            "read_ms": read_ms,
+        });
+        println!("{object}");
+    } else {
+        print_human(args, &history, &result, read_ms);
+    }
+    ExitCode::from(result.valid.exit_code() as u8)
+}
+
+fn print_human(args: &CheckArgs, history: &checker::History, r: &Linearizability, read_ms: f64) {
+    let verdict = match r.valid {
+        Validity::Valid => "valid: linearizable",
+        Validity::Invalid => "INVALID: not linearizable",
+        Validity::Unknown => "unknown: the checker gave up",
+    };
+    println!("{}: {verdict}", args.file.display());
+    println!(
+        "  model {}, {} ops ({} indeterminate, {} failed and dropped) over {} {}, read in {:.0} ms, checked in {:.0} ms",
+        r.model,
+        r.ops,
+        r.indeterminate,
+        history.stats.fail,
+        r.keys,
+        if r.keys == 1 { "history" } else { "keys" },
+        read_ms,
+        r.stats.elapsed_ms
+    );
+    if let Some(u) = &r.unknown {
+        println!(
+            "  {} with {} key(s) undecided: {}",
+            match u.reason {
+                checker::budget::Exhausted::Time => "time limit reached",
+                checker::budget::Exhausted::Memory => "memory limit reached",
+                checker::budget::Exhausted::Cancelled => "cancelled",
+            },
+            u.count,
+            u.keys.join(", ")
+        );
+    }
+    for c in &r.failures {
+        print_counterexample(c);
+    }
+}
+
+fn describe(op: &checker::linearizability::OpView) -> String {
+    let out = match &op.output {
+        Some(v) => format!(" -> {v}"),
+        None => " -> ? (indeterminate)".to_string(),
+    };
+    format!(
+        "process {} {} {}{} (lines {}-{})",
+        op.process,
+        op.f,
+        op.value,
+        out,
+        op.invoke_line,
+        op.complete_line.map_or("end".to_string(), |l| l.to_string())
+    )
+}
+
+fn print_counterexample(c: &Counterexample) {
+    match &c.key {
+        Some(k) => println!("  key {k}: cannot linearize {}", describe(&c.op)),
+        None => println!("  cannot linearize {}", describe(&c.op)),
+    }
+    println!(
+        "    after the longest linearizable prefix ({} ops), the state is {}",
+        c.prefix.len(),
+        c.state
+    );
+    let tail = c.prefix.len().saturating_sub(5);
+    for op in &c.prefix[tail..] {
+        println!("      ... {}", describe(op));
+    }
+    if !c.pending.is_empty() {
+        println!("    and none of the concurrent ops fits next:");
+        for op in c.pending.iter().take(10) {
+            println!("      {}", describe(op));
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! `harness`: Faultline's command line (SPEC.md section 2).
+
+mod check;
+mod cli;
+mod list;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+/// Exit code for bad arguments or unreadable input (SPEC.md).
+pub const EXIT_BAD_INPUT: u8 = 254;
+/// Exit code for an internal error (SPEC.md).
+pub const EXIT_INTERNAL: u8 = 255;
+
+fn main() -> ExitCode {
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => EXIT_BAD_INPUT,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match std::panic::catch_unwind(|| cli::dispatch(args)) {
+        Ok(code) => code,
+        Err(_) => {
+            eprintln!("harness: internal error (a bug in Faultline; please report it with the command line)");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+    }
+}
