@@ -29,7 +29,7 @@ pub enum CheckError {
     Model(#[from] ModelError),
 }
 
-fn run<M: Model>(model: M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+fn run<M: Model + Sync>(model: M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
     if options.partition {
         check(&model, history, options)
     } else {

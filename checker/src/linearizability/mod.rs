@@ -1,13 +1,16 @@
 //! Linearizability checking: split the history by key (P-compositionality), search
 //! each key's ops on its own core, merge the verdicts.
 
+mod interning;
 mod memo;
 mod search;
 mod whole;
 
 pub use whole::Whole;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
@@ -19,8 +22,9 @@ use crate::model::{Model, ModelError, ValueTable};
 use crate::validity::Validity;
 use crate::value::{Key, Value};
 
-use memo::{ExactMemo, FingerprintMemo, Memo};
-use search::{search, Problem, SearchStats, Stuck, Verdict};
+use interning::Interning;
+use memo::{ExactMemo, FingerprintMemo};
+use search::{Search, SearchStats, Stuck, Verdict};
 
 /// Default memory budget for the visited sets: 2 GiB.
 pub const DEFAULT_MEMORY_LIMIT: usize = 2 << 30;
@@ -187,22 +191,23 @@ struct KeyResult {
     stats: SearchStats,
 }
 
+/// Steps a key's search runs before yielding its core to the next key.
+const SLICE_STEPS: u64 = 1 << 16;
+
 /// Checks `history` against `model`.
-pub fn check<M: Model>(model: &M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+///
+/// Keys are searched in turns of [`SLICE_STEPS`] on every core, so one hard key
+/// cannot hide a quick refutation on another.
+pub fn check<M: Model + Sync>(model: &M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
     let started = Instant::now();
     let budget = Budget::new(options.time_limit, options.memory_limit);
     let groups = partition(history, options.partition);
     let indeterminate = history.ops.iter().filter(|o| o.is_indeterminate()).count();
-
-    // Biggest first, so one long key does not start last.
-    let mut order: Vec<usize> = (0..groups.len()).collect();
-    order.sort_by_key(|&g| std::cmp::Reverse(groups[g].1.len()));
-    let results: Result<Vec<KeyResult>, ModelError> = order
-        .par_iter()
-        .map(|&g| check_group(model, history, &groups[g].1, groups[g].0, g, &budget, options))
-        .collect();
-    let mut results = results?;
-    results.sort_by_key(|r| r.group);
+    let results = if M::INTERN {
+        schedule(&groups, |g| Task::prepare(Interning::new(model), history, &groups[g].1, g), history, &groups, &budget, options)?
+    } else {
+        schedule(&groups, |g| Task::prepare(model, history, &groups[g].1, g), history, &groups, &budget, options)?
+    };
 
     let mut stats = CheckStats::default();
     let mut failures = Vec::new();
@@ -274,86 +279,157 @@ fn partition(history: &History, by_key: bool) -> Vec<(Option<u32>, Vec<u32>)> {
     groups
 }
 
-fn check_group<M: Model>(
-    model: &M,
+/// Runs every group's task in turns on all cores; results in group order.
+fn schedule<N, F>(
+    groups: &[(Option<u32>, Vec<u32>)],
+    make: F,
     history: &History,
-    members: &[u32],
-    key: Option<u32>,
-    group: usize,
+    all: &[(Option<u32>, Vec<u32>)],
     budget: &Budget,
     options: &CheckOptions,
-) -> Result<KeyResult, ModelError> {
-    let mut values = ValueTable::new();
-    let mut ops = Vec::with_capacity(members.len());
-    let mut call = Vec::with_capacity(members.len());
-    let mut ret = Vec::with_capacity(members.len());
-    let mut source = Vec::with_capacity(members.len());
-    for &i in members {
-        let op = &history.ops[i as usize];
-        if let Some(prepared) = model.prepare(op, &mut values)? {
-            ops.push(prepared);
-            call.push(op.call);
-            ret.push(op.ret);
-            source.push(i as usize);
-        }
-    }
-    let problem = Problem {
-        ops: &ops,
-        call: &call,
-        ret: &ret,
-    };
-    let mut memo = FingerprintMemo::new();
-    let (verdict, mut stats) = search(model, &problem, &mut memo, budget);
-    memo.release(budget);
-    let verdict = match verdict {
-        Verdict::Valid => KeyVerdict::Valid,
-        Verdict::Unknown(why) => KeyVerdict::Unknown(why),
-        Verdict::Invalid(stuck) => {
-            // Fingerprints can only wrongly prune; repeat the refutation exactly.
-            let mut exact = ExactMemo::new();
-            let (again, more) = search(model, &problem, &mut exact, budget);
-            exact.release(budget);
-            stats.steps += more.steps;
-            stats.visited += more.visited;
-            stats.backtracks += more.backtracks;
-            match again {
-                Verdict::Valid => KeyVerdict::Valid,
-                Verdict::Invalid(stuck) => {
-                    KeyVerdict::Invalid(Box::new(counterexample(model, history, key, &source, &values, stuck, true)))
+) -> Result<Vec<KeyResult>, ModelError>
+where
+    N: Model + Send,
+    N::Op: Send,
+    N::State: Send,
+    F: Fn(usize) -> Result<Task<N>, ModelError> + Sync,
+{
+    let tasks: Result<Vec<Task<N>>, ModelError> = (0..groups.len()).into_par_iter().map(&make).collect();
+    let queue: Mutex<VecDeque<Task<N>>> = Mutex::new(tasks?.into());
+    let in_flight = AtomicUsize::new(groups.len());
+    let results: Mutex<Vec<KeyResult>> = Mutex::new(Vec::with_capacity(groups.len()));
+    let workers = rayon::current_num_threads().max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let task = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+                let Some(mut task) = task else {
+                    if in_flight.load(Ordering::Acquire) == 0 {
+                        return;
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                    continue;
+                };
+                match task.run(SLICE_STEPS, history, all, budget) {
+                    None => queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(task),
+                    Some(result) => {
+                        if matches!(result.verdict, KeyVerdict::Invalid(_)) && options.stop_at_first_invalid {
+                            budget.cancel();
+                        }
+                        results.lock().unwrap_or_else(|e| e.into_inner()).push(result);
+                        in_flight.fetch_sub(1, Ordering::Release);
+                    }
                 }
-                Verdict::Unknown(_) => {
-                    KeyVerdict::Invalid(Box::new(counterexample(model, history, key, &source, &values, stuck, false)))
-                }
-            }
+            });
         }
-    };
-    if matches!(verdict, KeyVerdict::Invalid(_)) && options.stop_at_first_invalid {
-        budget.cancel();
-    }
-    Ok(KeyResult { group, verdict, stats })
+    });
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by_key(|r| r.group);
+    Ok(results)
 }
 
-fn counterexample<M: Model>(
-    model: &M,
-    history: &History,
-    key: Option<u32>,
-    source: &[usize],
-    values: &ValueTable,
-    stuck: Stuck<M::State>,
-    exact: bool,
-) -> Counterexample {
-    let view = |i: u32| OpView::of(history, source[i as usize]);
-    Counterexample {
-        key: key.map(|k| history.keys[k as usize].clone()),
-        op: view(stuck.blocked),
-        prefix: stuck.prefix.iter().map(|&i| view(i)).collect(),
-        state: model.show(&stuck.state, values),
-        pending: stuck
-            .pending
-            .iter()
-            .filter(|&&i| i != stuck.blocked)
-            .map(|&i| view(i))
-            .collect(),
-        exact,
+enum Phase<N: Model> {
+    /// Searching with the fingerprint memo.
+    Fast(Search<N, FingerprintMemo<N::State>>),
+    /// Repeating a refutation with the exact memo; the fast search's finding kept.
+    Exact(Search<N, ExactMemo<N::State>>, Stuck<N::State>),
+    Done,
+}
+
+/// One key's check, paused between turns.
+struct Task<N: Model> {
+    group: usize,
+    source: Vec<usize>,
+    values: ValueTable,
+    phase: Phase<N>,
+    stats: SearchStats,
+}
+
+impl<N: Model> Task<N> {
+    /// Translates one key's ops into the model's terms.
+    fn prepare(model: N, history: &History, members: &[u32], group: usize) -> Result<Self, ModelError> {
+        let mut values = ValueTable::new();
+        let mut ops = Vec::with_capacity(members.len());
+        let mut call = Vec::with_capacity(members.len());
+        let mut ret = Vec::with_capacity(members.len());
+        let mut source = Vec::with_capacity(members.len());
+        for &i in members {
+            let op = &history.ops[i as usize];
+            if let Some(prepared) = model.prepare(op, &mut values)? {
+                ops.push(prepared);
+                call.push(op.call);
+                ret.push(op.ret);
+                source.push(i as usize);
+            }
+        }
+        Ok(Task {
+            group,
+            source,
+            values,
+            phase: Phase::Fast(Search::new(model, ops, call, ret, FingerprintMemo::new())),
+            stats: SearchStats::default(),
+        })
+    }
+
+    /// Runs one turn; the key's result once it is decided.
+    fn run(&mut self, steps: u64, history: &History, groups: &[(Option<u32>, Vec<u32>)], budget: &Budget) -> Option<KeyResult> {
+        let key = groups[self.group].0;
+        let verdict = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Fast(mut search) => match search.advance(steps, budget) {
+                None => {
+                    self.phase = Phase::Fast(search);
+                    return None;
+                }
+                Some(verdict) => {
+                    search.release(budget);
+                    self.stats.add(&search.stats);
+                    match verdict {
+                        Verdict::Valid => KeyVerdict::Valid,
+                        Verdict::Unknown(why) => KeyVerdict::Unknown(why),
+                        Verdict::Invalid(stuck) => {
+                            // Fingerprints can only wrongly prune: repeat the refutation exactly.
+                            let Search { model, ops, call, ret, .. } = search;
+                            self.phase = Phase::Exact(Search::new(model, ops, call, ret, ExactMemo::new()), stuck);
+                            return None;
+                        }
+                    }
+                }
+            },
+            Phase::Exact(mut search, stuck) => match search.advance(steps, budget) {
+                None => {
+                    self.phase = Phase::Exact(search, stuck);
+                    return None;
+                }
+                Some(verdict) => {
+                    search.release(budget);
+                    self.stats.add(&search.stats);
+                    let model = &search.model;
+                    match verdict {
+                        Verdict::Valid => KeyVerdict::Valid,
+                        Verdict::Invalid(exact) => KeyVerdict::Invalid(Box::new(self.counterexample(model, history, key, exact, true))),
+                        // The exact repeat ran out of budget: keep the fast finding.
+                        Verdict::Unknown(_) => KeyVerdict::Invalid(Box::new(self.counterexample(model, history, key, stuck, false))),
+                    }
+                }
+            },
+            Phase::Done => return None,
+        };
+        Some(KeyResult {
+            group: self.group,
+            verdict,
+            stats: self.stats,
+        })
+    }
+
+    fn counterexample(&self, model: &N, history: &History, key: Option<u32>, stuck: Stuck<N::State>, exact: bool) -> Counterexample {
+        let view = |i: u32| OpView::of(history, self.source[i as usize]);
+        Counterexample {
+            key: key.map(|k| history.keys[k as usize].clone()),
+            op: view(stuck.blocked),
+            prefix: stuck.prefix.iter().map(|&i| view(i)).collect(),
+            state: model.show(&stuck.state, &self.values),
+            pending: stuck.pending.iter().map(|&i| view(i)).collect(),
+            exact,
+        }
     }
 }

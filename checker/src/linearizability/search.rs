@@ -7,26 +7,21 @@
 //! list; at a return of an op not yet linearized it backtracks. Everything before
 //! the first return in the list is a candidate, so only genuinely concurrent ops
 //! are ever reordered.
+//!
+//! A search is resumable: [`Search::advance`] runs a bounded number of steps, so
+//! the caller can interleave the searches of many keys and the quickest refutation
+//! ends the check, whichever key it is on.
 
 use crate::budget::{Budget, Exhausted};
+use crate::history::NEVER;
 use crate::model::Model;
 
 use super::memo::{splitmix64, Memo};
 
 const END: u32 = u32::MAX;
 const HEAD: u32 = 0;
-/// Steps between looks at the clock and the cancel flag.
+/// Steps between looks at the clock, the cancel flag and the model's memory.
 const CHECK_EVERY: u64 = 1 << 12;
-
-/// One object's ops in the model's terms, with their real-time interval.
-pub(crate) struct Problem<'a, O> {
-    /// The ops, in invocation order.
-    pub ops: &'a [O],
-    /// Position of each op's invoke.
-    pub call: &'a [u64],
-    /// Position of each op's completion, `NEVER` when indeterminate.
-    pub ret: &'a [u64],
-}
 
 /// Where the search got stuck furthest: the longest prefix it could linearize.
 #[derive(Debug, Clone)]
@@ -64,160 +59,220 @@ pub(crate) struct SearchStats {
     pub backtracks: u64,
 }
 
-/// Searches for a linearization of `problem` under `model`.
-pub(crate) fn search<M: Model, V: Memo<M::State>>(
-    model: &M,
-    problem: &Problem<'_, M::Op>,
-    memo: &mut V,
-    budget: &Budget,
-) -> (Verdict<M::State>, SearchStats) {
-    let n = problem.ops.len();
-    let mut stats = SearchStats::default();
-    // Entries: 0 is the head; then calls and returns sorted by position.
-    let mut order: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * n);
-    for i in 0..n {
-        order.push((problem.call[i], false, i as u32));
-        order.push((problem.ret[i], true, i as u32));
-    }
-    // Ties only happen among never-returning ops; calls sort before returns.
-    order.sort_unstable();
-    let len = 2 * n + 1;
-    let mut next = vec![END; len];
-    let mut prev = vec![HEAD; len];
-    let mut entry_op = vec![0u32; len];
-    let mut entry_ret = vec![false; len];
-    let mut call_entry = vec![0u32; n];
-    let mut ret_entry = vec![0u32; n];
-    for (k, &(_, is_ret, op)) in order.iter().enumerate() {
-        let e = (k + 1) as u32;
-        entry_op[e as usize] = op;
-        entry_ret[e as usize] = is_ret;
-        prev[e as usize] = e - 1;
-        next[e as usize - 1] = e;
-        if is_ret {
-            ret_entry[op as usize] = e;
-        } else {
-            call_entry[op as usize] = e;
-        }
-    }
-    let indeterminate: Vec<bool> = problem.ret.iter().map(|&r| r == crate::history::NEVER).collect();
-    let keys: Vec<[u64; 2]> = (0..n as u64)
-        .map(|i| [splitmix64(2 * i), splitmix64(2 * i + 1)])
-        .collect();
-
-    let mut bits = vec![0u64; n.div_ceil(64)];
-    let mut fp = [0u64; 2];
-    let mut state = model.init();
-    let mut stack: Vec<(u32, M::State)> = Vec::new();
-    let mut determinate_left = indeterminate.iter().filter(|&&i| !i).count();
-    let mut best: Option<Stuck<M::State>> = None;
-
-    let unlink = |next: &mut [u32], prev: &mut [u32], e: u32| {
-        let (p, nx) = (prev[e as usize], next[e as usize]);
-        next[p as usize] = nx;
-        if nx != END {
-            prev[nx as usize] = p;
-        }
-    };
-    let relink = |next: &mut [u32], prev: &mut [u32], e: u32| {
-        let (p, nx) = (prev[e as usize], next[e as usize]);
-        next[p as usize] = e;
-        if nx != END {
-            prev[nx as usize] = e;
-        }
-    };
-
-    let mut entry = next[HEAD as usize];
-    loop {
-        // Only indeterminate ops left: each can be linearized at the end, where it
-        // either applies harmlessly or "never took effect".
-        if determinate_left == 0 || entry == END {
-            return (Verdict::Valid, stats);
-        }
-        stats.steps += 1;
-        if stats.steps % CHECK_EVERY == 0 {
-            if let Err(why) = budget.check() {
-                return (Verdict::Unknown(why), stats);
-            }
-        }
-        let op = entry_op[entry as usize];
-        if !entry_ret[entry as usize] {
-            if let Some(new_state) = model.step(&state, &problem.ops[op as usize]) {
-                let k = keys[op as usize];
-                let candidate = [fp[0] ^ k[0], fp[1] ^ k[1]];
-                bits[op as usize / 64] ^= 1 << (op % 64);
-                match memo.insert(candidate, &bits, &new_state, budget) {
-                    Err(why) => return (Verdict::Unknown(why), stats),
-                    Ok(true) => {
-                        stats.visited += 1;
-                        fp = candidate;
-                        stack.push((entry, std::mem::replace(&mut state, new_state)));
-                        unlink(&mut next, &mut prev, entry);
-                        unlink(&mut next, &mut prev, ret_entry[op as usize]);
-                        if !indeterminate[op as usize] {
-                            determinate_left -= 1;
-                        }
-                        entry = next[HEAD as usize];
-                        continue;
-                    }
-                    Ok(false) => {
-                        bits[op as usize / 64] ^= 1 << (op % 64);
-                    }
-                }
-            } else {
-                debug_assert!(
-                    !indeterminate[op as usize],
-                    "model contract: an indeterminate op always steps"
-                );
-            }
-            entry = next[entry as usize];
-        } else {
-            // Reached the completion of an op that is not linearized: back up.
-            if best.as_ref().is_none_or(|b| stack.len() > b.prefix.len()) {
-                best = Some(stuck_here(&stack, &state, op, entry, &next, &entry_op, &entry_ret));
-            }
-            let Some((call, previous)) = stack.pop() else {
-                let stuck = best.take().expect("recorded just above");
-                return (Verdict::Invalid(stuck), stats);
-            };
-            stats.backtracks += 1;
-            state = previous;
-            let undone = entry_op[call as usize];
-            let k = keys[undone as usize];
-            fp = [fp[0] ^ k[0], fp[1] ^ k[1]];
-            bits[undone as usize / 64] ^= 1 << (undone % 64);
-            relink(&mut next, &mut prev, ret_entry[undone as usize]);
-            relink(&mut next, &mut prev, call);
-            if !indeterminate[undone as usize] {
-                determinate_left += 1;
-            }
-            entry = next[call as usize];
-        }
+impl SearchStats {
+    pub(crate) fn add(&mut self, o: &SearchStats) {
+        self.steps += o.steps;
+        self.visited += o.visited;
+        self.backtracks += o.backtracks;
     }
 }
 
-fn stuck_here<S: Clone>(
-    stack: &[(u32, S)],
-    state: &S,
-    blocked: u32,
-    at: u32,
-    next: &[u32],
-    entry_op: &[u32],
-    entry_ret: &[bool],
-) -> Stuck<S> {
-    let prefix = stack.iter().map(|&(e, _)| entry_op[e as usize]).collect();
-    let mut pending = Vec::new();
-    let mut e = next[HEAD as usize];
-    while e != END && e != at {
-        if !entry_ret[e as usize] {
-            pending.push(entry_op[e as usize]);
+/// One object's search, paused between calls to [`Search::advance`].
+pub(crate) struct Search<M: Model, V: Memo<M::State>> {
+    pub model: M,
+    pub ops: Vec<M::Op>,
+    pub call: Vec<u64>,
+    pub ret: Vec<u64>,
+    next: Vec<u32>,
+    prev: Vec<u32>,
+    entry_op: Vec<u32>,
+    entry_ret: Vec<bool>,
+    ret_entry: Vec<u32>,
+    indeterminate: Vec<bool>,
+    keys: Vec<[u64; 2]>,
+    bits: Vec<u64>,
+    fp: [u64; 2],
+    state: M::State,
+    stack: Vec<(u32, M::State)>,
+    determinate_left: usize,
+    best: Option<Stuck<M::State>>,
+    entry: u32,
+    memo: V,
+    side_reserved: usize,
+    pub stats: SearchStats,
+}
+
+impl<M: Model, V: Memo<M::State>> Search<M, V> {
+    /// Sets up the search of `ops` (invocation order) with their call and return positions.
+    pub(crate) fn new(model: M, ops: Vec<M::Op>, call: Vec<u64>, ret: Vec<u64>, memo: V) -> Self {
+        let n = ops.len();
+        // Entries: 0 is the head; then calls and returns sorted by position.
+        let mut order: Vec<(u64, bool, u32)> = Vec::with_capacity(2 * n);
+        for i in 0..n {
+            order.push((call[i], false, i as u32));
+            order.push((ret[i], true, i as u32));
         }
-        e = next[e as usize];
+        // Ties only happen among never-returning ops; calls sort before returns.
+        order.sort_unstable();
+        let len = 2 * n + 1;
+        let mut next = vec![END; len];
+        let mut prev = vec![HEAD; len];
+        let mut entry_op = vec![0u32; len];
+        let mut entry_ret = vec![false; len];
+        let mut ret_entry = vec![0u32; n];
+        for (k, &(_, is_ret, op)) in order.iter().enumerate() {
+            let e = (k + 1) as u32;
+            entry_op[e as usize] = op;
+            entry_ret[e as usize] = is_ret;
+            prev[e as usize] = e - 1;
+            next[e as usize - 1] = e;
+            if is_ret {
+                ret_entry[op as usize] = e;
+            }
+        }
+        let indeterminate: Vec<bool> = ret.iter().map(|&r| r == NEVER).collect();
+        let keys = (0..n as u64)
+            .map(|i| [splitmix64(2 * i), splitmix64(2 * i + 1)])
+            .collect();
+        let determinate_left = indeterminate.iter().filter(|&&i| !i).count();
+        let state = model.init();
+        Search {
+            model,
+            ops,
+            call,
+            ret,
+            entry: next[HEAD as usize],
+            next,
+            prev,
+            entry_op,
+            entry_ret,
+            ret_entry,
+            indeterminate,
+            keys,
+            bits: vec![0u64; n.div_ceil(64)],
+            fp: [0, 0],
+            state,
+            stack: Vec::new(),
+            determinate_left,
+            best: None,
+            memo,
+            side_reserved: 0,
+            stats: SearchStats::default(),
+        }
     }
-    Stuck {
-        prefix,
-        state: state.clone(),
-        blocked,
-        pending,
+
+    /// Gives back everything this search took from the budget.
+    pub(crate) fn release(&mut self, budget: &Budget) {
+        self.memo.release(budget);
+        budget.release(self.side_reserved);
+        self.side_reserved = 0;
+    }
+
+    fn unlink(&mut self, e: u32) {
+        let (p, nx) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = nx;
+        if nx != END {
+            self.prev[nx as usize] = p;
+        }
+    }
+
+    fn relink(&mut self, e: u32) {
+        let (p, nx) = (self.prev[e as usize], self.next[e as usize]);
+        self.next[p as usize] = e;
+        if nx != END {
+            self.prev[nx as usize] = e;
+        }
+    }
+
+    /// Runs at most about `steps` steps; `None` if the search is not finished.
+    pub(crate) fn advance(&mut self, steps: u64, budget: &Budget) -> Option<Verdict<M::State>> {
+        let stop_at = self.stats.steps + steps;
+        loop {
+            // Only indeterminate ops left: each can be linearized at the end, where
+            // it either applies harmlessly or "never took effect".
+            if self.determinate_left == 0 || self.entry == END {
+                return Some(Verdict::Valid);
+            }
+            self.stats.steps += 1;
+            if self.stats.steps % CHECK_EVERY == 0 {
+                if let Err(why) = self.check_budget(budget) {
+                    return Some(Verdict::Unknown(why));
+                }
+                if self.stats.steps >= stop_at {
+                    return None;
+                }
+            }
+            let entry = self.entry;
+            let op = self.entry_op[entry as usize];
+            if !self.entry_ret[entry as usize] {
+                if let Some(new_state) = self.model.step(&self.state, &self.ops[op as usize]) {
+                    let k = self.keys[op as usize];
+                    let candidate = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
+                    self.bits[op as usize / 64] ^= 1 << (op % 64);
+                    match self.memo.insert(candidate, &self.bits, &new_state, budget) {
+                        Err(why) => return Some(Verdict::Unknown(why)),
+                        Ok(true) => {
+                            self.stats.visited += 1;
+                            self.fp = candidate;
+                            let before = std::mem::replace(&mut self.state, new_state);
+                            self.stack.push((entry, before));
+                            self.unlink(entry);
+                            self.unlink(self.ret_entry[op as usize]);
+                            if !self.indeterminate[op as usize] {
+                                self.determinate_left -= 1;
+                            }
+                            self.entry = self.next[HEAD as usize];
+                            continue;
+                        }
+                        Ok(false) => self.bits[op as usize / 64] ^= 1 << (op % 64),
+                    }
+                } else {
+                    debug_assert!(
+                        !self.indeterminate[op as usize],
+                        "model contract: an indeterminate op always steps"
+                    );
+                }
+                self.entry = self.next[entry as usize];
+            } else {
+                // Reached the completion of an op that is not linearized: back up.
+                if self.best.as_ref().is_none_or(|b| self.stack.len() > b.prefix.len()) {
+                    self.best = Some(self.stuck_here(op, entry));
+                }
+                let Some((call, previous)) = self.stack.pop() else {
+                    let stuck = self.best.take().expect("recorded just above");
+                    return Some(Verdict::Invalid(stuck));
+                };
+                self.stats.backtracks += 1;
+                self.state = previous;
+                let undone = self.entry_op[call as usize];
+                let k = self.keys[undone as usize];
+                self.fp = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
+                self.bits[undone as usize / 64] ^= 1 << (undone % 64);
+                self.relink(self.ret_entry[undone as usize]);
+                self.relink(call);
+                if !self.indeterminate[undone as usize] {
+                    self.determinate_left += 1;
+                }
+                self.entry = self.next[call as usize];
+            }
+        }
+    }
+
+    fn check_budget(&mut self, budget: &Budget) -> Result<(), Exhausted> {
+        budget.check()?;
+        let side = self.model.side_bytes();
+        if side > self.side_reserved {
+            budget.reserve(side - self.side_reserved)?;
+            self.side_reserved = side;
+        }
+        Ok(())
+    }
+
+    fn stuck_here(&self, blocked: u32, at: u32) -> Stuck<M::State> {
+        let prefix = self.stack.iter().map(|&(e, _)| self.entry_op[e as usize]).collect();
+        let mut pending = Vec::new();
+        let mut e = self.next[HEAD as usize];
+        while e != END && e != at {
+            if !self.entry_ret[e as usize] && self.entry_op[e as usize] != blocked {
+                pending.push(self.entry_op[e as usize]);
+            }
+            e = self.next[e as usize];
+        }
+        Stuck {
+            prefix,
+            state: self.state.clone(),
+            blocked,
+            pending,
+        }
     }
 }

@@ -42,6 +42,12 @@ impl<M: Model> Model for Whole<M> {
         Some(out)
     }
 
+    const INTERN: bool = true;
+
+    fn heap_bytes(&self, state: &Self::State) -> usize {
+        state.iter().map(|s| std::mem::size_of_val(s) + self.inner.heap_bytes(s)).sum()
+    }
+
     fn show(&self, state: &Self::State, values: &ValueTable) -> Value {
         Value::List(state.iter().map(|s| self.inner.show(s, values)).collect())
     }

@@ -66,6 +66,12 @@ impl Model for AppendKv {
         }
     }
 
+    const INTERN: bool = true;
+
+    fn heap_bytes(&self, state: &Arc<str>) -> usize {
+        state.len() + 16
+    }
+
     fn show(&self, state: &Arc<str>, _values: &ValueTable) -> Value {
         Value::Str((**state).into())
     }

@@ -63,6 +63,12 @@ impl Model for FifoQueue {
         }
     }
 
+    const INTERN: bool = true;
+
+    fn heap_bytes(&self, q: &Arc<[u32]>) -> usize {
+        4 * q.len() + 16
+    }
+
     fn show(&self, q: &Arc<[u32]>, values: &ValueTable) -> Value {
         Value::List(q.iter().map(|&id| values.value(id)).collect())
     }

@@ -76,7 +76,7 @@ impl ValueTable {
 /// Contract: `step` on an op whose outcome is unknown (indeterminate) never returns
 /// `None`; such an op does what it can, so linearizing it at the very end models
 /// "never took effect".
-pub trait Model: Sync {
+pub trait Model {
     /// The object's state; small and cheap to hash.
     type State: Clone + Eq + Hash + Debug + Send + Sync;
     /// An op in the model's own terms.
@@ -97,6 +97,20 @@ pub trait Model: Sync {
 
     /// The state as JSON, for counterexamples.
     fn show(&self, state: &Self::State, values: &ValueTable) -> Value;
+
+    /// Whether states are big enough that the search should intern them (store
+    /// each once and search over 4-byte ids, caching steps).
+    const INTERN: bool = false;
+
+    /// Heap bytes a state owns beyond its own size, for the memory budget.
+    fn heap_bytes(&self, _state: &Self::State) -> usize {
+        0
+    }
+
+    /// Bytes the model itself holds for the search (interned states, caches).
+    fn side_bytes(&self) -> usize {
+        0
+    }
 }
 
 /// Every model `harness check` knows, with a line on what it checks.
@@ -121,4 +135,34 @@ pub(crate) fn unknown_f(op: &Op, model: &str, known: &str) -> ModelError {
         op,
         format!("operation `{}` is not part of model {model} (expected {known})", op.f),
     )
+}
+
+/// A shared reference to a model is the same model.
+impl<T: Model + ?Sized> Model for &T {
+    type State = T::State;
+    type Op = T::Op;
+    const INTERN: bool = T::INTERN;
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+    fn init(&self) -> Self::State {
+        (**self).init()
+    }
+    fn prepare(&self, op: &Op, values: &mut ValueTable) -> Result<Option<Self::Op>, ModelError> {
+        (**self).prepare(op, values)
+    }
+    #[inline]
+    fn step(&self, state: &Self::State, op: &Self::Op) -> Option<Self::State> {
+        (**self).step(state, op)
+    }
+    fn show(&self, state: &Self::State, values: &ValueTable) -> Value {
+        (**self).show(state, values)
+    }
+    fn heap_bytes(&self, state: &Self::State) -> usize {
+        (**self).heap_bytes(state)
+    }
+    fn side_bytes(&self) -> usize {
+        (**self).side_bytes()
+    }
 }
