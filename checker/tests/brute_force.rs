@@ -1,0 +1,156 @@
+//! The checker agrees with a brute-force enumeration on random small histories.
+
+use checker::history::{Op, Outcome, NEVER};
+use checker::value::Value;
+use checker::{check_named, CheckOptions, Validity};
+use proptest::prelude::*;
+
+/// One client step of a generated history.
+#[derive(Clone, Debug)]
+enum Gen {
+    Read,
+    Write(i64),
+    Cas(i64, i64),
+}
+
+fn gen_op() -> impl Strategy<Value = Gen> {
+    prop_oneof![
+        Just(Gen::Read),
+        (0i64..3).prop_map(Gen::Write),
+        (0i64..3, 0i64..3).prop_map(|(a, b)| Gen::Cas(a, b)),
+    ]
+}
+
+/// Interleaves up to 3 processes' ops into JSONL, with random results and outcomes.
+fn gen_history() -> impl Strategy<Value = String> {
+    (
+        proptest::collection::vec((0u64..3, gen_op(), 0u8..10, prop::option::of(0i64..3)), 1..8),
+        proptest::collection::vec(any::<bool>(), 16),
+    )
+        .prop_map(|(ops, coin)| {
+            let mut lines = Vec::new();
+            let mut open: Vec<Option<(u64, Gen, u8, Option<i64>)>> = vec![None, None, None];
+            let mut next_id = [0u64, 1, 2];
+            let mut fresh = 3;
+            let mut c = 0;
+            let mut emit_completion = |slot: usize, lines: &mut Vec<String>, open: &mut Vec<Option<(u64, Gen, u8, Option<i64>)>>, next_id: &mut [u64; 3], fresh: &mut u64| {
+                if let Some((p, g, roll, seen)) = open[slot].take() {
+                    let kind = match roll {
+                        0 => "info",
+                        1 if matches!(g, Gen::Cas(..)) => "fail",
+                        _ => "ok",
+                    };
+                    let (f, v) = match g {
+                        Gen::Read => ("read", seen.map_or("null".into(), |x| x.to_string())),
+                        Gen::Write(x) => ("write", x.to_string()),
+                        Gen::Cas(a, b) => ("cas", format!("[{a},{b}]")),
+                    };
+                    lines.push(format!("{{\"type\":\"{kind}\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"));
+                    if kind == "info" {
+                        next_id[slot] = *fresh;
+                        *fresh += 1;
+                    }
+                }
+            };
+            for (slot, g, roll, seen) in ops {
+                let slot = slot as usize;
+                // Sometimes complete another process first, to vary the overlap.
+                if coin[c % coin.len()] {
+                    let other = (slot + 1) % 3;
+                    emit_completion(other, &mut lines, &mut open, &mut next_id, &mut fresh);
+                }
+                c += 1;
+                emit_completion(slot, &mut lines, &mut open, &mut next_id, &mut fresh);
+                let p = next_id[slot];
+                let (f, v) = match g {
+                    Gen::Read => ("read", "null".to_string()),
+                    Gen::Write(x) => ("write", x.to_string()),
+                    Gen::Cas(a, b) => ("cas", format!("[{a},{b}]")),
+                };
+                lines.push(format!("{{\"type\":\"invoke\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"));
+                open[slot] = Some((p, g, roll, seen));
+            }
+            for slot in 0..3 {
+                if coin[(c + slot) % coin.len()] {
+                    emit_completion(slot, &mut lines, &mut open, &mut next_id, &mut fresh);
+                }
+            }
+            lines.join("\n") + "\n"
+        })
+}
+
+/// A register step, written independently of the checker's models.
+fn apply(state: &Value, op: &Op) -> Option<Value> {
+    match (&*op.f, &op.output) {
+        ("read", Outcome::Ok(v)) => (v == state).then(|| state.clone()),
+        ("read", Outcome::Unknown) => Some(state.clone()),
+        ("write", _) => Some(op.input.clone()),
+        ("cas", _) => {
+            let (a, b) = op.input.as_pair().unwrap();
+            (a == state).then(|| b.clone())
+        }
+        _ => unreachable!(),
+    }
+}
+
+/// Tries every subset of indeterminate ops and every real-time-respecting order.
+fn brute_force(ops: &[Op]) -> bool {
+    let n = ops.len();
+    let unknown: Vec<usize> = (0..n).filter(|&i| ops[i].is_indeterminate()).collect();
+    for mask in 0..(1u32 << unknown.len()) {
+        let included: Vec<usize> = (0..n)
+            .filter(|i| match unknown.iter().position(|u| u == i) {
+                Some(bit) => mask & (1 << bit) != 0,
+                None => true,
+            })
+            .collect();
+        let mut used = vec![false; n];
+        let mut order = Vec::new();
+        if extend(ops, &included, &mut used, &mut order, Value::Null) {
+            return true;
+        }
+    }
+    false
+}
+
+fn extend(ops: &[Op], included: &[usize], used: &mut [bool], order: &mut Vec<usize>, state: Value) -> bool {
+    if order.len() == included.len() {
+        return true;
+    }
+    for &i in included {
+        if used[i] {
+            continue;
+        }
+        // i may go next only if no unplaced included op completed before i began.
+        let blocked = included.iter().any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
+        if blocked {
+            continue;
+        }
+        if let Some(next) = apply(&state, &ops[i]) {
+            used[i] = true;
+            order.push(i);
+            if extend(ops, included, used, order, next) {
+                return true;
+            }
+            order.pop();
+            used[i] = false;
+        }
+    }
+    false
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    #[test]
+    fn checker_agrees_with_brute_force(text in gen_history()) {
+        let history = checker::format::jsonl::read(text.as_bytes()).unwrap();
+        let expected = brute_force(&history.ops);
+        let got = check_named("cas-register", &history, &CheckOptions::default()).unwrap();
+        let want = if expected { Validity::Valid } else { Validity::Invalid };
+        prop_assert_eq!(got.valid, want, "history:\n{}", text);
+        // The unpartitioned search must agree too.
+        let whole = CheckOptions { partition: false, ..CheckOptions::default() };
+        prop_assert_eq!(check_named("cas-register", &history, &whole).unwrap().valid, want);
+    }
+}
