@@ -4,6 +4,7 @@
 pub mod budget;
 pub mod error;
 pub mod format;
+pub mod generate;
 pub mod history;
 pub mod linearizability;
 pub mod model;

@@ -22,6 +22,19 @@ struct Table<S> {
     state_bytes: usize,
 }
 
+/// An op with its index, which keys the step cache; equality ignores the index.
+#[derive(Clone, Debug)]
+pub(crate) struct Numbered<O> {
+    id: u32,
+    op: O,
+}
+
+impl<O: PartialEq> PartialEq for Numbered<O> {
+    fn eq(&self, other: &Self) -> bool {
+        self.op == other.op
+    }
+}
+
 /// `M` seen through interned state ids; one per search (not shared across threads).
 pub(crate) struct Interning<'m, M: Model> {
     inner: &'m M,
@@ -58,7 +71,7 @@ impl<'m, M: Model> Interning<'m, M> {
 
 impl<M: Model> Model for Interning<'_, M> {
     type State = u32;
-    type Op = (u32, M::Op);
+    type Op = Numbered<M::Op>;
 
     fn name(&self) -> &'static str {
         self.inner.name()
@@ -70,14 +83,14 @@ impl<M: Model> Model for Interning<'_, M> {
 
     fn prepare(&self, op: &Op, values: &mut ValueTable) -> Result<Option<Self::Op>, ModelError> {
         let prepared = self.inner.prepare(op, values)?;
-        Ok(prepared.map(|p| {
+        Ok(prepared.map(|op| {
             let id = self.ops.get();
             self.ops.set(id + 1);
-            (id, p)
+            Numbered { id, op }
         }))
     }
 
-    fn step(&self, state: &u32, (id, op): &Self::Op) -> Option<u32> {
+    fn step(&self, state: &u32, Numbered { id, op }: &Self::Op) -> Option<u32> {
         if let Some(&to) = self.table.borrow().steps.get(&(*state, *id)) {
             return (to != REFUSED).then_some(to);
         }
@@ -97,6 +110,10 @@ impl<M: Model> Model for Interning<'_, M> {
 
     fn heap_bytes(&self, _state: &u32) -> usize {
         0
+    }
+
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        self.inner.is_read_only(&op.op)
     }
 
     fn side_bytes(&self) -> usize {

@@ -8,6 +8,11 @@ mod whole;
 
 pub use whole::Whole;
 
+/// SplitMix64 finalizer, shared with the history generator.
+pub(crate) fn splitmix_public(x: u64) -> u64 {
+    memo::splitmix64(x)
+}
+
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;

@@ -83,7 +83,13 @@ pub(crate) struct Search<M: Model, V: Memo<M::State>> {
     bits: Vec<u64>,
     fp: [u64; 2],
     state: M::State,
-    stack: Vec<(u32, M::State)>,
+    /// Linearized ops: call entry, state before, and whether the op was forced
+    /// (read-only, so no alternative at its level needs trying).
+    stack: Vec<(u32, M::State, bool)>,
+    read_only: Vec<bool>,
+    /// For an indeterminate op, the previous indeterminate op equal to it: the
+    /// two are interchangeable, so only the earlier is ever linearized first.
+    twin: Vec<u32>,
     determinate_left: usize,
     best: Option<Stuck<M::State>>,
     entry: u32,
@@ -125,6 +131,17 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             .map(|i| [splitmix64(2 * i), splitmix64(2 * i + 1)])
             .collect();
         let determinate_left = indeterminate.iter().filter(|&&i| !i).count();
+        let read_only = ops.iter().map(|o| model.is_read_only(o)).collect();
+        let mut twin = vec![END; n];
+        let mut open: Vec<u32> = Vec::new();
+        for i in 0..n {
+            if indeterminate[i] {
+                if let Some(&j) = open.iter().rev().find(|&&j| ops[j as usize] == ops[i]) {
+                    twin[i] = j;
+                }
+                open.push(i as u32);
+            }
+        }
         let state = model.init();
         Search {
             model,
@@ -143,6 +160,8 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             fp: [0, 0],
             state,
             stack: Vec::new(),
+            read_only,
+            twin,
             determinate_left,
             best: None,
             memo,
@@ -194,56 +213,89 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             }
             let entry = self.entry;
             let op = self.entry_op[entry as usize];
-            if !self.entry_ret[entry as usize] {
-                if let Some(new_state) = self.model.step(&self.state, &self.ops[op as usize]) {
-                    let k = self.keys[op as usize];
-                    let candidate = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
-                    self.bits[op as usize / 64] ^= 1 << (op % 64);
-                    match self.memo.insert(candidate, &self.bits, &new_state, budget) {
-                        Err(why) => return Some(Verdict::Unknown(why)),
-                        Ok(true) => {
-                            self.stats.visited += 1;
-                            self.fp = candidate;
-                            let before = std::mem::replace(&mut self.state, new_state);
-                            self.stack.push((entry, before));
-                            self.unlink(entry);
-                            self.unlink(self.ret_entry[op as usize]);
-                            if !self.indeterminate[op as usize] {
-                                self.determinate_left -= 1;
-                            }
-                            self.entry = self.next[HEAD as usize];
-                            continue;
-                        }
-                        Ok(false) => self.bits[op as usize / 64] ^= 1 << (op % 64),
-                    }
-                } else {
-                    debug_assert!(
-                        !self.indeterminate[op as usize],
-                        "model contract: an indeterminate op always steps"
-                    );
-                }
-                self.entry = self.next[entry as usize];
-            } else {
+            if self.entry_ret[entry as usize] {
                 // Reached the completion of an op that is not linearized: back up.
                 if self.best.as_ref().is_none_or(|b| self.stack.len() > b.prefix.len()) {
                     self.best = Some(self.stuck_here(op, entry));
                 }
-                let Some((call, previous)) = self.stack.pop() else {
-                    let stuck = self.best.take().expect("recorded just above");
-                    return Some(Verdict::Invalid(stuck));
-                };
-                self.stats.backtracks += 1;
-                self.state = previous;
-                let undone = self.entry_op[call as usize];
-                let k = self.keys[undone as usize];
-                self.fp = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
-                self.bits[undone as usize / 64] ^= 1 << (undone % 64);
-                self.relink(self.ret_entry[undone as usize]);
-                self.relink(call);
-                if !self.indeterminate[undone as usize] {
-                    self.determinate_left += 1;
+                if let Some(verdict) = self.backtrack() {
+                    return Some(verdict);
                 }
+                continue;
+            }
+            let twin = self.twin[op as usize];
+            if twin != END && self.bits[twin as usize / 64] & (1 << (twin % 64)) == 0 {
+                // An equal, earlier indeterminate op is still open: it goes first.
+                self.entry = self.next[entry as usize];
+                continue;
+            }
+            let Some(new_state) = self.model.step(&self.state, &self.ops[op as usize]) else {
+                debug_assert!(
+                    !self.indeterminate[op as usize],
+                    "model contract: an indeterminate op always steps"
+                );
+                self.entry = self.next[entry as usize];
+                continue;
+            };
+            let forced = self.read_only[op as usize];
+            let k = self.keys[op as usize];
+            let candidate = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
+            self.bits[op as usize / 64] ^= 1 << (op % 64);
+            match self.memo.insert(candidate, &self.bits, &new_state, budget) {
+                Err(why) => return Some(Verdict::Unknown(why)),
+                Ok(true) => {
+                    self.stats.visited += 1;
+                    self.fp = candidate;
+                    let before = std::mem::replace(&mut self.state, new_state);
+                    self.stack.push((entry, before, forced));
+                    self.unlink(entry);
+                    self.unlink(self.ret_entry[op as usize]);
+                    if !self.indeterminate[op as usize] {
+                        self.determinate_left -= 1;
+                    }
+                    self.entry = self.next[HEAD as usize];
+                }
+                Ok(false) => {
+                    self.bits[op as usize / 64] ^= 1 << (op % 64);
+                    if forced {
+                        // A read that fits now and was explored from here already:
+                        // nothing else at this level can do better.
+                        if let Some(verdict) = self.backtrack() {
+                            return Some(verdict);
+                        }
+                    } else {
+                        self.entry = self.next[entry as usize];
+                    }
+                }
+            }
+        }
+    }
+
+    /// Undoes the last choice that has alternatives left; `Invalid` if none has.
+    fn backtrack(&mut self) -> Option<Verdict<M::State>> {
+        loop {
+            let Some((call, previous, forced)) = self.stack.pop() else {
+                let stuck = match self.best.take() {
+                    Some(stuck) => stuck,
+                    // Unreachable in practice: a refutation passes through a return first.
+                    None => self.stuck_here(self.entry_op[self.entry as usize], self.entry),
+                };
+                return Some(Verdict::Invalid(stuck));
+            };
+            self.stats.backtracks += 1;
+            self.state = previous;
+            let undone = self.entry_op[call as usize];
+            let k = self.keys[undone as usize];
+            self.fp = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
+            self.bits[undone as usize / 64] ^= 1 << (undone % 64);
+            self.relink(self.ret_entry[undone as usize]);
+            self.relink(call);
+            if !self.indeterminate[undone as usize] {
+                self.determinate_left += 1;
+            }
+            if !forced {
                 self.entry = self.next[call as usize];
+                return None;
             }
         }
     }
@@ -259,7 +311,7 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
     }
 
     fn stuck_here(&self, blocked: u32, at: u32) -> Stuck<M::State> {
-        let prefix = self.stack.iter().map(|&(e, _)| self.entry_op[e as usize]).collect();
+        let prefix = self.stack.iter().map(|(e, _, _)| self.entry_op[*e as usize]).collect();
         let mut pending = Vec::new();
         let mut e = self.next[HEAD as usize];
         while e != END && e != at {

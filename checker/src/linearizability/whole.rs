@@ -44,6 +44,10 @@ impl<M: Model> Model for Whole<M> {
 
     const INTERN: bool = true;
 
+    fn is_read_only(&self, (_, op): &Self::Op) -> bool {
+        self.inner.is_read_only(op)
+    }
+
     fn heap_bytes(&self, state: &Self::State) -> usize {
         state.iter().map(|s| std::mem::size_of_val(s) + self.inner.heap_bytes(s)).sum()
     }

@@ -68,6 +68,10 @@ impl Model for AppendKv {
 
     const INTERN: bool = true;
 
+    fn is_read_only(&self, op: &AppendOp) -> bool {
+        matches!(op, AppendOp::Get(_))
+    }
+
     fn heap_bytes(&self, state: &Arc<str>) -> usize {
         state.len() + 16
     }

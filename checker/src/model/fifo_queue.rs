@@ -65,6 +65,10 @@ impl Model for FifoQueue {
 
     const INTERN: bool = true;
 
+    fn is_read_only(&self, op: &QueueOp) -> bool {
+        matches!(op, QueueOp::Dequeue(0))
+    }
+
     fn heap_bytes(&self, q: &Arc<[u32]>) -> usize {
         4 * q.len() + 16
     }

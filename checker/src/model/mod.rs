@@ -79,8 +79,8 @@ impl ValueTable {
 pub trait Model {
     /// The object's state; small and cheap to hash.
     type State: Clone + Eq + Hash + Debug + Send + Sync;
-    /// An op in the model's own terms.
-    type Op: Clone + Debug + Send + Sync;
+    /// An op in the model's own terms; equal ops are interchangeable.
+    type Op: Clone + Debug + PartialEq + Send + Sync;
 
     /// The model's name as `harness check --model` takes it.
     fn name(&self) -> &'static str;
@@ -101,6 +101,13 @@ pub trait Model {
     /// Whether states are big enough that the search should intern them (store
     /// each once and search over 4-byte ids, caching steps).
     const INTERN: bool = false;
+
+    /// True when `op` never changes any state (a read). The search linearizes such
+    /// an op as soon as it fits and never tries it later instead: nothing can fit
+    /// after it that did not fit before.
+    fn is_read_only(&self, _op: &Self::Op) -> bool {
+        false
+    }
 
     /// Heap bytes a state owns beyond its own size, for the memory budget.
     fn heap_bytes(&self, _state: &Self::State) -> usize {
@@ -161,6 +168,9 @@ impl<T: Model + ?Sized> Model for &T {
     }
     fn heap_bytes(&self, state: &Self::State) -> usize {
         (**self).heap_bytes(state)
+    }
+    fn is_read_only(&self, op: &Self::Op) -> bool {
+        (**self).is_read_only(op)
     }
     fn side_bytes(&self) -> usize {
         (**self).side_bytes()

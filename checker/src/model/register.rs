@@ -116,6 +116,17 @@ impl Model for Register {
         }
     }
 
+    fn is_read_only(&self, op: &RegisterOp) -> bool {
+        matches!(
+            op,
+            RegisterOp::Read(_)
+                | RegisterOp::Cas {
+                    outcome: CasOutcome::Mismatched,
+                    ..
+                }
+        )
+    }
+
     fn show(&self, state: &u32, values: &ValueTable) -> Value {
         values.value(*state)
     }
