@@ -33,11 +33,16 @@ fn bench_etcd(c: &mut Criterion) {
         })
     });
     let e002 = &logs[2];
-    c.bench_function("etcd_002_check", |b| b.iter(|| check_named("cas-register", e002, &opts).unwrap()));
+    c.bench_function("etcd_002_check", |b| {
+        b.iter(|| check_named("cas-register", e002, &opts).unwrap())
+    });
 }
 
 fn bench_kv(c: &mut Criterion) {
-    let read = |name: &str| checker::format::read_file(&anchors().join(format!("kv/{name}.txt")), Format::JepsenEdn).unwrap();
+    let read = |name: &str| {
+        checker::format::read_file(&anchors().join(format!("kv/{name}.txt")), Format::JepsenEdn)
+            .unwrap()
+    };
     let ok = read("c50-ok");
     let bad = read("c50-bad");
     let c10 = read("c10-ok");
@@ -46,9 +51,15 @@ fn bench_kv(c: &mut Criterion) {
         partition: false,
         ..CheckOptions::default()
     };
-    c.bench_function("kv_c50_ok_partitioned", |b| b.iter(|| check_named("append-kv", &ok, &split).unwrap()));
-    c.bench_function("kv_c50_bad_partitioned", |b| b.iter(|| check_named("append-kv", &bad, &split).unwrap()));
-    c.bench_function("kv_c10_ok_unpartitioned", |b| b.iter(|| check_named("append-kv", &c10, &whole).unwrap()));
+    c.bench_function("kv_c50_ok_partitioned", |b| {
+        b.iter(|| check_named("append-kv", &ok, &split).unwrap())
+    });
+    c.bench_function("kv_c50_bad_partitioned", |b| {
+        b.iter(|| check_named("append-kv", &bad, &split).unwrap())
+    });
+    c.bench_function("kv_c10_ok_unpartitioned", |b| {
+        b.iter(|| check_named("append-kv", &c10, &whole).unwrap())
+    });
 }
 
 fn bench_million(c: &mut Criterion) {
@@ -60,9 +71,13 @@ fn bench_million(c: &mut Criterion) {
     });
     let mut g = c.benchmark_group("generated_1m_ops_1000_keys_10_procs");
     g.sample_size(10);
-    g.bench_function("parse", |b| b.iter(|| checker::format::jsonl::read(text.as_bytes()).unwrap()));
+    g.bench_function("parse", |b| {
+        b.iter(|| checker::format::jsonl::read(text.as_bytes()).unwrap())
+    });
     let h = checker::format::jsonl::read(text.as_bytes()).unwrap();
-    g.bench_function("check", |b| b.iter(|| check_named("kv", &h, &CheckOptions::default()).unwrap()));
+    g.bench_function("check", |b| {
+        b.iter(|| check_named("kv", &h, &CheckOptions::default()).unwrap())
+    });
     g.bench_function("parse_and_check", |b| {
         b.iter(|| {
             let h = checker::format::jsonl::read(text.as_bytes()).unwrap();

@@ -21,6 +21,9 @@ impl Rng {
     }
 }
 
+/// An op before results are known: (effect instant, slot, f, key, argument, start, end).
+type Planned = (u64, usize, u8, u32, [i64; 2], u64, u64);
+
 /// Shape of a generated history.
 #[derive(Clone, Copy, Debug)]
 pub struct Shape {
@@ -39,8 +42,7 @@ pub fn cas_register_history(shape: Shape) -> String {
     let mut rng = Rng(shape.seed);
     let procs = shape.processes.max(1);
     let mut free_at = vec![0u64; procs];
-    // (effect instant, slot, f, key, argument, start, end)
-    let mut ops: Vec<(u64, usize, u8, u32, [i64; 2], u64, u64)> = Vec::with_capacity(shape.ops);
+    let mut ops: Vec<Planned> = Vec::with_capacity(shape.ops);
     for _ in 0..shape.ops {
         let slot = (0..procs).min_by_key(|&s| free_at[s]).unwrap_or(0);
         let start = free_at[slot] + 1 + rng.below(50);
@@ -75,8 +77,20 @@ pub fn cas_register_history(shape: Shape) -> String {
                 }
             }
         };
-        events.push((start, false, slot, format!("\"type\":\"invoke\",\"f\":\"{name}\",\"key\":\"k{key}\",\"value\":{input}"), false));
-        events.push((end, true, slot, format!("\"type\":\"{kind}\",\"f\":\"{name}\",\"key\":\"k{key}\",\"value\":{output}"), f != 0));
+        events.push((
+            start,
+            false,
+            slot,
+            format!("\"type\":\"invoke\",\"f\":\"{name}\",\"key\":\"k{key}\",\"value\":{input}"),
+            false,
+        ));
+        events.push((
+            end,
+            true,
+            slot,
+            format!("\"type\":\"{kind}\",\"f\":\"{name}\",\"key\":\"k{key}\",\"value\":{output}"),
+            f != 0,
+        ));
     }
     events.sort_by_key(|e| (e.0, e.1));
     let mut process: Vec<u64> = (0..procs as u64).collect();

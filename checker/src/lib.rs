@@ -23,23 +23,37 @@ use model::{AppendKv, FifoQueue, Model, ModelError, Mutex, Register};
 #[derive(Debug, thiserror::Error)]
 pub enum CheckError {
     /// No model has that name.
-    #[error("unknown model `{0}` (known: register, cas-register, kv, append-kv, mutex, fifo-queue)")]
+    #[error(
+        "unknown model `{0}` (known: register, cas-register, kv, append-kv, mutex, fifo-queue)"
+    )]
     UnknownModel(String),
     /// An op does not fit the model.
     #[error(transparent)]
     Model(#[from] ModelError),
 }
 
-fn run<M: Model + Sync>(model: M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+fn run<M: Model + Sync>(
+    model: M,
+    history: &History,
+    options: &CheckOptions,
+) -> Result<Linearizability, ModelError> {
     if options.partition {
         check(&model, history, options)
     } else {
-        check(&linearizability::Whole::new(model, history.keys.len()), history, options)
+        check(
+            &linearizability::Whole::new(model, history.keys.len()),
+            history,
+            options,
+        )
     }
 }
 
 /// Checks `history` against the model called `name` (see [`model::MODELS`]).
-pub fn check_named(name: &str, history: &History, options: &CheckOptions) -> Result<Linearizability, CheckError> {
+pub fn check_named(
+    name: &str,
+    history: &History,
+    options: &CheckOptions,
+) -> Result<Linearizability, CheckError> {
     Ok(match name {
         "register" => run(Register::plain(), history, options)?,
         "cas-register" => run(Register::cas(), history, options)?,

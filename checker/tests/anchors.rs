@@ -48,7 +48,10 @@ fn every_porcupine_anchor_gets_its_listed_verdict() {
                 }
                 if *v == Validity::Invalid {
                     let c = &result.failures[0];
-                    assert!(c.prefix.iter().all(|op| op.index != c.op.index), "{file}: blocked op inside its own prefix");
+                    assert!(
+                        c.prefix.iter().all(|op| op.index != c.op.index),
+                        "{file}: blocked op inside its own prefix"
+                    );
                 }
             }
             None => {
@@ -64,7 +67,11 @@ fn every_porcupine_anchor_gets_its_listed_verdict() {
 #[test]
 fn kv_anchors_agree_with_and_without_partitioning() {
     for name in ["c01-ok", "c01-bad", "c10-ok", "c10-bad"] {
-        let history = checker::format::read_file(&anchors().join(format!("kv/{name}.txt")), Format::JepsenEdn).unwrap();
+        let history = checker::format::read_file(
+            &anchors().join(format!("kv/{name}.txt")),
+            Format::JepsenEdn,
+        )
+        .unwrap();
         let whole = CheckOptions {
             partition: false,
             ..CheckOptions::default()
@@ -72,7 +79,11 @@ fn kv_anchors_agree_with_and_without_partitioning() {
         let split = check_named("append-kv", &history, &CheckOptions::default()).unwrap();
         let joint = check_named("append-kv", &history, &whole).unwrap();
         assert_eq!(split.valid, joint.valid, "{name}");
-        let want = if name.ends_with("ok") { Validity::Valid } else { Validity::Invalid };
+        let want = if name.ends_with("ok") {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
         assert_eq!(joint.valid, want, "{name}");
     }
 }
@@ -82,15 +93,27 @@ fn unpartitioned_c50_is_never_wrong_within_a_budget() {
     // Porcupine cannot decide these in 30 s either; a budget must end in the right
     // verdict or in `unknown`, never in the wrong one.
     for name in ["c50-ok", "c50-bad"] {
-        let history = checker::format::read_file(&anchors().join(format!("kv/{name}.txt")), Format::JepsenEdn).unwrap();
+        let history = checker::format::read_file(
+            &anchors().join(format!("kv/{name}.txt")),
+            Format::JepsenEdn,
+        )
+        .unwrap();
         let whole = CheckOptions {
             partition: false,
             time_limit: Some(std::time::Duration::from_secs(2)),
             ..CheckOptions::default()
         };
         let r = check_named("append-kv", &history, &whole).unwrap();
-        let want = if name.ends_with("ok") { Validity::Valid } else { Validity::Invalid };
-        assert!(r.valid == want || r.valid == Validity::Unknown, "{name}: {:?}", r.valid);
+        let want = if name.ends_with("ok") {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        };
+        assert!(
+            r.valid == want || r.valid == Validity::Unknown,
+            "{name}: {:?}",
+            r.valid
+        );
         if r.valid == Validity::Unknown {
             assert_eq!(r.unknown.unwrap().reason, checker::budget::Exhausted::Time);
         }
@@ -99,13 +122,17 @@ fn unpartitioned_c50_is_never_wrong_within_a_budget() {
 
 #[test]
 fn a_tiny_budget_gives_unknown_not_a_crash() {
-    let history = checker::format::read_file(&anchors().join("kv/c50-ok.txt"), Format::JepsenEdn).unwrap();
+    let history =
+        checker::format::read_file(&anchors().join("kv/c50-ok.txt"), Format::JepsenEdn).unwrap();
     let tight = CheckOptions {
         memory_limit: 4096,
         ..CheckOptions::default()
     };
     let r = check_named("append-kv", &history, &tight).unwrap();
     assert_eq!(r.valid, Validity::Unknown);
-    assert_eq!(r.unknown.as_ref().unwrap().reason, checker::budget::Exhausted::Memory);
+    assert_eq!(
+        r.unknown.as_ref().unwrap().reason,
+        checker::budget::Exhausted::Memory
+    );
     assert!(r.stats.peak_memo_bytes <= 4096);
 }

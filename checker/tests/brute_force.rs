@@ -22,19 +22,29 @@ fn gen_op() -> impl Strategy<Value = Gen> {
     ]
 }
 
+/// A process's open op: its id, what it does, the dice for its outcome, what a read saw.
+type Open = (u64, Gen, u8, Option<i64>);
+
 /// Interleaves up to 3 processes' ops into JSONL, with random results and outcomes.
 fn gen_history() -> impl Strategy<Value = String> {
     (
-        proptest::collection::vec((0u64..3, gen_op(), 0u8..10, prop::option::of(0i64..3)), 1..8),
+        proptest::collection::vec(
+            (0u64..3, gen_op(), 0u8..10, prop::option::of(0i64..3)),
+            1..8,
+        ),
         proptest::collection::vec(any::<bool>(), 16),
     )
         .prop_map(|(ops, coin)| {
             let mut lines = Vec::new();
-            let mut open: Vec<Option<(u64, Gen, u8, Option<i64>)>> = vec![None, None, None];
+            let mut open: Vec<Option<Open>> = vec![None, None, None];
             let mut next_id = [0u64, 1, 2];
             let mut fresh = 3;
             let mut c = 0;
-            let emit_completion = |slot: usize, lines: &mut Vec<String>, open: &mut Vec<Option<(u64, Gen, u8, Option<i64>)>>, next_id: &mut [u64; 3], fresh: &mut u64| {
+            let emit_completion = |slot: usize,
+                                   lines: &mut Vec<String>,
+                                   open: &mut Vec<Option<Open>>,
+                                   next_id: &mut [u64; 3],
+                                   fresh: &mut u64| {
                 if let Some((p, g, roll, seen)) = open[slot].take() {
                     let kind = match roll {
                         0 | 1 => "info",
@@ -48,7 +58,9 @@ fn gen_history() -> impl Strategy<Value = String> {
                         Gen::Cas(_, _) if roll == 3 && kind == "ok" => ("cas", "false".to_string()),
                         Gen::Cas(a, b) => ("cas", format!("[{a},{b}]")),
                     };
-                    lines.push(format!("{{\"type\":\"{kind}\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"));
+                    lines.push(format!(
+                        "{{\"type\":\"{kind}\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"
+                    ));
                     if kind == "info" {
                         next_id[slot] = *fresh;
                         *fresh += 1;
@@ -70,7 +82,9 @@ fn gen_history() -> impl Strategy<Value = String> {
                     Gen::Write(x) => ("write", x.to_string()),
                     Gen::Cas(a, b) => ("cas", format!("[{a},{b}]")),
                 };
-                lines.push(format!("{{\"type\":\"invoke\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"));
+                lines.push(format!(
+                    "{{\"type\":\"invoke\",\"process\":{p},\"f\":\"{f}\",\"value\":{v}}}"
+                ));
                 open[slot] = Some((p, g, roll, seen));
             }
             for slot in 0..3 {
@@ -120,7 +134,13 @@ fn brute_force(ops: &[Op]) -> bool {
     false
 }
 
-fn extend(ops: &[Op], included: &[usize], used: &mut [bool], order: &mut Vec<usize>, state: Value) -> bool {
+fn extend(
+    ops: &[Op],
+    included: &[usize],
+    used: &mut [bool],
+    order: &mut Vec<usize>,
+    state: Value,
+) -> bool {
     if order.len() == included.len() {
         return true;
     }
@@ -129,7 +149,9 @@ fn extend(ops: &[Op], included: &[usize], used: &mut [bool], order: &mut Vec<usi
             continue;
         }
         // i may go next only if no unplaced included op completed before i began.
-        let blocked = included.iter().any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
+        let blocked = included
+            .iter()
+            .any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
         if blocked {
             continue;
         }
@@ -176,5 +198,8 @@ fn generated_histories_mix_valid_and_invalid() {
             valid += 1;
         }
     }
-    assert!(valid * 5 > total && valid * 5 < total * 4, "{valid} of {total} valid");
+    assert!(
+        valid * 5 > total && valid * 5 < total * 4,
+        "{valid} of {total} valid"
+    );
 }

@@ -21,24 +21,46 @@ fn history(lines: &[&str]) -> checker::History {
 }
 
 fn verdict(model: &str, lines: &[&str]) -> Validity {
-    check_named(model, &history(lines), &CheckOptions::default()).unwrap().valid
+    check_named(model, &history(lines), &CheckOptions::default())
+        .unwrap()
+        .valid
 }
 
 #[test]
 fn register_sequential_reads_see_the_last_write() {
-    let ok = ["0 invoke write 1", "0 ok write 1", "1 invoke read null", "1 ok read 1"];
+    let ok = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "1 invoke read null",
+        "1 ok read 1",
+    ];
     assert_eq!(verdict("register", &ok), Validity::Valid);
-    let stale = ["0 invoke write 1", "0 ok write 1", "1 invoke read null", "1 ok read null"];
+    let stale = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "1 invoke read null",
+        "1 ok read null",
+    ];
     assert_eq!(verdict("register", &stale), Validity::Invalid);
 }
 
 #[test]
 fn register_concurrent_read_may_see_old_or_new() {
     for seen in ["null", "1"] {
-        let h = ["0 invoke write 1", "1 invoke read null", &format!("1 ok read {seen}"), "0 ok write 1"];
+        let h = [
+            "0 invoke write 1",
+            "1 invoke read null",
+            &format!("1 ok read {seen}"),
+            "0 ok write 1",
+        ];
         assert_eq!(verdict("register", &h), Validity::Valid, "read {seen}");
     }
-    let h = ["0 invoke write 1", "1 invoke read null", "1 ok read 2", "0 ok write 1"];
+    let h = [
+        "0 invoke write 1",
+        "1 invoke read null",
+        "1 ok read 2",
+        "0 ok write 1",
+    ];
     assert_eq!(verdict("register", &h), Validity::Invalid);
 }
 
@@ -52,32 +74,73 @@ fn register_rejects_cas_and_says_where() {
 
 #[test]
 fn cas_register_cas_needs_the_expected_value() {
-    let ok = ["0 invoke write 1", "0 ok write 1", "0 invoke cas [1,2]", "0 ok cas [1,2]", "1 invoke read null", "1 ok read 2"];
+    let ok = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "0 invoke cas [1,2]",
+        "0 ok cas [1,2]",
+        "1 invoke read null",
+        "1 ok read 2",
+    ];
     assert_eq!(verdict("cas-register", &ok), Validity::Valid);
-    let bad = ["0 invoke write 1", "0 ok write 1", "0 invoke cas [3,2]", "0 ok cas [3,2]"];
+    let bad = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "0 invoke cas [3,2]",
+        "0 ok cas [3,2]",
+    ];
     assert_eq!(verdict("cas-register", &bad), Validity::Invalid);
     // A failed cas certainly did not happen: dropped.
-    let failed = ["0 invoke write 1", "0 ok write 1", "0 invoke cas [1,2]", "0 fail cas [1,2]", "1 invoke read null", "1 ok read 1"];
+    let failed = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "0 invoke cas [1,2]",
+        "0 fail cas [1,2]",
+        "1 invoke read null",
+        "1 ok read 1",
+    ];
     assert_eq!(verdict("cas-register", &failed), Validity::Valid);
 }
 
 #[test]
 fn indeterminate_write_may_take_effect_or_not() {
-    let took = ["0 invoke write 1", "0 info write 1", "1 invoke read null", "1 ok read 1"];
+    let took = [
+        "0 invoke write 1",
+        "0 info write 1",
+        "1 invoke read null",
+        "1 ok read 1",
+    ];
     assert_eq!(verdict("cas-register", &took), Validity::Valid);
-    let never = ["0 invoke write 1", "0 info write 1", "1 invoke read null", "1 ok read null"];
+    let never = [
+        "0 invoke write 1",
+        "0 info write 1",
+        "1 invoke read null",
+        "1 ok read null",
+    ];
     assert_eq!(verdict("cas-register", &never), Validity::Valid);
     // Unfinished at the end of the file counts as info.
     let open = ["0 invoke write 1", "1 invoke read null", "1 ok read 1"];
     assert_eq!(verdict("cas-register", &open), Validity::Valid);
     // It may land long after its completion was lost, even after a later write.
-    let late = ["0 invoke write 1", "0 info write 1", "1 invoke write 2", "1 ok write 2", "2 invoke read null", "2 ok read 1"];
+    let late = [
+        "0 invoke write 1",
+        "0 info write 1",
+        "1 invoke write 2",
+        "1 ok write 2",
+        "2 invoke read null",
+        "2 ok read 1",
+    ];
     assert_eq!(verdict("cas-register", &late), Validity::Valid);
 }
 
 #[test]
 fn indeterminate_write_cannot_act_before_its_invoke_or_twice() {
-    let early = ["1 invoke read null", "1 ok read 1", "0 invoke write 1", "0 info write 1"];
+    let early = [
+        "1 invoke read null",
+        "1 ok read 1",
+        "0 invoke write 1",
+        "0 info write 1",
+    ];
     assert_eq!(verdict("cas-register", &early), Validity::Invalid);
     let twice = [
         "0 invoke write 1",
@@ -104,9 +167,23 @@ fn indeterminate_write_cannot_act_before_its_invoke_or_twice() {
 
 #[test]
 fn indeterminate_cas_applies_only_on_a_match() {
-    let matched = ["0 invoke write 1", "0 ok write 1", "1 invoke cas [1,2]", "1 info cas [1,2]", "2 invoke read null", "2 ok read 2"];
+    let matched = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "1 invoke cas [1,2]",
+        "1 info cas [1,2]",
+        "2 invoke read null",
+        "2 ok read 2",
+    ];
     assert_eq!(verdict("cas-register", &matched), Validity::Valid);
-    let no_match = ["0 invoke write 1", "0 ok write 1", "1 invoke cas [5,2]", "1 info cas [5,2]", "2 invoke read null", "2 ok read 2"];
+    let no_match = [
+        "0 invoke write 1",
+        "0 ok write 1",
+        "1 invoke cas [5,2]",
+        "1 info cas [5,2]",
+        "2 invoke read null",
+        "2 ok read 2",
+    ];
     assert_eq!(verdict("cas-register", &no_match), Validity::Invalid);
 }
 
@@ -166,37 +243,103 @@ fn append_kv_concatenates_per_key() {
         "1 ok get \"\" @j",
     ];
     assert_eq!(verdict("append-kv", &ok), Validity::Valid);
-    let bad = ["0 invoke append \"b\" @k", "0 ok append \"b\" @k", "0 invoke append \"c\" @k", "0 ok append \"c\" @k", "1 invoke get null @k", "1 ok get \"cb\" @k"];
+    let bad = [
+        "0 invoke append \"b\" @k",
+        "0 ok append \"b\" @k",
+        "0 invoke append \"c\" @k",
+        "0 ok append \"c\" @k",
+        "1 invoke get null @k",
+        "1 ok get \"cb\" @k",
+    ];
     assert_eq!(verdict("append-kv", &bad), Validity::Invalid);
 }
 
 #[test]
 fn mutex_allows_one_holder() {
-    let ok = ["0 invoke acquire null", "0 ok acquire null", "0 invoke release null", "0 ok release null", "1 invoke acquire null", "1 ok acquire null"];
+    let ok = [
+        "0 invoke acquire null",
+        "0 ok acquire null",
+        "0 invoke release null",
+        "0 ok release null",
+        "1 invoke acquire null",
+        "1 ok acquire null",
+    ];
     assert_eq!(verdict("mutex", &ok), Validity::Valid);
-    let both = ["0 invoke acquire null", "1 invoke acquire null", "0 ok acquire null", "1 ok acquire null"];
+    let both = [
+        "0 invoke acquire null",
+        "1 invoke acquire null",
+        "0 ok acquire null",
+        "1 ok acquire null",
+    ];
     assert_eq!(verdict("mutex", &both), Validity::Invalid);
     let unheld = ["0 invoke release null", "0 ok release null"];
     assert_eq!(verdict("mutex", &unheld), Validity::Invalid);
     // An indeterminate release may have freed the lock.
-    let maybe = ["0 invoke acquire null", "0 ok acquire null", "0 invoke release null", "0 info release null", "1 invoke acquire null", "1 ok acquire null"];
+    let maybe = [
+        "0 invoke acquire null",
+        "0 ok acquire null",
+        "0 invoke release null",
+        "0 info release null",
+        "1 invoke acquire null",
+        "1 ok acquire null",
+    ];
     assert_eq!(verdict("mutex", &maybe), Validity::Valid);
     // An indeterminate acquire never makes a second holder legal.
-    let never = ["0 invoke acquire null", "0 info acquire null", "1 invoke acquire null", "1 ok acquire null", "2 invoke acquire null", "2 ok acquire null"];
+    let never = [
+        "0 invoke acquire null",
+        "0 info acquire null",
+        "1 invoke acquire null",
+        "1 ok acquire null",
+        "2 invoke acquire null",
+        "2 ok acquire null",
+    ];
     assert_eq!(verdict("mutex", &never), Validity::Invalid);
 }
 
 #[test]
 fn fifo_queue_keeps_order() {
-    let ok = ["0 invoke enqueue 1", "0 ok enqueue 1", "0 invoke enqueue 2", "0 ok enqueue 2", "1 invoke dequeue null", "1 ok dequeue 1", "1 invoke dequeue null", "1 ok dequeue 2", "1 invoke dequeue null", "1 ok dequeue null"];
+    let ok = [
+        "0 invoke enqueue 1",
+        "0 ok enqueue 1",
+        "0 invoke enqueue 2",
+        "0 ok enqueue 2",
+        "1 invoke dequeue null",
+        "1 ok dequeue 1",
+        "1 invoke dequeue null",
+        "1 ok dequeue 2",
+        "1 invoke dequeue null",
+        "1 ok dequeue null",
+    ];
     assert_eq!(verdict("fifo-queue", &ok), Validity::Valid);
-    let reordered = ["0 invoke enqueue 1", "0 ok enqueue 1", "0 invoke enqueue 2", "0 ok enqueue 2", "1 invoke dequeue null", "1 ok dequeue 2"];
+    let reordered = [
+        "0 invoke enqueue 1",
+        "0 ok enqueue 1",
+        "0 invoke enqueue 2",
+        "0 ok enqueue 2",
+        "1 invoke dequeue null",
+        "1 ok dequeue 2",
+    ];
     assert_eq!(verdict("fifo-queue", &reordered), Validity::Invalid);
-    let empty_lie = ["0 invoke enqueue 1", "0 ok enqueue 1", "1 invoke dequeue null", "1 ok dequeue null"];
+    let empty_lie = [
+        "0 invoke enqueue 1",
+        "0 ok enqueue 1",
+        "1 invoke dequeue null",
+        "1 ok dequeue null",
+    ];
     assert_eq!(verdict("fifo-queue", &empty_lie), Validity::Invalid);
-    let maybe = ["0 invoke enqueue 3", "0 info enqueue 3", "1 invoke dequeue null", "1 ok dequeue 3"];
+    let maybe = [
+        "0 invoke enqueue 3",
+        "0 info enqueue 3",
+        "1 invoke dequeue null",
+        "1 ok dequeue 3",
+    ];
     assert_eq!(verdict("fifo-queue", &maybe), Validity::Valid);
-    let phantom = ["0 invoke enqueue 3", "0 info enqueue 3", "1 invoke dequeue null", "1 ok dequeue 4"];
+    let phantom = [
+        "0 invoke enqueue 3",
+        "0 info enqueue 3",
+        "1 invoke dequeue null",
+        "1 ok dequeue 4",
+    ];
     assert_eq!(verdict("fifo-queue", &phantom), Validity::Invalid);
 }
 

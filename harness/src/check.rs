@@ -23,7 +23,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
     let time_limit = match args.time_limit {
         Some(s) if !(s.is_finite() && s >= 0.0) => {
-            eprintln!("harness check: --time-limit must be a non-negative number of seconds, got {s}");
+            eprintln!(
+                "harness check: --time-limit must be a non-negative number of seconds, got {s}"
+            );
             return ExitCode::from(EXIT_BAD_INPUT);
         }
         Some(s) => Some(Duration::from_secs_f64(s)),
@@ -106,7 +108,8 @@ fn describe(op: &checker::linearizability::OpView) -> String {
         op.value,
         out,
         op.invoke_line,
-        op.complete_line.map_or("end".to_string(), |l| l.to_string())
+        op.complete_line
+            .map_or("end".to_string(), |l| l.to_string())
     )
 }
 

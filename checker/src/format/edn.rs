@@ -87,7 +87,9 @@ impl<'a> Parser<'a> {
     fn token(&mut self) -> &'a str {
         let start = self.pos;
         while let Some(&b) = self.text.get(self.pos) {
-            if b.is_ascii_whitespace() || matches!(b, b',' | b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'"') {
+            if b.is_ascii_whitespace()
+                || matches!(b, b',' | b'{' | b'}' | b'[' | b']' | b'(' | b')' | b'"')
+            {
                 break;
             }
             self.pos += 1;
@@ -195,8 +197,11 @@ impl<'a> Parser<'a> {
                             Ok(Edn::Int(i))
                         } else if tok.is_empty() {
                             Err(self.err(format!("unexpected `{}`", b as char)))
-                        } else if tok.as_bytes()[0].is_ascii_digit() || tok.starts_with('-') && tok.len() > 1 {
-                            Err(self.err(format!("`{tok}` is not an integer this reader understands")))
+                        } else if tok.as_bytes()[0].is_ascii_digit()
+                            || tok.starts_with('-') && tok.len() > 1
+                        {
+                            Err(self
+                                .err(format!("`{tok}` is not an integer this reader understands")))
                         } else {
                             Ok(Edn::Symbol(tok.to_string()))
                         }
@@ -236,12 +241,22 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             return Err(ReadError::at(n, None, "text after the op map"));
         }
         let Edn::Map(entries) = edn else {
-            return Err(ReadError::at(n, None, "expected an op map `{:process .., :type .., :f ..}`"));
+            return Err(ReadError::at(
+                n,
+                None,
+                "expected an op map `{:process .., :type .., :f ..}`",
+            ));
         };
         let kind = field(&entries, "type")
             .and_then(name_of)
             .and_then(EventKind::parse)
-            .ok_or_else(|| ReadError::at(n, Some(":type"), "missing or not one of :invoke, :ok, :fail, :info"))?;
+            .ok_or_else(|| {
+                ReadError::at(
+                    n,
+                    Some(":type"),
+                    "missing or not one of :invoke, :ok, :fail, :info",
+                )
+            })?;
         let process = match field(&entries, "process") {
             Some(Edn::Int(p)) if *p >= 0 => Process::Client(*p as u64),
             Some(Edn::Keyword(k)) if k == "nemesis" => Process::Nemesis,
@@ -261,10 +276,16 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             Some(Edn::Int(i)) => Some(Key::Int(*i)),
             Some(Edn::Str(s)) | Some(Edn::Keyword(s)) => Some(Key::Str(s.as_str().into())),
             Some(other) => {
-                return Err(ReadError::at(n, Some(":key"), format!("expected a string or integer, got {other:?}")))
+                return Err(ReadError::at(
+                    n,
+                    Some(":key"),
+                    format!("expected a string or integer, got {other:?}"),
+                ))
             }
         };
-        let value = field(&entries, "value").map(Edn::to_value).unwrap_or_default();
+        let value = field(&entries, "value")
+            .map(Edn::to_value)
+            .unwrap_or_default();
         let time = match field(&entries, "time") {
             Some(Edn::Int(t)) => Some(*t),
             _ => None,
@@ -294,8 +315,13 @@ mod tests {
         let mut p = Parser::new(r#"{:a [1 -2 nil], "s\"q" :kw, :m {:x true}}"#);
         let v = p.value().unwrap();
         assert!(p.at_end());
-        let Edn::Map(entries) = v else { panic!("not a map") };
-        assert_eq!(entries[0].1, Edn::Vector(vec![Edn::Int(1), Edn::Int(-2), Edn::Nil]));
+        let Edn::Map(entries) = v else {
+            panic!("not a map")
+        };
+        assert_eq!(
+            entries[0].1,
+            Edn::Vector(vec![Edn::Int(1), Edn::Int(-2), Edn::Nil])
+        );
         assert_eq!(entries[1].0, Edn::Str("s\"q".into()));
     }
 

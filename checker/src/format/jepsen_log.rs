@@ -1,4 +1,4 @@
-//! Jepsen text logs (`INFO  jepsen.util - 2	:invoke	:cas	[3 0]`), as in the etcd
+//! Jepsen text logs (`INFO  jepsen.util - 2 :invoke :cas [3 0]`, tab-separated), as in the etcd
 //! histories of Porcupine's test data.
 //!
 //! Two rules follow how those histories were produced and checked:
@@ -26,7 +26,11 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             continue;
         }
         let Some(at) = line.find(PREFIX) else {
-            return Err(ReadError::at(n, None, format!("expected `... {PREFIX} PROCESS TYPE F VALUE`")));
+            return Err(ReadError::at(
+                n,
+                None,
+                format!("expected `... {PREFIX} PROCESS TYPE F VALUE`"),
+            ));
         };
         let mut fields = line[at + PREFIX.len()..].split_whitespace();
         let process = fields.next().unwrap_or("");
@@ -34,28 +38,50 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             Process::Nemesis
         } else {
             Process::Client(process.parse::<u64>().map_err(|_| {
-                ReadError::at(n, Some("process"), format!("`{process}` is not a process id"))
+                ReadError::at(
+                    n,
+                    Some("process"),
+                    format!("`{process}` is not a process id"),
+                )
             })?)
         };
         let kind_text = fields.next().unwrap_or("");
         let kind = kind_text
             .strip_prefix(':')
             .and_then(EventKind::parse)
-            .ok_or_else(|| ReadError::at(n, Some("type"), format!("`{kind_text}` is not :invoke, :ok, :fail or :info")))?;
+            .ok_or_else(|| {
+                ReadError::at(
+                    n,
+                    Some("type"),
+                    format!("`{kind_text}` is not :invoke, :ok, :fail or :info"),
+                )
+            })?;
         let f_text = fields.next().unwrap_or("");
         let f = f_text
             .strip_prefix(':')
             .filter(|f| !f.is_empty())
-            .ok_or_else(|| ReadError::at(n, Some("f"), format!("`{f_text}` is not a keyword like :read")))?;
+            .ok_or_else(|| {
+                ReadError::at(
+                    n,
+                    Some("f"),
+                    format!("`{f_text}` is not a keyword like :read"),
+                )
+            })?;
         let rest: Vec<&str> = fields.collect();
         let rest = rest.join(" ");
         let mut parser = Parser::new(&rest);
         let value = if parser.at_end() {
             Edn::Nil
         } else {
-            let v = parser.value().map_err(|m| ReadError::at(n, Some("value"), m))?;
+            let v = parser
+                .value()
+                .map_err(|m| ReadError::at(n, Some("value"), m))?;
             if !parser.at_end() {
-                return Err(ReadError::at(n, Some("value"), format!("text after the value in `{rest}`")));
+                return Err(ReadError::at(
+                    n,
+                    Some("value"),
+                    format!("text after the value in `{rest}`"),
+                ));
             }
             v
         };
@@ -91,7 +117,10 @@ mod tests {
         let text = "INFO  jepsen.util - 2\t:invoke\t:cas\t[3 0]\nINFO  jepsen.util - 1   :invoke   :read   nil\nINFO  jepsen.util - 2\t:fail\t:cas\t[3 0]\nINFO  jepsen.util - 1   :fail   :read   :timed-out\n";
         let h = read(text.as_bytes()).unwrap();
         assert_eq!(h.ops.len(), 2);
-        assert_eq!(h.ops[0].input, Value::List(vec![Value::Int(3), Value::Int(0)].into()));
+        assert_eq!(
+            h.ops[0].input,
+            Value::List(vec![Value::Int(3), Value::Int(0)].into())
+        );
         assert_eq!(h.ops[0].output, Outcome::Ok(Value::Bool(false)));
         assert!(h.ops[1].is_indeterminate());
     }

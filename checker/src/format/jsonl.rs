@@ -133,7 +133,11 @@ pub fn read<R: Read>(mut input: R) -> Result<History, ReadError> {
             }
         };
         let text = std::str::from_utf8(&buf[..cut]).map_err(|e| {
-            let line = first_line + buf[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count() as u64;
+            let line = first_line
+                + buf[..e.valid_up_to()]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count() as u64;
             ReadError::at(line, None, "the line is not valid UTF-8")
         })?;
         let lines: Vec<&str> = text.lines().collect();
@@ -202,7 +206,8 @@ mod tests {
         let e = read("{\"type\":\"invoke\",\"process\":0,\"value\":1}\n".as_bytes()).unwrap_err();
         assert!(e.message.contains("missing field `f`"), "{}", e.message);
 
-        let e = read("{\"type\":\"invoke\",\"process\":0,\"f\":\"read\"}\n{oops\n".as_bytes()).unwrap_err();
+        let e = read("{\"type\":\"invoke\",\"process\":0,\"f\":\"read\"}\n{oops\n".as_bytes())
+            .unwrap_err();
         assert_eq!(e.line, 2);
     }
 }

@@ -30,7 +30,9 @@ impl FromStr for Format {
             "jsonl" => Ok(Format::Jsonl),
             "jepsen-log" => Ok(Format::JepsenLog),
             "jepsen-edn" => Ok(Format::JepsenEdn),
-            _ => Err(format!("unknown format `{s}` (expected jsonl, jepsen-log or jepsen-edn)")),
+            _ => Err(format!(
+                "unknown format `{s}` (expected jsonl, jepsen-log or jepsen-edn)"
+            )),
         }
     }
 }

@@ -119,6 +119,9 @@ impl<M: Model> Model for Interning<'_, M> {
     fn side_bytes(&self) -> usize {
         let t = self.table.borrow();
         let state = std::mem::size_of::<M::State>();
-        t.state_bytes + t.states.capacity() * state + t.ids.capacity() * (state + 5) + t.steps.capacity() * 13
+        t.state_bytes
+            + t.states.capacity() * state
+            + t.ids.capacity() * (state + 5)
+            + t.steps.capacity() * 13
     }
 }

@@ -63,7 +63,13 @@ pub(crate) fn splitmix64(mut x: u64) -> u64 {
 /// A visited set over (linearized set, state).
 pub(crate) trait Memo<S> {
     /// Records the pair; `Ok(true)` if it was new.
-    fn insert(&mut self, fp: [u64; 2], bits: &[u64], state: &S, budget: &Budget) -> Result<bool, Exhausted>;
+    fn insert(
+        &mut self,
+        fp: [u64; 2],
+        bits: &[u64],
+        state: &S,
+        budget: &Budget,
+    ) -> Result<bool, Exhausted>;
     /// Returns the memory taken from the budget.
     fn release(&mut self, budget: &Budget);
 }
@@ -94,7 +100,11 @@ fn table_bytes(capacity: usize, entry: usize) -> usize {
 }
 
 /// Reserves budget before the table doubles, so the limit holds before allocating.
-fn reserve_growth<T>(set: &HashSet<T, FxBuild>, reserved: &mut usize, budget: &Budget) -> Result<(), Exhausted> {
+fn reserve_growth<T>(
+    set: &HashSet<T, FxBuild>,
+    reserved: &mut usize,
+    budget: &Budget,
+) -> Result<(), Exhausted> {
     if set.len() < set.capacity() && *reserved > 0 {
         return Ok(());
     }
@@ -123,9 +133,18 @@ impl<S> FingerprintMemo<S> {
 
 impl<S: Hash + Eq + Clone> Memo<S> for FingerprintMemo<S> {
     #[inline]
-    fn insert(&mut self, fp: [u64; 2], _bits: &[u64], state: &S, budget: &Budget) -> Result<bool, Exhausted> {
+    fn insert(
+        &mut self,
+        fp: [u64; 2],
+        _bits: &[u64],
+        state: &S,
+        budget: &Budget,
+    ) -> Result<bool, Exhausted> {
         reserve_growth(&self.set, &mut self.reserved, budget)?;
-        Ok(self.set.insert(FpEntry { fp, state: state.clone() }))
+        Ok(self.set.insert(FpEntry {
+            fp,
+            state: state.clone(),
+        }))
     }
     fn release(&mut self, budget: &Budget) {
         budget.release(self.reserved);
@@ -171,7 +190,13 @@ impl<S> ExactMemo<S> {
 }
 
 impl<S: Hash + Eq + Clone> Memo<S> for ExactMemo<S> {
-    fn insert(&mut self, fp: [u64; 2], bits: &[u64], state: &S, budget: &Budget) -> Result<bool, Exhausted> {
+    fn insert(
+        &mut self,
+        fp: [u64; 2],
+        bits: &[u64],
+        state: &S,
+        budget: &Budget,
+    ) -> Result<bool, Exhausted> {
         reserve_growth(&self.set, &mut self.reserved, budget)?;
         let bytes = std::mem::size_of_val(bits);
         budget.reserve(bytes)?;
@@ -191,6 +216,67 @@ impl<S: Hash + Eq + Clone> Memo<S> for ExactMemo<S> {
         budget.release(self.reserved + self.heap);
         self.reserved = 0;
         self.heap = 0;
+        self.set = HashSet::default();
+    }
+}
+
+struct InlineEntry<S, const W: usize> {
+    /// Hashed instead of the bits: random, so the table spreads evenly.
+    fp: u64,
+    bits: [u64; W],
+    state: S,
+}
+
+impl<S: Hash, const W: usize> Hash for InlineEntry<S, W> {
+    fn hash<H: Hasher>(&self, h: &mut H) {
+        h.write_u64(self.fp);
+        self.state.hash(h);
+    }
+}
+impl<S: PartialEq, const W: usize> PartialEq for InlineEntry<S, W> {
+    fn eq(&self, o: &Self) -> bool {
+        self.bits == o.bits && self.state == o.state
+    }
+}
+impl<S: Eq, const W: usize> Eq for InlineEntry<S, W> {}
+
+/// Exact memo for histories of at most `64 * W` ops: the bits stored inline, as
+/// cheap as a fingerprint, so small searches need no second, exact pass.
+pub(crate) struct InlineMemo<S, const W: usize> {
+    set: HashSet<InlineEntry<S, W>, FxBuild>,
+    reserved: usize,
+}
+
+impl<S, const W: usize> InlineMemo<S, W> {
+    pub(crate) fn new() -> Self {
+        InlineMemo {
+            set: HashSet::default(),
+            reserved: 0,
+        }
+    }
+}
+
+impl<S: Hash + Eq + Clone, const W: usize> Memo<S> for InlineMemo<S, W> {
+    #[inline]
+    fn insert(
+        &mut self,
+        fp: [u64; 2],
+        bits: &[u64],
+        state: &S,
+        budget: &Budget,
+    ) -> Result<bool, Exhausted> {
+        reserve_growth(&self.set, &mut self.reserved, budget)?;
+        let mut inline = [0u64; W];
+        inline[..bits.len()].copy_from_slice(bits);
+        Ok(self.set.insert(InlineEntry {
+            fp: fp[0],
+            bits: inline,
+            state: state.clone(),
+        }))
+    }
+    fn release(&mut self, budget: &Budget) {
+        budget.release(self.reserved);
+        self.reserved = 0;
         self.set = HashSet::default();
     }
 }

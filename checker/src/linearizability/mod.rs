@@ -28,7 +28,7 @@ use crate::validity::Validity;
 use crate::value::{Key, Value};
 
 use interning::Interning;
-use memo::{ExactMemo, FingerprintMemo};
+use memo::{ExactMemo, FingerprintMemo, InlineMemo, Memo};
 use search::{Search, SearchStats, Stuck, Verdict};
 
 /// Default memory budget for the visited sets: 2 GiB.
@@ -203,15 +203,33 @@ const SLICE_STEPS: u64 = 1 << 16;
 ///
 /// Keys are searched in turns of [`SLICE_STEPS`] on every core, so one hard key
 /// cannot hide a quick refutation on another.
-pub fn check<M: Model + Sync>(model: &M, history: &History, options: &CheckOptions) -> Result<Linearizability, ModelError> {
+pub fn check<M: Model + Sync>(
+    model: &M,
+    history: &History,
+    options: &CheckOptions,
+) -> Result<Linearizability, ModelError> {
     let started = Instant::now();
     let budget = Budget::new(options.time_limit, options.memory_limit);
     let groups = partition(history, options.partition);
     let indeterminate = history.ops.iter().filter(|o| o.is_indeterminate()).count();
     let results = if M::INTERN {
-        schedule(&groups, |g| Task::prepare(Interning::new(model), history, &groups[g].1, g), history, &groups, &budget, options)?
+        schedule(
+            &groups,
+            |g| Task::prepare(Interning::new(model), history, &groups[g].1, g),
+            history,
+            &groups,
+            &budget,
+            options,
+        )?
     } else {
-        schedule(&groups, |g| Task::prepare(model, history, &groups[g].1, g), history, &groups, &budget, options)?
+        schedule(
+            &groups,
+            |g| Task::prepare(model, history, &groups[g].1, g),
+            history,
+            &groups,
+            &budget,
+            options,
+        )?
     };
 
     let mut stats = CheckStats::default();
@@ -299,34 +317,45 @@ where
     N::State: Send,
     F: Fn(usize) -> Result<Task<N>, ModelError> + Sync,
 {
-    let tasks: Result<Vec<Task<N>>, ModelError> = (0..groups.len()).into_par_iter().map(&make).collect();
+    let tasks: Result<Vec<Task<N>>, ModelError> =
+        (0..groups.len()).into_par_iter().map(&make).collect();
     let queue: Mutex<VecDeque<Task<N>>> = Mutex::new(tasks?.into());
     let in_flight = AtomicUsize::new(groups.len());
     let results: Mutex<Vec<KeyResult>> = Mutex::new(Vec::with_capacity(groups.len()));
-    let workers = rayon::current_num_threads().max(1);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let task = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
-                let Some(mut task) = task else {
-                    if in_flight.load(Ordering::Acquire) == 0 {
-                        return;
-                    }
-                    std::thread::sleep(std::time::Duration::from_micros(200));
-                    continue;
-                };
-                match task.run(SLICE_STEPS, history, all, budget) {
-                    None => queue.lock().unwrap_or_else(|e| e.into_inner()).push_back(task),
-                    Some(result) => {
-                        if matches!(result.verdict, KeyVerdict::Invalid(_)) && options.stop_at_first_invalid {
-                            budget.cancel();
-                        }
-                        results.lock().unwrap_or_else(|e| e.into_inner()).push(result);
-                        in_flight.fetch_sub(1, Ordering::Release);
-                    }
+    let workers = rayon::current_num_threads().clamp(1, groups.len().max(1));
+    let work = || loop {
+        let task = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        let Some(mut task) = task else {
+            if in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            // Another worker holds the last tasks; wait for one to come back.
+            std::thread::sleep(std::time::Duration::from_micros(100));
+            continue;
+        };
+        match task.run(SLICE_STEPS, history, all, budget) {
+            None => queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push_back(task),
+            Some(result) => {
+                if matches!(result.verdict, KeyVerdict::Invalid(_)) && options.stop_at_first_invalid
+                {
+                    budget.cancel();
                 }
-            });
+                results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(result);
+                in_flight.fetch_sub(1, Ordering::Release);
+            }
         }
+    };
+    std::thread::scope(|scope| {
+        for _ in 1..workers {
+            scope.spawn(work);
+        }
+        work();
     });
     let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
     results.sort_by_key(|r| r.group);
@@ -334,6 +363,10 @@ where
 }
 
 enum Phase<N: Model> {
+    /// A history of at most 128 ops, searched with an exact inline memo.
+    Small(Search<N, InlineMemo<N::State, 2>>),
+    /// At most 256 ops, likewise.
+    Medium(Search<N, InlineMemo<N::State, 4>>),
     /// Searching with the fingerprint memo.
     Fast(Search<N, FingerprintMemo<N::State>>),
     /// Repeating a refutation with the exact memo; the fast search's finding kept.
@@ -350,9 +383,20 @@ struct Task<N: Model> {
     stats: SearchStats,
 }
 
+/// What one turn of a search came to.
+enum Turn<V> {
+    Paused(V),
+    Decided(KeyVerdict),
+}
+
 impl<N: Model> Task<N> {
     /// Translates one key's ops into the model's terms.
-    fn prepare(model: N, history: &History, members: &[u32], group: usize) -> Result<Self, ModelError> {
+    fn prepare(
+        model: N,
+        history: &History,
+        members: &[u32],
+        group: usize,
+    ) -> Result<Self, ModelError> {
         let mut values = ValueTable::new();
         let mut ops = Vec::with_capacity(members.len());
         let mut call = Vec::with_capacity(members.len());
@@ -367,19 +411,71 @@ impl<N: Model> Task<N> {
                 source.push(i as usize);
             }
         }
+        let phase = match ops.len() {
+            0..=128 => Phase::Small(Search::new(model, ops, call, ret, InlineMemo::new())),
+            129..=256 => Phase::Medium(Search::new(model, ops, call, ret, InlineMemo::new())),
+            _ => Phase::Fast(Search::new(model, ops, call, ret, FingerprintMemo::new())),
+        };
         Ok(Task {
             group,
             source,
             values,
-            phase: Phase::Fast(Search::new(model, ops, call, ret, FingerprintMemo::new())),
+            phase,
             stats: SearchStats::default(),
         })
     }
 
+    /// Runs an exact search for a turn.
+    fn exact_turn<V: Memo<N::State>>(
+        &mut self,
+        mut search: Search<N, V>,
+        steps: u64,
+        history: &History,
+        key: Option<u32>,
+        budget: &Budget,
+    ) -> Turn<Search<N, V>> {
+        let Some(verdict) = search.advance(steps, budget) else {
+            return Turn::Paused(search);
+        };
+        search.release(budget);
+        self.stats.add(&search.stats);
+        Turn::Decided(match verdict {
+            Verdict::Valid => KeyVerdict::Valid,
+            Verdict::Unknown(why) => KeyVerdict::Unknown(why),
+            Verdict::Invalid(stuck) => KeyVerdict::Invalid(Box::new(self.counterexample(
+                &search.model,
+                history,
+                key,
+                stuck,
+                true,
+            ))),
+        })
+    }
+
     /// Runs one turn; the key's result once it is decided.
-    fn run(&mut self, steps: u64, history: &History, groups: &[(Option<u32>, Vec<u32>)], budget: &Budget) -> Option<KeyResult> {
+    fn run(
+        &mut self,
+        steps: u64,
+        history: &History,
+        groups: &[(Option<u32>, Vec<u32>)],
+        budget: &Budget,
+    ) -> Option<KeyResult> {
         let key = groups[self.group].0;
         let verdict = match std::mem::replace(&mut self.phase, Phase::Done) {
+            Phase::Small(search) => match self.exact_turn(search, steps, history, key, budget) {
+                Turn::Paused(search) => {
+                    self.phase = Phase::Small(search);
+                    return None;
+                }
+                Turn::Decided(v) => v,
+            },
+            Phase::Medium(search) => match self.exact_turn(search, steps, history, key, budget) {
+                Turn::Paused(search) => {
+                    self.phase = Phase::Medium(search);
+                    return None;
+                }
+                Turn::Decided(v) => v,
+            },
             Phase::Fast(mut search) => match search.advance(steps, budget) {
                 None => {
                     self.phase = Phase::Fast(search);
@@ -393,8 +489,17 @@ impl<N: Model> Task<N> {
                         Verdict::Unknown(why) => KeyVerdict::Unknown(why),
                         Verdict::Invalid(stuck) => {
                             // Fingerprints can only wrongly prune: repeat the refutation exactly.
-                            let Search { model, ops, call, ret, .. } = search;
-                            self.phase = Phase::Exact(Search::new(model, ops, call, ret, ExactMemo::new()), stuck);
+                            let Search {
+                                model,
+                                ops,
+                                call,
+                                ret,
+                                ..
+                            } = search;
+                            self.phase = Phase::Exact(
+                                Search::new(model, ops, call, ret, ExactMemo::new()),
+                                stuck,
+                            );
                             return None;
                         }
                     }
@@ -411,9 +516,13 @@ impl<N: Model> Task<N> {
                     let model = &search.model;
                     match verdict {
                         Verdict::Valid => KeyVerdict::Valid,
-                        Verdict::Invalid(exact) => KeyVerdict::Invalid(Box::new(self.counterexample(model, history, key, exact, true))),
+                        Verdict::Invalid(exact) => KeyVerdict::Invalid(Box::new(
+                            self.counterexample(model, history, key, exact, true),
+                        )),
                         // The exact repeat ran out of budget: keep the fast finding.
-                        Verdict::Unknown(_) => KeyVerdict::Invalid(Box::new(self.counterexample(model, history, key, stuck, false))),
+                        Verdict::Unknown(_) => KeyVerdict::Invalid(Box::new(
+                            self.counterexample(model, history, key, stuck, false),
+                        )),
                     }
                 }
             },
@@ -426,7 +535,14 @@ impl<N: Model> Task<N> {
         })
     }
 
-    fn counterexample(&self, model: &N, history: &History, key: Option<u32>, stuck: Stuck<N::State>, exact: bool) -> Counterexample {
+    fn counterexample(
+        &self,
+        model: &N,
+        history: &History,
+        key: Option<u32>,
+        stuck: Stuck<N::State>,
+        exact: bool,
+    ) -> Counterexample {
         let view = |i: u32| OpView::of(history, self.source[i as usize]);
         Counterexample {
             key: key.map(|k| history.keys[k as usize].clone()),

@@ -203,7 +203,7 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
                 return Some(Verdict::Valid);
             }
             self.stats.steps += 1;
-            if self.stats.steps % CHECK_EVERY == 0 {
+            if self.stats.steps.is_multiple_of(CHECK_EVERY) {
                 if let Err(why) = self.check_budget(budget) {
                     return Some(Verdict::Unknown(why));
                 }
@@ -215,7 +215,11 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             let op = self.entry_op[entry as usize];
             if self.entry_ret[entry as usize] {
                 // Reached the completion of an op that is not linearized: back up.
-                if self.best.as_ref().is_none_or(|b| self.stack.len() > b.prefix.len()) {
+                if self
+                    .best
+                    .as_ref()
+                    .is_none_or(|b| self.stack.len() > b.prefix.len())
+                {
                     self.best = Some(self.stuck_here(op, entry));
                 }
                 if let Some(verdict) = self.backtrack() {
@@ -311,7 +315,11 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
     }
 
     fn stuck_here(&self, blocked: u32, at: u32) -> Stuck<M::State> {
-        let prefix = self.stack.iter().map(|(e, _, _)| self.entry_op[*e as usize]).collect();
+        let prefix = self
+            .stack
+            .iter()
+            .map(|(e, _, _)| self.entry_op[*e as usize])
+            .collect();
         let mut pending = Vec::new();
         let mut e = self.next[HEAD as usize];
         while e != END && e != at {

@@ -14,7 +14,10 @@ pub struct Whole<M> {
 impl<M> Whole<M> {
     /// Wraps `inner` for a history with `keys` distinct keys (plus ops without one).
     pub fn new(inner: M, keys: usize) -> Self {
-        Whole { inner, slots: keys + 1 }
+        Whole {
+            inner,
+            slots: keys + 1,
+        }
     }
 }
 
@@ -49,7 +52,10 @@ impl<M: Model> Model for Whole<M> {
     }
 
     fn heap_bytes(&self, state: &Self::State) -> usize {
-        state.iter().map(|s| std::mem::size_of_val(s) + self.inner.heap_bytes(s)).sum()
+        state
+            .iter()
+            .map(|s| std::mem::size_of_val(s) + self.inner.heap_bytes(s))
+            .sum()
     }
 
     fn show(&self, state: &Self::State, values: &ValueTable) -> Value {

@@ -25,7 +25,10 @@ fn string_of(op: &Op, v: &Value, what: &str) -> Result<Arc<str>, ModelError> {
     match v {
         Value::Str(s) => Ok(Arc::from(&**s)),
         Value::Null => Ok(Arc::from("")),
-        other => Err(ModelError::new(op, format!("{what} must be a string, got {other}"))),
+        other => Err(ModelError::new(
+            op,
+            format!("{what} must be a string, got {other}"),
+        )),
     }
 }
 
@@ -47,8 +50,16 @@ impl Model for AppendKv {
                 Some(v) => Ok(Some(AppendOp::Get(string_of(op, v, "get's result")?))),
                 None => Ok(None),
             },
-            "put" | "write" => Ok(Some(AppendOp::Put(string_of(op, &op.input, "put's value")?))),
-            "append" => Ok(Some(AppendOp::Append(string_of(op, &op.input, "append's value")?))),
+            "put" | "write" => Ok(Some(AppendOp::Put(string_of(
+                op,
+                &op.input,
+                "put's value",
+            )?))),
+            "append" => Ok(Some(AppendOp::Append(string_of(
+                op,
+                &op.input,
+                "append's value",
+            )?))),
             _ => Err(unknown_f(op, "append-kv", "get, put, append")),
         }
     }

@@ -37,7 +37,10 @@ impl Model for FifoQueue {
         match &*op.f {
             "enqueue" => {
                 if op.input == Value::Null {
-                    return Err(ModelError::new(op, "enqueue of null: null means \"empty\" to dequeue"));
+                    return Err(ModelError::new(
+                        op,
+                        "enqueue of null: null means \"empty\" to dequeue",
+                    ));
                 }
                 Ok(Some(QueueOp::Enqueue(values.id(&op.input))))
             }
@@ -59,7 +62,11 @@ impl Model for FifoQueue {
             }
             QueueOp::Dequeue(0) => q.is_empty().then(|| q.clone()),
             QueueOp::Dequeue(v) => (q.first() == Some(&v)).then(|| Arc::from(&q[1..])),
-            QueueOp::DequeueAny => Some(if q.is_empty() { q.clone() } else { Arc::from(&q[1..]) }),
+            QueueOp::DequeueAny => Some(if q.is_empty() {
+                q.clone()
+            } else {
+                Arc::from(&q[1..])
+            }),
         }
     }
 

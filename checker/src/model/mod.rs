@@ -123,14 +123,26 @@ pub trait Model {
 /// Every model `harness check` knows, with a line on what it checks.
 pub const MODELS: &[(&str, &str)] = &[
     ("register", "read/write register (null initially)"),
-    ("cas-register", "read/write/cas register; cas value [expected, new]"),
-    ("kv", "cas-register per key (read/write/cas/delete), keys checked independently"),
-    ("append-kv", "string per key with get/put/append (\"\" initially)"),
+    (
+        "cas-register",
+        "read/write/cas register; cas value [expected, new]",
+    ),
+    (
+        "kv",
+        "cas-register per key (read/write/cas/delete), keys checked independently",
+    ),
+    (
+        "append-kv",
+        "string per key with get/put/append (\"\" initially)",
+    ),
     ("mutex", "lock with acquire/release"),
-    ("fifo-queue", "FIFO queue with enqueue/dequeue (dequeue of an empty queue reads null)"),
+    (
+        "fifo-queue",
+        "FIFO queue with enqueue/dequeue (dequeue of an empty queue reads null)",
+    ),
 ];
 
-pub(crate) fn expect_ok<'o>(op: &'o Op) -> Option<&'o Value> {
+pub(crate) fn expect_ok(op: &Op) -> Option<&Value> {
     match &op.output {
         crate::history::Outcome::Ok(v) => Some(v),
         crate::history::Outcome::Unknown => None,
@@ -140,7 +152,10 @@ pub(crate) fn expect_ok<'o>(op: &'o Op) -> Option<&'o Value> {
 pub(crate) fn unknown_f(op: &Op, model: &str, known: &str) -> ModelError {
     ModelError::new(
         op,
-        format!("operation `{}` is not part of model {model} (expected {known})", op.f),
+        format!(
+            "operation `{}` is not part of model {model} (expected {known})",
+            op.f
+        ),
     )
 }
 

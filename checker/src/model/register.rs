@@ -79,14 +79,21 @@ impl Model for Register {
     }
 
     fn prepare(&self, op: &Op, values: &mut ValueTable) -> Result<Option<RegisterOp>, ModelError> {
-        let known = if self.cas { "read, write, cas, delete" } else { "read, write" };
+        let known = if self.cas {
+            "read, write, cas, delete"
+        } else {
+            "read, write"
+        };
         match &*op.f {
             "read" => Ok(expect_ok(op).map(|v| RegisterOp::Read(values.id(v)))),
             "write" => Ok(Some(RegisterOp::Write(values.id(&op.input)))),
             "delete" if self.cas => Ok(Some(RegisterOp::Write(0))),
             "cas" if self.cas => {
                 let (from, to) = op.input.as_pair().ok_or_else(|| {
-                    ModelError::new(op, format!("cas value must be [expected, new], got {}", op.input))
+                    ModelError::new(
+                        op,
+                        format!("cas value must be [expected, new], got {}", op.input),
+                    )
                 })?;
                 let outcome = match expect_ok(op) {
                     None => CasOutcome::Unknown,
