@@ -1,3 +1,27 @@
-//! The Faultline reference system: the node binary and its distributed-systems
-//! patterns (Raft KV first). Empty until the Raft issue lands; it depends on none
-//! of the harness crates, so the system under test knows nothing of its tester.
+//! The Faultline reference system: one node binary carrying the distributed-systems
+//! patterns under test, starting with a durable Raft key-value store. It depends on
+//! none of the harness crates: the system under test knows nothing of its tester.
+
+pub mod admin;
+pub mod api;
+pub mod bugs;
+pub mod clock;
+pub mod kv;
+pub mod node;
+pub mod raft;
+pub mod state_machine;
+pub mod storage;
+pub mod transport;
+pub mod types;
+
+/// Writes one line to the node log (stderr) with a timestamp and the node id.
+#[macro_export]
+macro_rules! log_line {
+    ($id:expr, $($arg:tt)*) => {{
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        eprintln!("{now:.3} {} {}", $id, format_args!($($arg)*));
+    }};
+}

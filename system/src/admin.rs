@@ -1,0 +1,66 @@
+//! The admin API, on its own listener: clock offset (skew faults) and health.
+//! Kept apart from the client API so clients can never move a node's clock.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::ApiError;
+use crate::clock::Clock;
+
+/// What the admin handlers share.
+pub struct AdminState {
+    /// This node's id.
+    pub id: String,
+    /// Its clock.
+    pub clock: Arc<Clock>,
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/admin/clock", get(clock).post(set_clock))
+        .route("/admin/health", get(health))
+        .with_state(state)
+}
+
+async fn clock(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({"offset_ms": s.clock.offset_ms(), "now_ms": s.clock.now_ms()}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClockBody {
+    offset_ms: Option<i64>,
+    bump_ms: Option<i64>,
+}
+
+async fn set_clock(State(s): State<Arc<AdminState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let b: ClockBody = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::malformed(format!(
+            "expected {{\"offset_ms\": N}} or {{\"bump_ms\": N}}: {e}"
+        ))
+    })?;
+    match (b.offset_ms, b.bump_ms) {
+        (Some(o), None) => s.clock.set_offset_ms(o),
+        (None, Some(d)) => {
+            s.clock.bump_ms(d);
+        }
+        _ => {
+            return Err(ApiError::malformed(
+                "give exactly one of offset_ms and bump_ms",
+            ))
+        }
+    }
+    crate::log_line!(s.id, "clock offset now {} ms", s.clock.offset_ms());
+    Ok(Json(json!({"offset_ms": s.clock.offset_ms()})))
+}
+
+async fn health(State(s): State<Arc<AdminState>>) -> Json<Value> {
+    Json(json!({"ok": true, "id": s.id}))
+}

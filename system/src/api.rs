@@ -1,0 +1,268 @@
+//! The client API over HTTP/JSON (SPEC.md section 5).
+//!
+//! Every error says whether it is definite (the operation did not happen: bad
+//! request, cas mismatch, not the leader, refused before proposing) or not (proposed,
+//! outcome unknown), so a client can record `fail` or `info` correctly.
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::oneshot;
+
+use crate::kv::{command_ok, KvCommand};
+use crate::raft::{Event, Reply};
+
+/// What the handlers share.
+pub struct ApiState {
+    /// The Raft thread's inbox.
+    pub inbox: SyncSender<Event>,
+    /// How long a request waits for Raft before answering 504.
+    pub request_timeout: Duration,
+}
+
+/// An error answer: HTTP status and the SPEC's JSON body.
+pub struct ApiError {
+    status: StatusCode,
+    body: Value,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &str, message: impl Into<String>, definite: bool) -> Self {
+        ApiError {
+            status,
+            body: json!({"error": code, "message": message.into(), "definite": definite}),
+        }
+    }
+
+    /// 400 malformed.
+    pub fn malformed(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "malformed", message, true)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+/// The client routes.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/kv/{key}", get(read).put(write).delete(delete))
+        .route("/kv/{key}/cas", post(cas))
+        .route("/cluster/status", get(status))
+        .route("/cluster/join", post(join))
+        .route("/cluster/leave", post(leave))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        "no such endpoint (see SPEC.md section 5)",
+        true,
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "malformed",
+        "method not allowed on this endpoint",
+        true,
+    )
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
+}
+
+/// Sends an event to Raft and waits for its answer.
+async fn ask(
+    state: &ApiState,
+    event: impl FnOnce(oneshot::Sender<Reply>) -> Event,
+    proposes: bool,
+) -> Result<Value, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    match state.inbox.try_send(event(tx)) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "overloaded: request queue full",
+                true,
+            ))
+        }
+        Err(TrySendError::Disconnected(_)) => {
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "node is shutting down",
+                true,
+            ))
+        }
+    }
+    let reply = match tokio::time::timeout(state.request_timeout, rx).await {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(_)) => Reply::Indeterminate("node stopped while the request was in flight".into()),
+        Err(_) => Reply::Indeterminate(format!(
+            "no answer within {} ms",
+            state.request_timeout.as_millis()
+        )),
+    };
+    match reply {
+        Reply::Ok(v) => Ok(v),
+        Reply::NotLeader(leader) => Err(ApiError {
+            status: StatusCode::MISDIRECTED_REQUEST,
+            body: json!({"error": "not-leader", "message": "this node is not the leader", "definite": true, "leader": leader}),
+        }),
+        Reply::Unavailable(m) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            m,
+            true,
+        )),
+        // A read changes nothing, so even an unknown outcome is a definite failure.
+        Reply::Indeterminate(m) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            m,
+            !proposes,
+        )),
+    }
+}
+
+async fn read(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let value = ask(
+        &state,
+        |reply| Event::Read {
+            query: json!({"key": key}),
+            reply,
+        },
+        false,
+    )
+    .await?;
+    Ok(Json(json!({"value": value})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteBody {
+    value: Value,
+}
+
+async fn propose(state: &ApiState, cmd: KvCommand) -> Result<Value, ApiError> {
+    let command = serde_json::to_value(cmd).map_err(|e| ApiError::malformed(e.to_string()))?;
+    ask(state, |reply| Event::Propose { command, reply }, true).await
+}
+
+async fn write(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let WriteBody { value } = parse(&body, "expected {\"value\": V}")?;
+    propose(&state, KvCommand::Put { key, value }).await?;
+    Ok(Json(json!({})))
+}
+
+async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    propose(&state, KvCommand::Delete { key }).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasBody {
+    expected: Value,
+    new: Value,
+}
+
+async fn cas(
+    State(state): State<Arc<ApiState>>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let CasBody { expected, new } = parse(&body, "expected {\"expected\": A, \"new\": B}")?;
+    let result = propose(&state, KvCommand::Cas { key, expected, new }).await?;
+    if command_ok(&result) {
+        Ok(Json(json!({})))
+    } else {
+        Err(ApiError {
+            status: StatusCode::CONFLICT,
+            body: json!({"error": "precondition-failed", "message": "the current value is not the expected one",
+                         "definite": true, "current": result.get("current").cloned().unwrap_or(Value::Null)}),
+        })
+    }
+}
+
+async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
+    let (tx, rx) = oneshot::channel();
+    state.inbox.try_send(Event::Status(tx)).map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            "request queue full",
+            true,
+        )
+    })?;
+    match tokio::time::timeout(state.request_timeout, rx).await {
+        Ok(Ok(s)) => Ok(Json(serde_json::to_value(s).unwrap_or(Value::Null))),
+        _ => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            "no status in time",
+            true,
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    id: String,
+    addr: String,
+}
+
+async fn join(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let JoinBody { id, addr } = parse(&body, "expected {\"id\": ID, \"addr\": HOST:PORT}")?;
+    if id.is_empty() || addr.parse::<std::net::SocketAddr>().is_err() && !addr.contains(':') {
+        return Err(ApiError::malformed(
+            "`id` must be non-empty and `addr` a host:port",
+        ));
+    }
+    ask(&state, |reply| Event::Join { id, addr, reply }, true).await?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LeaveBody {
+    id: String,
+}
+
+async fn leave(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+    let LeaveBody { id } = parse(&body, "expected {\"id\": ID}")?;
+    ask(&state, |reply| Event::Leave { id, reply }, true).await?;
+    Ok(Json(json!({})))
+}

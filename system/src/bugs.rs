@@ -1,0 +1,115 @@
+//! Planted bugs: each switches one pattern into a known-broken variant that the
+//! harness must catch. All are off unless named with `--bug NAME`.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::str::FromStr;
+
+/// One planted bug.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Bug {
+    /// Serve reads from local state on any node, without confirming leadership.
+    StaleRead,
+    /// Acknowledge without fsync: log writes sit in a user-space buffer that a
+    /// crash loses.
+    NoFsync,
+    /// Acknowledge a write once the leader has it, before a majority does.
+    EarlyAck,
+    /// Grant a vote to any up-to-date candidate, even after voting in the term.
+    VoteTwice,
+}
+
+/// Every bug with its name and what it breaks.
+pub const ALL: &[(Bug, &str, &str)] = &[
+    (
+        Bug::StaleRead,
+        "stale-read",
+        "serve reads from local state without confirming leadership",
+    ),
+    (
+        Bug::NoFsync,
+        "no-fsync",
+        "acknowledge writes before they are flushed and fsynced",
+    ),
+    (
+        Bug::EarlyAck,
+        "early-ack",
+        "acknowledge a write before a majority has it",
+    ),
+    (
+        Bug::VoteTwice,
+        "vote-twice",
+        "a node may grant two votes in one term",
+    ),
+];
+
+impl Bug {
+    /// The `--bug` name.
+    pub fn name(self) -> &'static str {
+        ALL.iter()
+            .find(|(b, _, _)| *b == self)
+            .map(|(_, n, _)| *n)
+            .unwrap_or("?")
+    }
+}
+
+impl fmt::Display for Bug {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Bug {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Bug, String> {
+        ALL.iter()
+            .find(|(_, n, _)| *n == s)
+            .map(|(b, _, _)| *b)
+            .ok_or_else(|| {
+                let names: Vec<&str> = ALL.iter().map(|(_, n, _)| *n).collect();
+                format!("unknown bug `{s}` (known: {})", names.join(", "))
+            })
+    }
+}
+
+/// The set of bugs switched on.
+#[derive(Clone, Debug, Default)]
+pub struct Bugs(BTreeSet<Bug>);
+
+impl Bugs {
+    /// The given bugs.
+    pub fn new(bugs: impl IntoIterator<Item = Bug>) -> Self {
+        Bugs(bugs.into_iter().collect())
+    }
+    /// Whether `bug` is on.
+    pub fn has(&self, bug: Bug) -> bool {
+        self.0.contains(&bug)
+    }
+    /// Names of the bugs on, for logs and status.
+    pub fn names(&self) -> Vec<&'static str> {
+        self.0.iter().map(|b| b.name()).collect()
+    }
+}
+
+/// Help text listing every bug, for `--help`.
+pub fn help() -> String {
+    let mut s = String::from("Planted bugs (--bug NAME, repeatable; all off by default):\n");
+    for (_, name, what) in ALL {
+        s.push_str(&format!("  {name:<12} {what}\n"));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_unknown_names_list_the_known_ones() {
+        for (bug, name, _) in ALL {
+            assert_eq!(name.parse::<Bug>().unwrap(), *bug);
+        }
+        let e = "stale-reads".parse::<Bug>().unwrap_err();
+        assert!(e.contains("stale-read, no-fsync"), "{e}");
+    }
+}

@@ -1,0 +1,136 @@
+//! `faultline-node`: one node of the Faultline reference system.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use system::bugs::{self, Bug, Bugs};
+use system::node::{Node, NodeConfig};
+
+/// One node of the Faultline reference system: a durable Raft key-value store.
+#[derive(Parser, Debug)]
+#[command(name = "faultline-node", version, about, after_help = bugs::help())]
+struct Args {
+    /// This node's id, e.g. n1.
+    #[arg(long)]
+    id: String,
+    /// Directory for the log, term and vote, and snapshots.
+    #[arg(long)]
+    data_dir: PathBuf,
+    /// Client API (HTTP/JSON) listen address.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    client: SocketAddr,
+    /// Peer traffic listen address.
+    #[arg(long, default_value = "127.0.0.1:8001")]
+    peer_listen: SocketAddr,
+    /// Admin API listen address (clock skew, health).
+    #[arg(long, default_value = "127.0.0.1:9001")]
+    admin: SocketAddr,
+    /// Another node and the address to reach it at, as ID=HOST:PORT (repeat per peer).
+    #[arg(long = "peer", value_parser = parse_peer)]
+    peers: Vec<(String, String)>,
+    /// Start outside the cluster, to be added with POST /cluster/join.
+    #[arg(long)]
+    join: bool,
+    /// Election timeout in ms; each timeout is random in [t, 2t].
+    #[arg(long, default_value_t = 150)]
+    election_ms: u64,
+    /// Heartbeat interval in ms.
+    #[arg(long, default_value_t = 40)]
+    heartbeat_ms: u64,
+    /// Applied entries between snapshots.
+    #[arg(long, default_value_t = 20_000)]
+    snapshot_every: u64,
+    /// How long a client request waits before 504, in ms.
+    #[arg(long, default_value_t = 2_000)]
+    request_timeout_ms: u64,
+    /// Switch on a planted bug (see the list below).
+    #[arg(long = "bug")]
+    bugs: Vec<Bug>,
+}
+
+fn parse_peer(text: &str) -> Result<(String, String), String> {
+    let (id, addr) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not ID=HOST:PORT"))?;
+    if id.is_empty() || !addr.contains(':') {
+        return Err(format!("`{text}` is not ID=HOST:PORT"));
+    }
+    Ok((id.to_string(), addr.to_string()))
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 254,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if args.election_ms == 0 || args.heartbeat_ms == 0 || args.heartbeat_ms >= args.election_ms {
+        eprintln!("faultline-node: need 0 < --heartbeat-ms < --election-ms");
+        return ExitCode::from(254);
+    }
+    let peers: BTreeMap<String, String> = args
+        .peers
+        .iter()
+        .cloned()
+        .filter(|(id, _)| *id != args.id)
+        .collect();
+    let cfg = NodeConfig {
+        id: args.id.clone(),
+        data_dir: args.data_dir,
+        client: args.client,
+        peer: args.peer_listen,
+        admin: args.admin,
+        peers,
+        join: args.join,
+        election_timeout: Duration::from_millis(args.election_ms),
+        heartbeat: Duration::from_millis(args.heartbeat_ms),
+        snapshot_every: args.snapshot_every.max(1),
+        request_timeout: Duration::from_millis(args.request_timeout_ms),
+        bugs: Bugs::new(args.bugs),
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline-node: cannot start the runtime: {e}");
+            return ExitCode::from(255);
+        }
+    };
+    runtime.block_on(async move {
+        let node = match Node::start(cfg).await {
+            Ok(n) => n,
+            Err(e) => {
+                eprintln!("faultline-node {}: {e:#}", args.id);
+                return ExitCode::from(254);
+            }
+        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("faultline-node: cannot watch SIGTERM: {e}");
+                    return ExitCode::from(255);
+                }
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        system::log_line!(node.id, "shutting down");
+        tokio::task::spawn_blocking(move || node.stop()).await.ok();
+        ExitCode::SUCCESS
+    })
+}

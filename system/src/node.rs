@@ -1,0 +1,173 @@
+//! Assembles a node: listeners, transport, the Raft thread, the client and admin APIs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::admin::{self, AdminState};
+use crate::api::{self, ApiState};
+use crate::bugs::Bugs;
+use crate::clock::Clock;
+use crate::kv::KvStore;
+use crate::log_line;
+use crate::raft::{Event, Raft, RaftConfig};
+use crate::transport::{self, Transport};
+use crate::types::{Members, NodeId};
+
+/// Events the Raft inbox holds before new requests get `503 overloaded`.
+const INBOX: usize = 65_536;
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's id.
+    pub id: NodeId,
+    /// Its data directory.
+    pub data_dir: PathBuf,
+    /// Client API listen address.
+    pub client: SocketAddr,
+    /// Peer listen address.
+    pub peer: SocketAddr,
+    /// Admin API listen address.
+    pub admin: SocketAddr,
+    /// Other nodes and the address this node reaches each at (a proxy, maybe).
+    pub peers: BTreeMap<NodeId, String>,
+    /// Start outside the cluster and wait to be added with `/cluster/join`.
+    pub join: bool,
+    /// Election timeout base.
+    pub election_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Applied entries between snapshots.
+    pub snapshot_every: u64,
+    /// How long a client request may wait.
+    pub request_timeout: Duration,
+    /// Planted bugs.
+    pub bugs: Bugs,
+}
+
+/// A running node.
+pub struct Node {
+    /// Its id.
+    pub id: NodeId,
+    /// Where its client API listens.
+    pub client: SocketAddr,
+    /// Where its peer listener listens.
+    pub peer: SocketAddr,
+    /// Where its admin API listens.
+    pub admin: SocketAddr,
+    inbox: SyncSender<Event>,
+    raft: Option<JoinHandle<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+async fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for {what} on {addr}"))
+}
+
+impl Node {
+    /// Starts a node on the current tokio runtime.
+    pub async fn start(cfg: NodeConfig) -> anyhow::Result<Node> {
+        let peer_listener = bind(cfg.peer, "peers").await?;
+        let client_listener = bind(cfg.client, "clients").await?;
+        let admin_listener = bind(cfg.admin, "admin").await?;
+        let (peer, client, admin) = (
+            peer_listener.local_addr()?,
+            client_listener.local_addr()?,
+            admin_listener.local_addr()?,
+        );
+        let mut members: Members = if cfg.join {
+            Members::new()
+        } else {
+            cfg.peers.clone()
+        };
+        if !cfg.join {
+            members.insert(cfg.id.clone(), peer.to_string());
+        }
+        let transport = Arc::new(Transport::new(
+            cfg.id.clone(),
+            tokio::runtime::Handle::current(),
+        ));
+        let raft_cfg = RaftConfig {
+            id: cfg.id.clone(),
+            data_dir: cfg.data_dir.clone(),
+            members,
+            peer_addrs: cfg.peers.clone(),
+            election_timeout: cfg.election_timeout,
+            heartbeat: cfg.heartbeat,
+            snapshot_every: cfg.snapshot_every,
+            bugs: cfg.bugs.clone(),
+        };
+        let raft = Raft::open(raft_cfg, KvStore::default(), transport)
+            .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
+        let (inbox, rx) = sync_channel(INBOX);
+        let raft = std::thread::Builder::new()
+            .name(format!("raft-{}", cfg.id))
+            .spawn(move || raft.run(rx))?;
+        let clock = Arc::new(Clock::default());
+        let api_state = Arc::new(ApiState {
+            inbox: inbox.clone(),
+            request_timeout: cfg.request_timeout,
+        });
+        let admin_state = Arc::new(AdminState {
+            id: cfg.id.clone(),
+            clock,
+        });
+        let tasks = vec![
+            tokio::spawn(transport::serve(
+                cfg.id.clone(),
+                peer_listener,
+                inbox.clone(),
+            )),
+            tokio::spawn(async move {
+                let _ = axum::serve(client_listener, api::router(api_state)).await;
+            }),
+            tokio::spawn(async move {
+                let _ = axum::serve(admin_listener, admin::router(admin_state)).await;
+            }),
+        ];
+        log_line!(
+            cfg.id,
+            "listening: clients {client}, peers {peer}, admin {admin}"
+        );
+        Ok(Node {
+            id: cfg.id,
+            client,
+            peer,
+            admin,
+            inbox,
+            raft: Some(raft),
+            tasks,
+        })
+    }
+
+    /// Stops the node: listeners closed, Raft thread joined.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = self.inbox.send(Event::Shutdown);
+        if let Some(h) = self.raft.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}

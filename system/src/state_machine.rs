@@ -1,0 +1,16 @@
+//! The replicated state machine behind Raft: small on purpose, so the lock
+//! manager, broker and cache can sit beside the KV store later.
+
+use serde_json::Value;
+
+/// A deterministic state machine fed by the committed log.
+pub trait StateMachine: Send + 'static {
+    /// Applies a committed command and returns its result.
+    fn apply(&mut self, command: &Value) -> Value;
+    /// Answers a read-only query from the current state.
+    fn query(&self, query: &Value) -> Value;
+    /// The whole state, for a snapshot.
+    fn snapshot(&self) -> Value;
+    /// Replaces the state with a snapshot's.
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String>;
+}

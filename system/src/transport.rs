@@ -1,0 +1,212 @@
+//! Node-to-node traffic: one TCP connection per directed link, each message a
+//! frame of a 4-byte big-endian length and a JSON [`Envelope`].
+//!
+//! A node sends to a peer only over its own outgoing connection and receives only
+//! on its listener, so each directed link is one connection: a proxy placed on it
+//! (the address comes from configuration) can cut or slow one direction alone.
+//! Messages to an unreachable peer are dropped; Raft retransmits.
+
+use std::collections::HashMap;
+use std::sync::mpsc::SyncSender;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use crate::log_line;
+use crate::raft::{Event, Message};
+use crate::types::NodeId;
+
+/// Largest frame accepted (snapshots included).
+pub const MAX_FRAME: usize = 64 << 20;
+/// Messages queued per outgoing link before new ones are dropped.
+const LINK_QUEUE: usize = 8192;
+
+/// A message with its sender.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Sending node.
+    pub from: NodeId,
+    /// Receiving node.
+    pub to: NodeId,
+    /// The Raft message.
+    pub msg: Message,
+}
+
+/// Encodes one frame.
+pub fn encode(env: &Envelope) -> Vec<u8> {
+    let body = serde_json::to_vec(env).unwrap_or_default();
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Reads one frame's body; `None` at a clean end of stream.
+pub async fn read_frame<R: AsyncReadExt + Unpin>(r: &mut R) -> std::io::Result<Option<Vec<u8>>> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("frame of {len} bytes exceeds {MAX_FRAME}"),
+        ));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Ok(Some(body))
+}
+
+struct Link {
+    addr: String,
+    tx: mpsc::Sender<Vec<u8>>,
+}
+
+/// Outgoing links to peers, created on first use.
+pub struct Transport {
+    id: NodeId,
+    runtime: tokio::runtime::Handle,
+    links: Mutex<HashMap<NodeId, Link>>,
+}
+
+impl Transport {
+    /// A transport for node `id` spawning its link tasks on `runtime`.
+    pub fn new(id: NodeId, runtime: tokio::runtime::Handle) -> Self {
+        Transport {
+            id,
+            runtime,
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Queues `msg` for `to` at `addr`; drops it if the link's queue is full.
+    pub fn send(&self, to: &NodeId, addr: &str, msg: Message) {
+        let frame = encode(&Envelope {
+            from: self.id.clone(),
+            to: to.clone(),
+            msg,
+        });
+        let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = links
+            .get(to)
+            .is_none_or(|l| l.addr != addr || l.tx.is_closed());
+        if stale {
+            let (tx, rx) = mpsc::channel(LINK_QUEUE);
+            self.runtime
+                .spawn(run_link(self.id.clone(), to.clone(), addr.to_string(), rx));
+            links.insert(
+                to.clone(),
+                Link {
+                    addr: addr.to_string(),
+                    tx,
+                },
+            );
+        }
+        if let Some(link) = links.get(to) {
+            let _ = link.tx.try_send(frame);
+        }
+    }
+
+    /// Forgets the link to a removed member.
+    pub fn forget(&self, peer: &NodeId) {
+        self.links
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(peer);
+    }
+}
+
+async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver<Vec<u8>>) {
+    let mut backoff = Duration::from_millis(20);
+    let mut logged = false;
+    loop {
+        let conn =
+            tokio::time::timeout(Duration::from_millis(500), TcpStream::connect(&addr)).await;
+        let mut stream = match conn {
+            Ok(Ok(s)) => s,
+            _ => {
+                if !logged {
+                    log_line!(me, "link to {peer} at {addr}: cannot connect, retrying");
+                    logged = true;
+                }
+                // Whatever queued while the peer was unreachable is stale now.
+                while rx.try_recv().is_ok() {}
+                if rx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_millis(500));
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        logged = false;
+        backoff = Duration::from_millis(20);
+        loop {
+            let Some(frame) = rx.recv().await else { return };
+            // Coalesce what is already queued into one write.
+            let mut batch = frame;
+            while batch.len() < (1 << 20) {
+                match rx.try_recv() {
+                    Ok(more) => batch.extend_from_slice(&more),
+                    Err(_) => break,
+                }
+            }
+            if stream.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+    }
+}
+
+/// Accepts peer connections and feeds their messages to the Raft inbox.
+pub async fn serve(me: NodeId, listener: TcpListener, inbox: SyncSender<Event>) {
+    loop {
+        let Ok((mut stream, remote)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let inbox = inbox.clone();
+        let me = me.clone();
+        tokio::spawn(async move {
+            loop {
+                match read_frame(&mut stream).await {
+                    Ok(Some(body)) => match serde_json::from_slice::<Envelope>(&body) {
+                        Ok(env) if env.to == me => {
+                            let _ = inbox.try_send(Event::Peer(env));
+                        }
+                        Ok(env) => {
+                            log_line!(
+                                me,
+                                "dropping a message from {} meant for {}",
+                                env.from,
+                                env.to
+                            );
+                        }
+                        Err(e) => {
+                            log_line!(
+                                me,
+                                "malformed frame from {remote}: {e}; closing the connection"
+                            );
+                            return;
+                        }
+                    },
+                    Ok(None) => return,
+                    Err(e) => {
+                        log_line!(me, "connection from {remote}: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}
