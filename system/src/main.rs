@@ -81,8 +81,8 @@ fn main() -> ExitCode {
     let peers: BTreeMap<String, String> = args
         .peers
         .iter()
-        .cloned()
         .filter(|(id, _)| *id != args.id)
+        .cloned()
         .collect();
     let cfg = NodeConfig {
         id: args.id.clone(),

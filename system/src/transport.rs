@@ -164,6 +164,7 @@ async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver
                 break;
             }
         }
+        tokio::time::sleep(backoff).await;
     }
 }
 

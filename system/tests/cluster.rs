@@ -1,0 +1,262 @@
+//! Raft KV on a cluster of real node processes: election, replication, crashes,
+//! restarts from disk, snapshots, membership and partitions.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{free_port, Cluster};
+use serde_json::{json, Value};
+
+const ALL3: &[&str] = &["n1", "n2", "n3"];
+
+async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elects_one_leader_and_replicates_writes_to_every_node() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.leader(ALL3).await;
+    for i in 0..20 {
+        assert_eq!(c.put(&leader, &format!("k{i}"), json!(i)).await.0, 200);
+    }
+    assert_eq!(c.get(&leader, "k7").await, (200, json!({"value": 7})));
+    // Followers redirect with the leader's id and apply the same log.
+    let follower = ALL3.iter().find(|n| **n != leader).unwrap();
+    let (code, body) = c.put(follower, "x", json!(1)).await;
+    assert_eq!(code, 421);
+    assert_eq!(body["leader"], json!(leader));
+    assert_eq!(body["definite"], json!(true));
+    let target = c.status(&leader).await.unwrap()["commit_index"]
+        .as_u64()
+        .unwrap();
+    for id in ALL3 {
+        wait_for("followers to apply", || async {
+            c.status(id)
+                .await
+                .is_some_and(|s| s["applied_index"].as_u64() >= Some(target))
+        })
+        .await;
+    }
+    let leaders = futures_count_leaders(&c).await;
+    assert_eq!(leaders, 1);
+}
+
+async fn futures_count_leaders(c: &Cluster) -> usize {
+    let mut n = 0;
+    for id in ALL3 {
+        if c.status(id).await.is_some_and(|s| s["role"] == "leader") {
+            n += 1;
+        }
+    }
+    n
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_crash_elects_new_leader_and_keeps_acked_writes() {
+    let mut c = Cluster::start(3, &[]).await;
+    let old = c.leader(ALL3).await;
+    for i in 0..10 {
+        c.put_acked(ALL3, &format!("k{i}"), json!(i)).await;
+    }
+    c.kill(&old);
+    let rest: Vec<&str> = ALL3.iter().copied().filter(|n| *n != old).collect();
+    let new = c.leader(&rest).await;
+    assert_ne!(new, old);
+    for i in 0..10 {
+        assert_eq!(
+            c.get(&new, &format!("k{i}")).await,
+            (200, json!({"value": i}))
+        );
+    }
+    c.put_acked(&rest, "after", json!("crash")).await;
+    c.restart(&old);
+    wait_for(
+        "the old leader to rejoin as follower and catch up",
+        || async {
+            c.status(&old)
+                .await
+                .is_some_and(|s| s["role"] == "follower" && s["applied_index"].as_u64() > Some(10))
+        },
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_of_every_node_from_disk_loses_no_acknowledged_write() {
+    let mut c = Cluster::start(3, &[]).await;
+    for i in 0..30 {
+        c.put_acked(ALL3, &format!("k{i}"), json!(format!("v{i}")))
+            .await;
+    }
+    for id in ALL3 {
+        c.kill(id);
+    }
+    for id in ALL3 {
+        c.restart(id);
+    }
+    let leader = c.leader(ALL3).await;
+    for i in 0..30 {
+        let mut got = c.get(&leader, &format!("k{i}")).await;
+        if got.0 != 200 {
+            let l = c.leader(ALL3).await;
+            got = c.get(&l, &format!("k{i}")).await;
+        }
+        assert_eq!(got, (200, json!({"value": format!("v{i}")})), "k{i}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_through_a_snapshot() {
+    let mut c = Cluster::start(3, &["--snapshot-every", "40"]).await;
+    let leader = c.leader(ALL3).await;
+    let lagging = ALL3
+        .iter()
+        .copied()
+        .find(|n| *n != leader)
+        .unwrap()
+        .to_string();
+    c.kill(&lagging);
+    let live: Vec<&str> = ALL3.iter().copied().filter(|n| *n != lagging).collect();
+    for i in 0..150 {
+        c.put_acked(&live, &format!("k{i}"), json!(i)).await;
+    }
+    c.restart(&lagging);
+    let target = c.status(&c.leader(&live).await).await.unwrap()["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for("the lagging follower to catch up", || async {
+        c.status(&lagging)
+            .await
+            .is_some_and(|s| s["applied_index"].as_u64() >= Some(target))
+    })
+    .await;
+    assert!(
+        c.log_text(&lagging).contains("installed a snapshot"),
+        "{}",
+        c.log_text(&lagging)
+    );
+    // Its state is whole: it serves every key once it is the only one holding the data.
+    let snap: Value =
+        serde_json::from_slice(&std::fs::read(c.node(&lagging).dir.join("snapshot.json")).unwrap())
+            .unwrap();
+    assert_eq!(snap["data"]["k3"], json!(3));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_joins_and_another_leaves() {
+    let mut c = Cluster::start(3, &[]).await;
+    let leader = c.leader(ALL3).await;
+    c.put_acked(ALL3, "before", json!(1)).await;
+    // n4 reaches the others directly (no proxy) and they reach it at its listener.
+    let ports = (free_port(), free_port(), free_port());
+    let peers: Vec<String> = c
+        .nodes
+        .iter()
+        .map(|n| format!("{}=127.0.0.1:{}", n.id, n.peer))
+        .collect();
+    c.add_node("n4", ports, &peers, true);
+    let r = c
+        .http
+        .post(c.url(&leader, "/cluster/join"))
+        .json(&json!({"id": "n4", "addr": format!("127.0.0.1:{}", ports.1)}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    wait_for("n4 to hold the data", || async {
+        c.status("n4").await.is_some_and(|s| {
+            s["members"].as_array().is_some_and(|m| m.len() == 4)
+                && s["applied_index"].as_u64() >= Some(2)
+        })
+    })
+    .await;
+    let leaver = ALL3.iter().copied().find(|n| *n != leader).unwrap();
+    let r = c
+        .http
+        .post(c.url(&leader, "/cluster/leave"))
+        .json(&json!({"id": leaver}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let s = c.status(&leader).await.unwrap();
+    assert!(
+        !s["members"].as_array().unwrap().contains(&json!(leaver)),
+        "{s}"
+    );
+    c.kill(leaver);
+    let rest: Vec<&str> = ["n1", "n2", "n3", "n4"]
+        .into_iter()
+        .filter(|n| *n != leaver)
+        .collect();
+    c.put_acked(&rest, "after", json!(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_isolated_leader_cannot_commit_and_the_majority_moves_on() {
+    let c = Cluster::start(3, &["--request-timeout-ms", "1000"]).await;
+    let old = c.leader(ALL3).await;
+    c.put_acked(ALL3, "k", json!("before")).await;
+    c.isolate(&old, true);
+    // The minority side never acknowledges a write.
+    let (code, body) = c.put(&old, "k", json!("minority")).await;
+    assert!(
+        code == 504 || code == 421,
+        "isolated leader answered {code} {body}"
+    );
+    let rest: Vec<&str> = ALL3.iter().copied().filter(|n| *n != old).collect();
+    let new = c.leader(&rest).await;
+    c.put_acked(&rest, "k", json!("majority")).await;
+    c.isolate(&old, false);
+    wait_for("the old leader to learn the new value", || async {
+        c.status(&old).await.is_some_and(|s| s["role"] != "leader")
+    })
+    .await;
+    assert_eq!(c.get(&new, "k").await, (200, json!({"value": "majority"})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_a_4xx_and_the_node_keeps_serving() {
+    let c = Cluster::start(1, &[]).await;
+    let leader = c.leader(&["n1"]).await;
+    for (method, path, body) in [
+        ("PUT", "/kv/a", "not json"),
+        ("PUT", "/kv/a", "{\"val\": 1}"),
+        ("POST", "/kv/a/cas", "{\"expected\": 1}"),
+        ("POST", "/cluster/join", "[]"),
+        ("GET", "/nowhere", ""),
+    ] {
+        let req = c
+            .http
+            .request(method.parse().unwrap(), c.url(&leader, path))
+            .body(body);
+        let r = req.send().await.unwrap();
+        let code = r.status().as_u16();
+        assert!((400..500).contains(&code), "{method} {path}: {code}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["definite"], json!(true), "{v}");
+    }
+    let r = c
+        .http
+        .post(c.url(&leader, "/kv/a/cas"))
+        .json(&json!({"expected": 9, "new": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    assert_eq!(c.put(&leader, "a", json!(1)).await.0, 200);
+    assert_eq!(c.get(&leader, "a").await, (200, json!({"value": 1})));
+}
