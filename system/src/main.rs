@@ -36,10 +36,10 @@ struct Args {
     #[arg(long)]
     join: bool,
     /// Election timeout in ms; each timeout is random in [t, 2t].
-    #[arg(long, default_value_t = 150)]
+    #[arg(long, default_value_t = 100)]
     election_ms: u64,
     /// Heartbeat interval in ms.
-    #[arg(long, default_value_t = 40)]
+    #[arg(long, default_value_t = 25)]
     heartbeat_ms: u64,
     /// Applied entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
