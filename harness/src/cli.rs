@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::EXIT_BAD_INPUT;
 
 /// Faultline: test distributed systems under real faults and check what they did.
 #[derive(Parser, Debug)]
@@ -21,12 +20,84 @@ enum Command {
     Check(CheckArgs),
     /// List the models and history formats available.
     List,
-    /// Start a cluster, drive a workload with faults, record and check (not built yet).
-    Run {
-        /// Workload to run.
-        #[arg(long)]
-        workload: String,
-    },
+    /// Start a cluster, drive a workload with faults, record, check and store the run.
+    Run(Box<RunArgs>),
+}
+
+/// Arguments of `harness run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Workload (see `harness list`).
+    #[arg(long)]
+    pub workload: String,
+    /// System under test: builtin (etcd, redis, maelstrom to come).
+    #[arg(long, default_value = "builtin")]
+    pub target: String,
+    /// Where nodes run: process (docker to come).
+    #[arg(long, default_value = "process")]
+    pub runtime: String,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Logical client processes.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=4096))]
+    pub concurrency: u16,
+    /// Total ops/s, open loop (default: each client as fast as it can).
+    #[arg(long, value_parser = positive)]
+    pub rate: Option<f64>,
+    /// Seconds of workload.
+    #[arg(long, default_value_t = 20.0, value_parser = positive)]
+    pub time_limit: f64,
+    /// Faults: comma-separated kill,pause,partition,clock,delay,loss, or none, or all.
+    #[arg(long, default_value = "all")]
+    pub nemesis: String,
+    /// Seconds each fault lasts, and the calm after it.
+    #[arg(long, default_value_t = 3.0, value_parser = positive)]
+    pub nemesis_interval: f64,
+    /// A planted bug to switch on in every node (repeatable; see `harness list`).
+    #[arg(long = "bug")]
+    pub bugs: Vec<String>,
+    /// Seed of every random choice (default: from the clock; recorded in test.json).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Root of the run store.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// Keys in use at once (kv).
+    #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u32).range(1..))]
+    pub keys: u32,
+    /// Operations per key before a fresh key replaces it (kv).
+    #[arg(long, default_value_t = 150, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ops_per_key: u32,
+    /// Client timeout per operation in ms; a timeout records `info`.
+    #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(1..))]
+    pub op_timeout_ms: u64,
+    /// Seconds of calm after healing, before the final reads.
+    #[arg(long, default_value_t = 3.0, value_parser = non_negative)]
+    pub recovery: f64,
+    /// Seconds the checker may take before answering unknown.
+    #[arg(long, default_value_t = 60.0, value_parser = positive)]
+    pub check_time_limit: f64,
+    /// The node binary (default: built from this source tree).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x > 0.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a positive number")),
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(x) if x.is_finite() && x >= 0.0 => Ok(x),
+        _ => Err(format!("`{text}` is not a non-negative number")),
+    }
 }
 
 /// Arguments of `harness check`.
@@ -89,13 +160,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             crate::list::print();
             ExitCode::SUCCESS
         }
-        Command::Run { workload } => {
-            eprintln!(
-                "harness run --workload {workload}: the cluster runner is not built yet; \
-                 today `harness check` checks recorded histories (see README.md)"
-            );
-            ExitCode::from(EXIT_BAD_INPUT)
-        }
+        Command::Run(args) => crate::run_cmd::run(&args),
     }
 }
 

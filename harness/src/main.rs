@@ -3,6 +3,14 @@
 mod check;
 mod cli;
 mod list;
+mod nemesis;
+mod net;
+mod progress;
+mod recorder;
+mod run;
+mod run_cmd;
+mod runtime;
+mod store;
 
 use std::process::ExitCode;
 

@@ -11,6 +11,7 @@ use system::bugs::{self, Bug, Bugs};
 use system::node::{Node, NodeConfig};
 
 /// One node of the Faultline reference system: a durable Raft key-value store.
+/// `faultline-node --list-bugs` prints the planted bugs, one per line.
 #[derive(Parser, Debug)]
 #[command(name = "faultline-node", version, about, after_help = bugs::help())]
 struct Args {
@@ -63,6 +64,13 @@ fn parse_peer(text: &str) -> Result<(String, String), String> {
 }
 
 fn main() -> ExitCode {
+    // For tools (the harness) that validate bug names: one `NAME<TAB>what` per line.
+    if std::env::args().nth(1).as_deref() == Some("--list-bugs") {
+        for (_, name, what) in bugs::ALL {
+            println!("{name}\t{what}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {

@@ -1,0 +1,275 @@
+//! The userspace link proxy: one per directed link between nodes. It reads whole
+//! frames (4-byte big-endian length, then the body) and, per the link's policy and
+//! a seeded RNG, forwards, drops, delays (with jitter, so messages reorder) or
+//! duplicates each one. A cut link drops every frame but keeps its connections
+//! open: a partition never tells the node.
+
+use std::collections::BinaryHeap;
+use std::cmp::Reverse;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use workloads::Rng;
+
+/// Frames larger than this are not our protocol: the connection is closed.
+const MAX_FRAME: usize = 64 << 20;
+
+/// What a link does to the frames crossing it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LinkPolicy {
+    /// Drop everything (partition).
+    pub cut: bool,
+    /// Probability of dropping a frame.
+    pub loss: f64,
+    /// Base delay.
+    pub delay: Duration,
+    /// Extra random delay, uniform in [0, jitter].
+    pub jitter: Duration,
+    /// Probability of delivering a frame twice.
+    pub duplicate: f64,
+}
+
+/// Counters of a link.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LinkCounters {
+    /// Frames forwarded (duplicates included).
+    pub forwarded: u64,
+    /// Frames dropped by a cut or loss.
+    pub dropped: u64,
+}
+
+struct Shared {
+    policy: LinkPolicy,
+    rng: Rng,
+    counters: LinkCounters,
+}
+
+/// A running proxy for the link `from → to`.
+pub struct LinkProxy {
+    /// The port the sender is told to use.
+    pub port: u16,
+    shared: Arc<Mutex<Shared>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LinkProxy {
+    /// Starts a proxy on a loopback port forwarding to `target`.
+    pub async fn start(target: String, rng: Rng) -> std::io::Result<LinkProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let port = listener.local_addr()?.port();
+        let shared = Arc::new(Mutex::new(Shared {
+            policy: LinkPolicy::default(),
+            rng,
+            counters: LinkCounters::default(),
+        }));
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = inbound.set_nodelay(true);
+                tokio::spawn(relay(inbound, target.clone(), s.clone()));
+            }
+        });
+        Ok(LinkProxy {
+            port,
+            shared,
+            task,
+        })
+    }
+
+    /// Replaces the link's policy.
+    pub fn set_policy(&self, policy: LinkPolicy) {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).policy = policy;
+    }
+
+    /// Changes the policy in place.
+    pub fn update(&self, f: impl FnOnce(&mut LinkPolicy)) {
+        f(&mut self.shared.lock().unwrap_or_else(|e| e.into_inner()).policy);
+    }
+
+    /// Frames forwarded and dropped so far.
+    pub fn counters(&self) -> LinkCounters {
+        self.shared.lock().unwrap_or_else(|e| e.into_inner()).counters
+    }
+}
+
+impl Drop for LinkProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn read_frame(r: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).await.ok()?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return None;
+    }
+    let mut frame = vec![0u8; n + 4];
+    frame[..4].copy_from_slice(&len);
+    r.read_exact(&mut frame[4..]).await.ok()?;
+    Some(frame)
+}
+
+/// Moves frames from one accepted connection to a fresh connection to `target`.
+async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>>) {
+    let Ok(Ok(outbound)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await else {
+        // The receiver is down: behave like it (the sender sees a closed connection).
+        return;
+    };
+    let _ = outbound.set_nodelay(true);
+    let (tx, rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
+    let writer = tokio::spawn(deliver(outbound, rx));
+    while let Some(frame) = read_frame(&mut inbound).await {
+        let plan = {
+            let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+            let p = s.policy.clone();
+            if p.cut || (p.loss > 0.0 && s.rng.chance(p.loss)) {
+                s.counters.dropped += 1;
+                None
+            } else {
+                let now = Instant::now();
+                let jitter = if p.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    p.jitter.mul_f64(s.rng.unit())
+                };
+                let first = now + p.delay + jitter;
+                let twice = p.duplicate > 0.0 && s.rng.chance(p.duplicate);
+                let second = twice.then(|| now + p.delay + p.jitter.mul_f64(s.rng.unit()));
+                s.counters.forwarded += 1 + twice as u64;
+                Some((first, second))
+            }
+        };
+        if let Some((at, again)) = plan {
+            if let Some(at2) = again {
+                let _ = tx.send((at2, frame.clone()));
+            }
+            if tx.send((at, frame)).is_err() {
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+/// Writes frames at their delivery times, earliest first (so jitter reorders).
+async fn deliver(mut out: TcpStream, mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>) {
+    let mut heap: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
+    let mut seq = 0u64;
+    let mut open = true;
+    while open || !heap.is_empty() {
+        let due = heap.peek().map(|Reverse((t, _, _))| *t);
+        tokio::select! {
+            msg = rx.recv(), if open => match msg {
+                Some((at, frame)) => {
+                    seq += 1;
+                    heap.push(Reverse((at, seq, frame)));
+                }
+                None => open = false,
+            },
+            _ = async { tokio::time::sleep_until(due.unwrap_or_else(Instant::now)).await }, if due.is_some() => {}
+        }
+        let now = Instant::now();
+        while heap.peek().is_some_and(|Reverse((t, _, _))| *t <= now) {
+            let Some(Reverse((_, _, frame))) = heap.pop() else { break };
+            if out.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn echo_frames(listener: TcpListener) -> mpsc::UnboundedReceiver<Vec<u8>> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(f) = read_frame(&mut s).await {
+                        let _ = tx.send(f[4..].to_vec());
+                    }
+                });
+            }
+        });
+        rx
+    }
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut f = (body.len() as u32).to_be_bytes().to_vec();
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[tokio::test]
+    async fn forwards_frames_and_a_cut_drops_them_without_closing() {
+        let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = sink.local_addr().unwrap().to_string();
+        let mut got = echo_frames(sink).await;
+        let proxy = LinkProxy::start(target, Rng::new(1)).await.unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        conn.write_all(&frame(b"one")).await.unwrap();
+        assert_eq!(got.recv().await.unwrap(), b"one");
+        proxy.update(|p| p.cut = true);
+        conn.write_all(&frame(b"lost")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        proxy.update(|p| p.cut = false);
+        // Same connection, still open: the node never learned of the partition.
+        conn.write_all(&frame(b"two")).await.unwrap();
+        assert_eq!(got.recv().await.unwrap(), b"two");
+        assert_eq!(proxy.counters().dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn loss_and_duplication_follow_the_policy() {
+        let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = sink.local_addr().unwrap().to_string();
+        let mut got = echo_frames(sink).await;
+        let proxy = LinkProxy::start(target, Rng::new(2)).await.unwrap();
+        proxy.set_policy(LinkPolicy {
+            loss: 0.5,
+            ..LinkPolicy::default()
+        });
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        for i in 0..400u32 {
+            conn.write_all(&frame(&i.to_be_bytes())).await.unwrap();
+        }
+        conn.write_all(&frame(b"end")).await.unwrap();
+        while proxy.counters().forwarded + proxy.counters().dropped < 401 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        proxy.set_policy(LinkPolicy {
+            duplicate: 1.0,
+            ..LinkPolicy::default()
+        });
+        conn.write_all(&frame(b"dup")).await.unwrap();
+        let mut n = 0;
+        let mut dups = 0;
+        loop {
+            let f = tokio::time::timeout(Duration::from_secs(2), got.recv()).await.unwrap().unwrap();
+            if f == b"dup" {
+                dups += 1;
+                if dups == 2 {
+                    break;
+                }
+            } else if f != b"end" {
+                n += 1;
+            }
+        }
+        assert!((120..280).contains(&n), "{n} of 400 frames passed at 50% loss");
+    }
+}

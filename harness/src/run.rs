@@ -1,0 +1,348 @@
+//! `harness run`: start a cluster, drive the workload's clients while the nemesis
+//! breaks things, heal, let the cluster recover, run the final reads, check the
+//! history and store the run.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use checker::{CheckOptions, Validity};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use tokio::sync::Mutex as AsyncMutex;
+use tokio::time::Instant;
+use workloads::{Completion, Endpoint, Generator, Rng, WorkloadOptions};
+
+use crate::nemesis::{self, Ctx};
+use crate::net::Net;
+use crate::recorder::Recorder;
+use crate::runtime::process::{NodePlan, ProcessRuntime};
+use crate::runtime::{node_binary, Runtime};
+use crate::store;
+
+/// The whole configuration of a run: written to `test.json`, enough to replay it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestConfig {
+    /// Workload name.
+    pub workload: String,
+    /// System under test.
+    pub target: String,
+    /// Where nodes run.
+    pub runtime: String,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Logical client processes.
+    pub concurrency: usize,
+    /// Total ops/s (open loop), or as fast as clients go.
+    pub rate: Option<f64>,
+    /// Seconds of workload.
+    pub time_limit: f64,
+    /// Fault kinds.
+    pub nemesis: Vec<String>,
+    /// Seconds a fault lasts, and the calm after it.
+    pub nemesis_interval: f64,
+    /// Planted bugs passed to the nodes.
+    pub bugs: Vec<String>,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Store root.
+    pub store: PathBuf,
+    /// Keys live at once.
+    pub keys: usize,
+    /// Ops per key.
+    pub ops_per_key: usize,
+    /// Client timeout per op, ms.
+    pub op_timeout_ms: u64,
+    /// Seconds of calm after healing, before the final reads.
+    pub recovery: f64,
+    /// Seconds the checker may take before answering unknown.
+    pub check_time_limit: f64,
+    /// Node binary, if given explicitly.
+    pub node_bin: Option<PathBuf>,
+    /// The command line that replays this run.
+    pub command: String,
+}
+
+/// What a run produced.
+pub struct RunOutcome {
+    /// The merged verdict.
+    pub valid: Validity,
+    /// The run folder.
+    pub dir: PathBuf,
+}
+
+/// A problem with the user's request (exit 254) as opposed to a failure (255).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+struct Shared {
+    generator: Mutex<(Box<dyn Generator>, Rng)>,
+    client: Arc<dyn workloads::Client>,
+    recorder: Recorder,
+    next_process: AtomicU64,
+    stop: AtomicBool,
+}
+
+/// Runs a whole test.
+pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
+    let workload = workloads::workload(&cfg.workload).map_err(BadInput)?;
+    if cfg.target != "builtin" {
+        bail!(BadInput(format!("--target {}: only `builtin` is available in this build", cfg.target)));
+    }
+    if cfg.runtime != "process" {
+        bail!(BadInput(format!("--runtime {}: only `process` is available in this build", cfg.runtime)));
+    }
+    let bin = node_binary::locate(cfg.node_bin.as_deref(), quiet)?;
+    let known = node_binary::bugs(&bin)?;
+    for b in &cfg.bugs {
+        if !known.iter().any(|(n, _)| n == b) {
+            let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
+            bail!(BadInput(format!("unknown bug `{b}` (known: {})", names.join(", "))));
+        }
+    }
+
+    let dir = store::new_run(&cfg.store, &cfg.workload)?;
+    std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&cfg)?)?;
+    let root_rng = Rng::new(cfg.seed);
+
+    // Ports and proxies: node i reaches node j through the proxy on link i→j.
+    let ids: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
+    // Hold every node port until the proxies have their own, so none collide.
+    let mut held = Vec::new();
+    let mut take = || -> std::io::Result<u16> {
+        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let port = l.local_addr()?.port();
+        held.push(l);
+        Ok(port)
+    };
+    let mut ports = Vec::new();
+    for _ in &ids {
+        ports.push((take()?, take()?, take()?));
+    }
+    let peer_addrs: Vec<(String, String)> = ids.iter().zip(&ports).map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1))).collect();
+    let net = Arc::new(Net::start(&peer_addrs, &root_rng).await.context("cannot start link proxies")?);
+    let plans = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, p)| NodePlan {
+            id: id.clone(),
+            client: p.0,
+            peer: p.1,
+            admin: p.2,
+            peers: ids
+                .iter()
+                .filter(|o| *o != id)
+                .map(|o| (o.clone(), format!("127.0.0.1:{}", net.port(id, o).unwrap_or(0))))
+                .collect(),
+        })
+        .collect();
+    drop(held);
+    let mut runtime: Box<dyn Runtime> = Box::new(ProcessRuntime::new(bin, &dir, plans, &cfg.bugs, &[])?);
+    for id in &ids {
+        runtime.start(id).await?;
+    }
+    let nodes = runtime.nodes();
+    let runtime = Arc::new(AsyncMutex::new(runtime));
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+
+    let result = drive(&cfg, &dir, workload.as_ref(), &nodes, runtime.clone(), net.clone(), http, root_rng, quiet).await;
+    let _ = runtime.lock().await.teardown().await;
+    let valid = result?;
+    store::point_latest(&cfg.store, &dir)?;
+    Ok(RunOutcome { valid, dir })
+}
+
+async fn await_leader(http: &reqwest::Client, nodes: &[crate::runtime::NodeAddrs]) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for n in nodes {
+            if let Ok(r) = http.get(format!("{}/cluster/status", n.client_url)).send().await {
+                if let Ok(s) = r.json::<serde_json::Value>().await {
+                    if s["role"] == "leader" {
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("the cluster elected no leader within 30 s (see nodes/*/node.log)")
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn drive(
+    cfg: &TestConfig,
+    dir: &std::path::Path,
+    workload: &dyn workloads::Workload,
+    nodes: &[crate::runtime::NodeAddrs],
+    runtime: Arc<AsyncMutex<Box<dyn Runtime>>>,
+    net: Arc<Net>,
+    http: reqwest::Client,
+    root_rng: Rng,
+    quiet: bool,
+) -> anyhow::Result<Validity> {
+    await_leader(&http, nodes).await?;
+    let options = WorkloadOptions {
+        keys: cfg.keys,
+        ops_per_key: cfg.ops_per_key,
+        op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+    };
+    let endpoints: Vec<Endpoint> = nodes.iter().map(|n| Endpoint { id: n.id.clone(), url: n.client_url.clone() }).collect();
+    let start = Instant::now();
+    let (recorder, writer) = Recorder::start(&dir.join("history.jsonl"), start)?;
+    let shared = Arc::new(Shared {
+        generator: Mutex::new((workload.generator(&options), root_rng.fork(1))),
+        client: workload.client(endpoints, &options),
+        recorder: recorder.clone(),
+        next_process: AtomicU64::new(cfg.concurrency as u64),
+        stop: AtomicBool::new(false),
+    });
+    let in_force = Arc::new(Mutex::new(String::new()));
+    let ctx = Arc::new(Ctx {
+        runtime,
+        net: net.clone(),
+        recorder: recorder.clone(),
+        nodes: nodes.to_vec(),
+        http: http.clone(),
+        in_force: in_force.clone(),
+    });
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let nemesis = tokio::spawn(nemesis::run(
+        ctx.clone(),
+        cfg.nemesis.clone(),
+        Duration::from_secs_f64(cfg.nemesis_interval),
+        root_rng.fork(2),
+        stop_rx,
+    ));
+    let progress = crate::progress::start(recorder.live.clone(), in_force.clone(), cfg.time_limit, quiet);
+
+    let deadline = start + Duration::from_secs_f64(cfg.time_limit);
+    let mut workers = Vec::new();
+    for i in 0..cfg.concurrency {
+        let shared = shared.clone();
+        let rate = cfg.rate;
+        let c = cfg.concurrency;
+        workers.push(tokio::spawn(async move {
+            let mut process = i as u64;
+            let mut session = shared.client.open(process);
+            let mut k: u64 = 0;
+            while Instant::now() < deadline && !shared.stop.load(Ordering::Relaxed) {
+                if let Some(rate) = rate {
+                    // Open loop: this worker's slots are every c/rate seconds.
+                    let due = start + Duration::from_secs_f64((k * c as u64 + i as u64) as f64 / rate);
+                    k += 1;
+                    if due >= deadline {
+                        break;
+                    }
+                    tokio::time::sleep_until(due).await;
+                }
+                let op = {
+                    let mut g = shared.generator.lock().unwrap_or_else(|e| e.into_inner());
+                    let (gen, rng) = &mut *g;
+                    gen.next(rng)
+                };
+                let Some(op) = op else { break };
+                let invoked = shared.recorder.invoke(process, &op);
+                let (done, node) = session.invoke(&op).await;
+                shared.recorder.complete(process, &op, &done, node, invoked);
+                if matches!(done, Completion::Info(_)) {
+                    // An indeterminate op may still happen: this process retires.
+                    process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+                    session = shared.client.open(process);
+                }
+            }
+        }));
+    }
+    for w in workers {
+        let _ = w.await;
+    }
+    let _ = stop_tx.send(true);
+    let faults = nemesis.await.context("nemesis task")??;
+    ctx.heal_all().await?;
+    tokio::time::sleep(Duration::from_secs_f64(cfg.recovery)).await;
+
+    // Final reads: every key, through fresh processes, retried until answered.
+    let finals = shared.generator.lock().unwrap_or_else(|e| e.into_inner()).0.final_ops();
+    let mut final_tasks = Vec::new();
+    for chunk in finals.chunks(finals.len().div_ceil(cfg.concurrency.max(1)).max(1)) {
+        let chunk = chunk.to_vec();
+        let shared = shared.clone();
+        final_tasks.push(tokio::spawn(async move {
+            let mut unanswered = 0;
+            for op in chunk {
+                let mut done = false;
+                for _ in 0..20 {
+                    let process = shared.next_process.fetch_add(1, Ordering::Relaxed);
+                    let mut session = shared.client.open(process);
+                    let invoked = shared.recorder.invoke(process, &op);
+                    let (c, node) = session.invoke(&op).await;
+                    shared.recorder.complete(process, &op, &c, node, invoked);
+                    if matches!(c, Completion::Ok(_)) {
+                        done = true;
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                if !done {
+                    unanswered += 1;
+                }
+            }
+            unanswered
+        }));
+    }
+    let mut unanswered = 0;
+    for t in final_tasks {
+        unanswered += t.await.unwrap_or(0);
+    }
+    drop(shared);
+    drop(ctx);
+    drop(recorder);
+    progress.finish();
+    let summary = writer.await.context("history writer")??;
+
+    // Check.
+    let history = checker::format::read_file(&dir.join("history.jsonl"), checker::Format::Jsonl)?;
+    let options = CheckOptions {
+        time_limit: Some(Duration::from_secs_f64(cfg.check_time_limit)),
+        ..CheckOptions::default()
+    };
+    let lin = checker::check_named(workload.model(), &history, &options)?;
+    let mut valid = lin.valid;
+    let mut final_reads = json!({"valid": true, "keys": finals.len(), "unanswered": unanswered});
+    if unanswered > 0 {
+        // After healing, every key must be readable: a cluster that never recovers is a failure.
+        final_reads["valid"] = json!(false);
+        valid = valid.merge(Validity::Invalid);
+    }
+    let results = json!({
+        "valid": valid,
+        "checkers": {
+            "linearizable": lin,
+            "final-reads": final_reads,
+            "stats": {"valid": true, "by_f": summary.stats, "history": history.stats},
+            "perf": {
+                "valid": true,
+                "latency_ms": summary.latency_ms,
+                "throughput": summary.throughput,
+                "availability": summary.availability,
+                "ok_per_second": summary.ok_per_second,
+            },
+        },
+        "faults": faults,
+        "nemesis_events": summary.nemesis_events,
+        "frames_dropped": net.dropped(),
+        "seed": cfg.seed,
+    });
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    Ok(valid)
+}

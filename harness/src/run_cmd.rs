@@ -1,0 +1,125 @@
+//! `harness run` on the command line: validate, run, print the summary, exit with
+//! the verdict's code.
+
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use checker::Validity;
+
+use crate::cli::RunArgs;
+use crate::run::{BadInput, TestConfig};
+use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
+
+fn replay_command(c: &TestConfig) -> String {
+    let mut parts = vec![
+        "cargo run --release --bin harness -- run".to_string(),
+        format!("--workload {}", c.workload),
+        format!("--nodes {}", c.nodes),
+        format!("--concurrency {}", c.concurrency),
+        format!("--time-limit {}", c.time_limit),
+        format!("--nemesis {}", if c.nemesis.is_empty() { "none".to_string() } else { c.nemesis.join(",") }),
+        format!("--nemesis-interval {}", c.nemesis_interval),
+        format!("--keys {} --ops-per-key {}", c.keys, c.ops_per_key),
+        format!("--seed {}", c.seed),
+    ];
+    if let Some(r) = c.rate {
+        parts.push(format!("--rate {r}"));
+    }
+    for b in &c.bugs {
+        parts.push(format!("--bug {b}"));
+    }
+    parts.join(" ")
+}
+
+/// Runs `harness run`.
+pub fn run(args: &RunArgs) -> ExitCode {
+    let nemesis = match crate::nemesis::parse(&args.nemesis) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("harness run: --nemesis: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    if let Err(e) = workloads::workload(&args.workload) {
+        eprintln!("harness run: --workload: {e}");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000_007
+    });
+    let mut cfg = TestConfig {
+        workload: args.workload.clone(),
+        target: args.target.clone(),
+        runtime: args.runtime.clone(),
+        nodes: args.nodes as usize,
+        concurrency: args.concurrency as usize,
+        rate: args.rate,
+        time_limit: args.time_limit,
+        nemesis,
+        nemesis_interval: args.nemesis_interval,
+        bugs: args.bugs.clone(),
+        seed,
+        store: args.store.clone(),
+        keys: args.keys as usize,
+        ops_per_key: args.ops_per_key as usize,
+        op_timeout_ms: args.op_timeout_ms,
+        recovery: args.recovery,
+        check_time_limit: args.check_time_limit,
+        node_bin: args.node_bin.clone(),
+        command: String::new(),
+    };
+    cfg.command = replay_command(&cfg);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harness run: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_INTERNAL);
+        }
+    };
+    let quiet = args.quiet;
+    let outcome = runtime.block_on(async move {
+        tokio::select! {
+            r = crate::run::run(cfg, quiet) => Some(r),
+            _ = tokio::signal::ctrl_c() => None,
+        }
+    });
+    // Node processes die with the runtime's drop (the process runtime kills them).
+    drop(runtime);
+    match outcome {
+        None => {
+            eprintln!("harness run: interrupted; the nodes were stopped");
+            ExitCode::from(EXIT_INTERNAL)
+        }
+        Some(Err(e)) => {
+            if let Some(b) = e.downcast_ref::<BadInput>() {
+                eprintln!("harness run: {b}");
+                ExitCode::from(EXIT_BAD_INPUT)
+            } else {
+                eprintln!("harness run: {e:#}");
+                ExitCode::from(EXIT_INTERNAL)
+            }
+        }
+        Some(Ok(out)) => {
+            let verdict = match out.valid {
+                Validity::Valid => "valid",
+                Validity::Invalid => "INVALID",
+                Validity::Unknown => "unknown",
+            };
+            let results = std::fs::read_to_string(out.dir.join("results.json")).unwrap_or_default();
+            let summary: serde_json::Value = serde_json::from_str(&results).unwrap_or_default();
+            let perf = &summary["checkers"]["perf"];
+            println!("run: {}", out.dir.display());
+            println!(
+                "  {verdict}: linearizable {}, final reads {}; {} faults; {:.0} ok ops/s, availability {:.1}%",
+                summary["checkers"]["linearizable"]["valid"],
+                summary["checkers"]["final-reads"]["valid"],
+                summary["faults"],
+                perf["ok_per_second"].as_f64().unwrap_or(0.0),
+                perf["availability"].as_f64().unwrap_or(0.0) * 100.0
+            );
+            println!("  history: {}", out.dir.join("history.jsonl").display());
+            println!("  results: {}", out.dir.join("results.json").display());
+            ExitCode::from(out.valid.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,34 @@
+//! Runtimes start, stop and break the nodes of a cluster. The process runtime is
+//! the default; Docker and third-party systems fit the same trait.
+
+pub mod node_binary;
+pub mod process;
+
+use workloads::BoxFut;
+
+/// Where one node can be reached.
+#[derive(Clone, Debug)]
+pub struct NodeAddrs {
+    /// Node id.
+    pub id: String,
+    /// Client API base URL.
+    pub client_url: String,
+    /// Admin API base URL.
+    pub admin_url: String,
+}
+
+/// Starts, stops and breaks the nodes of a cluster.
+pub trait Runtime: Send {
+    /// The nodes and their addresses.
+    fn nodes(&self) -> Vec<NodeAddrs>;
+    /// Starts (or restarts after a kill) node `id`.
+    fn start<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
+    /// Kills node `id` without warning (SIGKILL).
+    fn kill<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
+    /// Freezes node `id` (SIGSTOP).
+    fn pause<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
+    /// Thaws node `id` (SIGCONT).
+    fn resume<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
+    /// Stops every node and releases everything the runtime holds.
+    fn teardown(&mut self) -> BoxFut<'_, anyhow::Result<()>>;
+}

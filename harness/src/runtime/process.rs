@@ -1,0 +1,187 @@
+//! The process runtime: every node a local `faultline-node` process on loopback,
+//! with its data directory and log under the run folder, and its peer traffic
+//! through the harness's link proxies.
+
+use std::fs::OpenOptions;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use anyhow::{bail, Context};
+use workloads::BoxFut;
+
+use super::{NodeAddrs, Runtime};
+
+/// How to launch one node.
+struct Proc {
+    id: String,
+    client: u16,
+    admin: u16,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// Local node processes.
+pub struct ProcessRuntime {
+    bin: PathBuf,
+    nodes: Vec<Proc>,
+}
+
+/// One node's launch plan.
+pub struct NodePlan {
+    /// Node id.
+    pub id: String,
+    /// Client API port.
+    pub client: u16,
+    /// Peer listen port.
+    pub peer: u16,
+    /// Admin API port.
+    pub admin: u16,
+    /// `--peer ID=ADDR` for every other node (through the proxies).
+    pub peers: Vec<(String, String)>,
+}
+
+impl ProcessRuntime {
+    /// Plans the nodes; `start` launches them.
+    pub fn new(bin: PathBuf, run_dir: &Path, plans: Vec<NodePlan>, bugs: &[String], extra: &[String]) -> anyhow::Result<Self> {
+        let mut nodes = Vec::new();
+        for plan in plans {
+            let dir = run_dir.join("nodes").join(&plan.id);
+            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            let mut args = vec![
+                "--id".to_string(),
+                plan.id.clone(),
+                "--data-dir".into(),
+                dir.join("data").display().to_string(),
+                "--client".into(),
+                format!("127.0.0.1:{}", plan.client),
+                "--peer-listen".into(),
+                format!("127.0.0.1:{}", plan.peer),
+                "--admin".into(),
+                format!("127.0.0.1:{}", plan.admin),
+            ];
+            for (peer, addr) in &plan.peers {
+                args.push("--peer".into());
+                args.push(format!("{peer}={addr}"));
+            }
+            for bug in bugs {
+                args.push("--bug".into());
+                args.push(bug.clone());
+            }
+            args.extend(extra.iter().cloned());
+            nodes.push(Proc {
+                id: plan.id,
+                client: plan.client,
+                admin: plan.admin,
+                args,
+                log: dir.join("node.log"),
+                child: None,
+            });
+        }
+        Ok(ProcessRuntime { bin, nodes })
+    }
+
+    fn proc_mut(&mut self, id: &str) -> anyhow::Result<&mut Proc> {
+        self.nodes.iter_mut().find(|n| n.id == id).with_context(|| format!("no node `{id}`"))
+    }
+
+    fn signal(&mut self, id: &str, sig: libc::c_int) -> anyhow::Result<()> {
+        let p = self.proc_mut(id)?;
+        let Some(child) = &p.child else { return Ok(()) };
+        // SAFETY: kill(2) on a child we spawned and have not reaped; no memory involved.
+        let rc = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+        if rc != 0 {
+            bail!("signal {sig} to {id}: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+impl Runtime for ProcessRuntime {
+    fn nodes(&self) -> Vec<NodeAddrs> {
+        self.nodes
+            .iter()
+            .map(|n| NodeAddrs {
+                id: n.id.clone(),
+                client_url: format!("http://127.0.0.1:{}", n.client),
+                admin_url: format!("http://127.0.0.1:{}", n.admin),
+            })
+            .collect()
+    }
+
+    fn start<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let bin = self.bin.clone();
+            let p = self.proc_mut(id)?;
+            if p.child.is_some() {
+                return Ok(());
+            }
+            let log = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&p.log)
+                .with_context(|| format!("cannot open {}", p.log.display()))?;
+            let child = Command::new(&bin)
+                .args(&p.args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone()?)
+                .stderr(log)
+                .spawn()
+                .with_context(|| format!("cannot start {}", bin.display()))?;
+            p.child = Some(child);
+            // A node that cannot start (a port taken, a bad data dir) exits at once.
+            tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+            if let Some(child) = &mut p.child {
+                if let Ok(Some(status)) = child.try_wait() {
+                    p.child = None;
+                    let log = std::fs::read_to_string(&p.log).unwrap_or_default();
+                    let last = log.lines().last().unwrap_or("").to_string();
+                    bail!("node {id} exited at start ({status}): {last}");
+                }
+            }
+            Ok(())
+        })
+    }
+
+    fn kill<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let p = self.proc_mut(id)?;
+            if let Some(mut child) = p.child.take() {
+                child.kill().with_context(|| format!("SIGKILL {id}"))?;
+                let _ = child.wait();
+            }
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move { self.signal(id, libc::SIGSTOP) })
+    }
+
+    fn resume<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move { self.signal(id, libc::SIGCONT) })
+    }
+
+    fn teardown(&mut self) -> BoxFut<'_, anyhow::Result<()>> {
+        Box::pin(async move {
+            for p in &mut self.nodes {
+                if let Some(mut child) = p.child.take() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Drop for ProcessRuntime {
+    fn drop(&mut self) {
+        for p in &mut self.nodes {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
