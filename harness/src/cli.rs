@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-
 /// Faultline: test distributed systems under real faults and check what they did.
 #[derive(Parser, Debug)]
 #[command(name = "harness", version, about)]

@@ -1,7 +1,29 @@
-//! `harness list`: what this build can do.
+//! `harness list`: the workloads, models, nemeses, planted bugs and runtimes.
 
-/// Prints the models and formats.
+/// Prints everything `harness run` and `harness check` accept.
 pub fn print() {
+    println!("workloads (harness run --workload W):");
+    for (name, what, _) in workloads::WORKLOADS {
+        println!("  {name:<14} {what}");
+    }
+    println!("  options: --keys N (live keys), --ops-per-key N, --op-timeout-ms MS");
+    println!("nemeses (harness run --nemesis a,b | none | all):");
+    for (name, what) in crate::nemesis::KINDS {
+        println!("  {name:<14} {what}");
+    }
+    println!("planted bugs (harness run --bug NAME):");
+    match crate::runtime::node_binary::locate(None, true).and_then(|b| crate::runtime::node_binary::bugs(&b)) {
+        Ok(bugs) => {
+            for (name, what) in bugs {
+                println!("  {name:<14} {what}");
+            }
+        }
+        Err(e) => println!("  (cannot ask the node binary: {e:#})"),
+    }
+    println!("targets (harness run --target T):");
+    println!("  builtin        the Faultline Raft KV node (faultline-node); etcd, redis, maelstrom to come");
+    println!("runtimes (harness run --runtime R):");
+    println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("models (harness check --model M):");
     for (name, what) in checker::model::MODELS {
         println!("  {name:<14} {what}");

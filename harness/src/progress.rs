@@ -19,7 +19,11 @@ pub struct Progress {
 pub fn start(live: Arc<Live>, in_force: Arc<Mutex<String>>, seconds: f64, quiet: bool) -> Progress {
     let bar = ProgressBar::with_draw_target(
         Some((seconds * 10.0) as u64),
-        if quiet { ProgressDrawTarget::hidden() } else { ProgressDrawTarget::stderr() },
+        if quiet {
+            ProgressDrawTarget::hidden()
+        } else {
+            ProgressDrawTarget::stderr()
+        },
     );
     bar.set_style(
         ProgressStyle::with_template("{elapsed_precise} [{bar:20}] {msg}")
@@ -42,7 +46,11 @@ pub fn start(live: Arc<Live>, in_force: Arc<Mutex<String>>, seconds: f64, quiet:
             b.set_position((started.elapsed().as_secs_f64() * 10.0) as u64);
             b.set_message(format!(
                 "{rate:>6.0} ops/s  ok {ok} fail {fail} info {info}  {}",
-                if faults.is_empty() { "no faults".to_string() } else { faults }
+                if faults.is_empty() {
+                    "no faults".to_string()
+                } else {
+                    faults
+                }
             ));
         }
     });

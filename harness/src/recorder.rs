@@ -28,9 +28,24 @@ pub struct Live {
 }
 
 enum Line {
-    Invoke { process: u64, op: Invocation, at: Instant },
-    Complete { process: u64, op: Invocation, done: Completion, node: Option<String>, invoked: Instant, at: Instant },
-    Nemesis { f: String, value: Value, at: Instant },
+    Invoke {
+        process: u64,
+        op: Invocation,
+        at: Instant,
+    },
+    Complete {
+        process: u64,
+        op: Invocation,
+        done: Completion,
+        node: Option<String>,
+        invoked: Instant,
+        at: Instant,
+    },
+    Nemesis {
+        f: String,
+        value: Value,
+        at: Instant,
+    },
 }
 
 /// Latency quantiles of one operation, in milliseconds.
@@ -88,7 +103,10 @@ pub struct Recorder {
 
 impl Recorder {
     /// Starts the writer task on `path`; `start` is time zero of the history.
-    pub fn start(path: &Path, start: Instant) -> std::io::Result<(Recorder, tokio::task::JoinHandle<std::io::Result<Summary>>)> {
+    pub fn start(
+        path: &Path,
+        start: Instant,
+    ) -> std::io::Result<(Recorder, tokio::task::JoinHandle<std::io::Result<Summary>>)> {
         let file = std::fs::File::create(path)?;
         let (tx, rx) = mpsc::unbounded_channel();
         let live = Arc::new(Live::default());
@@ -99,12 +117,23 @@ impl Recorder {
     /// Records an invocation now; returns its instant for the completion.
     pub fn invoke(&self, process: u64, op: &Invocation) -> Instant {
         let at = Instant::now();
-        let _ = self.tx.send(Line::Invoke { process, op: op.clone(), at });
+        let _ = self.tx.send(Line::Invoke {
+            process,
+            op: op.clone(),
+            at,
+        });
         at
     }
 
     /// Records a completion now.
-    pub fn complete(&self, process: u64, op: &Invocation, done: &Completion, node: Option<String>, invoked: Instant) {
+    pub fn complete(
+        &self,
+        process: u64,
+        op: &Invocation,
+        done: &Completion,
+        node: Option<String>,
+        invoked: Instant,
+    ) {
         let at = Instant::now();
         let counter = match done {
             Completion::Ok(_) => &self.live.ok,
@@ -136,7 +165,12 @@ fn ns(at: Instant, start: Instant) -> u64 {
     at.saturating_duration_since(start).as_nanos() as u64
 }
 
-async fn write_all(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<Line>, start: Instant, _live: Arc<Live>) -> std::io::Result<Summary> {
+async fn write_all(
+    file: std::fs::File,
+    mut rx: mpsc::UnboundedReceiver<Line>,
+    start: Instant,
+    _live: Arc<Live>,
+) -> std::io::Result<Summary> {
     let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
     let mut stats: BTreeMap<String, BTreeMap<&'static str, u64>> = BTreeMap::new();
     let mut hist: BTreeMap<String, Histogram<u64>> = BTreeMap::new();
@@ -157,13 +191,24 @@ async fn write_all(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<Line>, s
             Line::Invoke { process, op, at } => {
                 json!({"type": "invoke", "process": process, "f": op.f, "key": op.key, "value": op.value, "time": ns(at, start)})
             }
-            Line::Complete { process, op, done, node, invoked, at } => {
+            Line::Complete {
+                process,
+                op,
+                done,
+                node,
+                invoked,
+                at,
+            } => {
                 let (kind, value, error) = match &done {
                     Completion::Ok(v) => ("ok", v.clone(), None),
                     Completion::Fail(e) => ("fail", op.value.clone(), Some(e.clone())),
                     Completion::Info(e) => ("info", op.value.clone(), Some(e.clone())),
                 };
-                *stats.entry(op.f.clone()).or_default().entry(kind).or_insert(0) += 1;
+                *stats
+                    .entry(op.f.clone())
+                    .or_default()
+                    .entry(kind)
+                    .or_insert(0) += 1;
                 let second = at.saturating_duration_since(start).as_secs() as usize;
                 if seconds.len() <= second {
                     seconds.resize_with(second + 1, Second::default);
@@ -176,9 +221,10 @@ async fn write_all(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<Line>, s
                 }
                 if kind == "ok" {
                     let us = at.saturating_duration_since(invoked).as_micros() as u64;
-                    let h = hist
-                        .entry(op.f.clone())
-                        .or_insert_with(|| Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds"));
+                    let h = hist.entry(op.f.clone()).or_insert_with(|| {
+                        Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                            .expect("valid histogram bounds")
+                    });
                     let _ = h.record(us.max(1));
                 }
                 let mut r = json!({"type": kind, "process": process, "f": op.f, "key": op.key, "value": value, "time": ns(at, start)});
@@ -227,8 +273,16 @@ async fn write_all(file: std::fs::File, mut rx: mpsc::UnboundedReceiver<Line>, s
     Ok(Summary {
         stats,
         latency_ms,
-        availability: if total == 0 { 0.0 } else { ok as f64 / total as f64 },
-        ok_per_second: if seconds.is_empty() { 0.0 } else { ok as f64 / seconds.len() as f64 },
+        availability: if total == 0 {
+            0.0
+        } else {
+            ok as f64 / total as f64
+        },
+        ok_per_second: if seconds.is_empty() {
+            0.0
+        } else {
+            ok as f64 / seconds.len() as f64
+        },
         throughput: seconds,
         nemesis_events,
     })

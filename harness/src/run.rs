@@ -97,17 +97,26 @@ struct Shared {
 pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     let workload = workloads::workload(&cfg.workload).map_err(BadInput)?;
     if cfg.target != "builtin" {
-        bail!(BadInput(format!("--target {}: only `builtin` is available in this build", cfg.target)));
+        bail!(BadInput(format!(
+            "--target {}: only `builtin` is available in this build",
+            cfg.target
+        )));
     }
     if cfg.runtime != "process" {
-        bail!(BadInput(format!("--runtime {}: only `process` is available in this build", cfg.runtime)));
+        bail!(BadInput(format!(
+            "--runtime {}: only `process` is available in this build",
+            cfg.runtime
+        )));
     }
     let bin = node_binary::locate(cfg.node_bin.as_deref(), quiet)?;
     let known = node_binary::bugs(&bin)?;
     for b in &cfg.bugs {
         if !known.iter().any(|(n, _)| n == b) {
             let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
-            bail!(BadInput(format!("unknown bug `{b}` (known: {})", names.join(", "))));
+            bail!(BadInput(format!(
+                "unknown bug `{b}` (known: {})",
+                names.join(", ")
+            )));
         }
     }
 
@@ -129,8 +138,16 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     for _ in &ids {
         ports.push((take()?, take()?, take()?));
     }
-    let peer_addrs: Vec<(String, String)> = ids.iter().zip(&ports).map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1))).collect();
-    let net = Arc::new(Net::start(&peer_addrs, &root_rng).await.context("cannot start link proxies")?);
+    let peer_addrs: Vec<(String, String)> = ids
+        .iter()
+        .zip(&ports)
+        .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
+        .collect();
+    let net = Arc::new(
+        Net::start(&peer_addrs, &root_rng)
+            .await
+            .context("cannot start link proxies")?,
+    );
     let plans = ids
         .iter()
         .zip(&ports)
@@ -142,31 +159,57 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             peers: ids
                 .iter()
                 .filter(|o| *o != id)
-                .map(|o| (o.clone(), format!("127.0.0.1:{}", net.port(id, o).unwrap_or(0))))
+                .map(|o| {
+                    (
+                        o.clone(),
+                        format!("127.0.0.1:{}", net.port(id, o).unwrap_or(0)),
+                    )
+                })
                 .collect(),
         })
         .collect();
     drop(held);
-    let mut runtime: Box<dyn Runtime> = Box::new(ProcessRuntime::new(bin, &dir, plans, &cfg.bugs, &[])?);
+    let mut runtime: Box<dyn Runtime> =
+        Box::new(ProcessRuntime::new(bin, &dir, plans, &cfg.bugs, &[])?);
     for id in &ids {
         runtime.start(id).await?;
     }
     let nodes = runtime.nodes();
     let runtime = Arc::new(AsyncMutex::new(runtime));
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(2)).build()?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()?;
 
-    let result = drive(&cfg, &dir, workload.as_ref(), &nodes, runtime.clone(), net.clone(), http, root_rng, quiet).await;
+    let result = drive(
+        &cfg,
+        &dir,
+        workload.as_ref(),
+        &nodes,
+        runtime.clone(),
+        net.clone(),
+        http,
+        root_rng,
+        quiet,
+    )
+    .await;
     let _ = runtime.lock().await.teardown().await;
     let valid = result?;
     store::point_latest(&cfg.store, &dir)?;
     Ok(RunOutcome { valid, dir })
 }
 
-async fn await_leader(http: &reqwest::Client, nodes: &[crate::runtime::NodeAddrs]) -> anyhow::Result<()> {
+async fn await_leader(
+    http: &reqwest::Client,
+    nodes: &[crate::runtime::NodeAddrs],
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         for n in nodes {
-            if let Ok(r) = http.get(format!("{}/cluster/status", n.client_url)).send().await {
+            if let Ok(r) = http
+                .get(format!("{}/cluster/status", n.client_url))
+                .send()
+                .await
+            {
                 if let Ok(s) = r.json::<serde_json::Value>().await {
                     if s["role"] == "leader" {
                         return Ok(());
@@ -197,7 +240,13 @@ async fn drive(
         ops_per_key: cfg.ops_per_key,
         op_timeout: Duration::from_millis(cfg.op_timeout_ms),
     };
-    let endpoints: Vec<Endpoint> = nodes.iter().map(|n| Endpoint { id: n.id.clone(), url: n.client_url.clone() }).collect();
+    let endpoints: Vec<Endpoint> = nodes
+        .iter()
+        .map(|n| Endpoint {
+            id: n.id.clone(),
+            url: n.client_url.clone(),
+        })
+        .collect();
     let start = Instant::now();
     let (recorder, writer) = Recorder::start(&dir.join("history.jsonl"), start)?;
     let shared = Arc::new(Shared {
@@ -224,7 +273,12 @@ async fn drive(
         root_rng.fork(2),
         stop_rx,
     ));
-    let progress = crate::progress::start(recorder.live.clone(), in_force.clone(), cfg.time_limit, quiet);
+    let progress = crate::progress::start(
+        recorder.live.clone(),
+        in_force.clone(),
+        cfg.time_limit,
+        quiet,
+    );
 
     let deadline = start + Duration::from_secs_f64(cfg.time_limit);
     let mut workers = Vec::new();
@@ -239,7 +293,8 @@ async fn drive(
             while Instant::now() < deadline && !shared.stop.load(Ordering::Relaxed) {
                 if let Some(rate) = rate {
                     // Open loop: this worker's slots are every c/rate seconds.
-                    let due = start + Duration::from_secs_f64((k * c as u64 + i as u64) as f64 / rate);
+                    let due =
+                        start + Duration::from_secs_f64((k * c as u64 + i as u64) as f64 / rate);
                     k += 1;
                     if due >= deadline {
                         break;
@@ -272,7 +327,12 @@ async fn drive(
     tokio::time::sleep(Duration::from_secs_f64(cfg.recovery)).await;
 
     // Final reads: every key, through fresh processes, retried until answered.
-    let finals = shared.generator.lock().unwrap_or_else(|e| e.into_inner()).0.final_ops();
+    let finals = shared
+        .generator
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .0
+        .final_ops();
     let mut final_tasks = Vec::new();
     for chunk in finals.chunks(finals.len().div_ceil(cfg.concurrency.max(1)).max(1)) {
         let chunk = chunk.to_vec();
@@ -343,6 +403,9 @@ async fn drive(
         "frames_dropped": net.dropped(),
         "seed": cfg.seed,
     });
-    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&results)?)?;
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec_pretty(&results)?,
+    )?;
     Ok(valid)
 }

@@ -17,7 +17,14 @@ fn replay_command(c: &TestConfig) -> String {
         format!("--nodes {}", c.nodes),
         format!("--concurrency {}", c.concurrency),
         format!("--time-limit {}", c.time_limit),
-        format!("--nemesis {}", if c.nemesis.is_empty() { "none".to_string() } else { c.nemesis.join(",") }),
+        format!(
+            "--nemesis {}",
+            if c.nemesis.is_empty() {
+                "none".to_string()
+            } else {
+                c.nemesis.join(",")
+            }
+        ),
         format!("--nemesis-interval {}", c.nemesis_interval),
         format!("--keys {} --ops-per-key {}", c.keys, c.ops_per_key),
         format!("--seed {}", c.seed),
@@ -45,7 +52,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
         return ExitCode::from(EXIT_BAD_INPUT);
     }
     let seed = args.seed.unwrap_or_else(|| {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1) % 1_000_000_007
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1)
+            % 1_000_000_007
     });
     let mut cfg = TestConfig {
         workload: args.workload.clone(),
@@ -69,7 +80,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
         command: String::new(),
     };
     cfg.command = replay_command(&cfg);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("harness run: cannot start the async runtime: {e}");

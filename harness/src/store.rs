@@ -39,7 +39,8 @@ pub fn new_run(root: &Path, workload: &str) -> anyhow::Result<PathBuf> {
         dir = base.join(format!("{}-{n}", timestamp(SystemTime::now())));
         n += 1;
     }
-    std::fs::create_dir_all(dir.join("nodes")).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("nodes"))
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     Ok(dir)
 }
 
@@ -48,7 +49,8 @@ pub fn point_latest(root: &Path, run: &Path) -> anyhow::Result<()> {
     let rel = run.strip_prefix(root).unwrap_or(run);
     let tmp = root.join(".latest.tmp");
     let _ = std::fs::remove_file(&tmp);
-    std::os::unix::fs::symlink(rel, &tmp).with_context(|| format!("cannot link {}", tmp.display()))?;
+    std::os::unix::fs::symlink(rel, &tmp)
+        .with_context(|| format!("cannot link {}", tmp.display()))?;
     std::fs::rename(&tmp, root.join("latest")).context("cannot update store/latest")?;
     Ok(())
 }
@@ -60,9 +62,15 @@ mod tests {
 
     #[test]
     fn timestamps_are_utc_calendar_dates() {
-        assert_eq!(timestamp(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)), "20231114T221320.123Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_millis(1_700_000_000_123)),
+            "20231114T221320.123Z"
+        );
         assert_eq!(timestamp(UNIX_EPOCH), "19700101T000000.000Z");
-        assert_eq!(timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000.000Z");
+        assert_eq!(
+            timestamp(UNIX_EPOCH + Duration::from_secs(951_782_400)),
+            "20000229T000000.000Z"
+        );
     }
 
     #[test]
@@ -72,6 +80,9 @@ mod tests {
         point_latest(root.path(), &a).unwrap();
         let b = new_run(root.path(), "kv").unwrap();
         point_latest(root.path(), &b).unwrap();
-        assert_eq!(std::fs::canonicalize(root.path().join("latest")).unwrap(), std::fs::canonicalize(&b).unwrap());
+        assert_eq!(
+            std::fs::canonicalize(root.path().join("latest")).unwrap(),
+            std::fs::canonicalize(&b).unwrap()
+        );
     }
 }

@@ -10,7 +10,10 @@ use std::sync::Arc;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use crate::{BoxFut, Client, Completion, Endpoint, Generator, Invocation, Rng, Session, Workload, WorkloadOptions};
+use crate::{
+    BoxFut, Client, Completion, Endpoint, Generator, Invocation, Rng, Session, Workload,
+    WorkloadOptions,
+};
 
 /// The `kv` workload.
 pub struct Kv;
@@ -134,16 +137,23 @@ impl KvSession {
                 "write" => self.http.put(&url).json(&json!({"value": op.value})),
                 "cas" => {
                     let pair = op.value.as_array().cloned().unwrap_or_default();
-                    let (a, b) = (pair.first().cloned().unwrap_or(Value::Null), pair.get(1).cloned().unwrap_or(Value::Null));
-                    self.http.post(format!("{url}/cas")).json(&json!({"expected": a, "new": b}))
+                    let (a, b) = (
+                        pair.first().cloned().unwrap_or(Value::Null),
+                        pair.get(1).cloned().unwrap_or(Value::Null),
+                    );
+                    self.http
+                        .post(format!("{url}/cas"))
+                        .json(&json!({"expected": a, "new": b}))
                 }
                 other => return (Completion::Fail(format!("kv has no op `{other}`")), None),
             };
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
-                    // Nothing was sent: a definite failure; try another node next time.
+                    // Nothing was sent: a definite failure; try another node next time,
+                    // after a pause so a dead cluster is not hammered.
                     self.rotate();
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                     return (Completion::Fail("connect failed".into()), id);
                 }
                 Err(e) if e.is_timeout() => return (Completion::Info("timeout".into()), id),
@@ -154,7 +164,11 @@ impl KvSession {
             let definite = body.get("definite").and_then(Value::as_bool);
             match status {
                 StatusCode::OK => {
-                    let out = if op.f == "read" { body.get("value").cloned().unwrap_or(Value::Null) } else { op.value.clone() };
+                    let out = if op.f == "read" {
+                        body.get("value").cloned().unwrap_or(Value::Null)
+                    } else {
+                        op.value.clone()
+                    };
                     return (Completion::Ok(out), id);
                 }
                 StatusCode::MISDIRECTED_REQUEST => {
@@ -170,10 +184,17 @@ impl KvSession {
                         }
                     }
                 }
-                StatusCode::CONFLICT => return (Completion::Fail("precondition-failed".into()), id),
+                StatusCode::CONFLICT => {
+                    return (Completion::Fail("precondition-failed".into()), id)
+                }
                 s => {
-                    let code = body.get("error").and_then(Value::as_str).unwrap_or("error").to_string();
-                    let definite = definite.unwrap_or(s.is_client_error() || s == StatusCode::SERVICE_UNAVAILABLE);
+                    let code = body
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("error")
+                        .to_string();
+                    let definite = definite
+                        .unwrap_or(s.is_client_error() || s == StatusCode::SERVICE_UNAVAILABLE);
                     if s == StatusCode::SERVICE_UNAVAILABLE {
                         self.rotate();
                     }
@@ -209,7 +230,9 @@ mod tests {
         let run = |seed| {
             let mut g = Kv.generator(&opts);
             let mut rng = Rng::new(seed);
-            (0..100).map(|_| g.next(&mut rng).unwrap()).collect::<Vec<_>>()
+            (0..100)
+                .map(|_| g.next(&mut rng).unwrap())
+                .collect::<Vec<_>>()
         };
         let ops = run(5);
         assert_eq!(ops, run(5));

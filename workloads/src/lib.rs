@@ -90,8 +90,11 @@ pub trait Workload: Send + Sync {
     fn model(&self) -> &'static str;
 }
 
+/// Builds a workload.
+pub type MakeWorkload = fn() -> Box<dyn Workload>;
+
 /// Every workload: name, what it does, constructor.
-pub const WORKLOADS: &[(&str, &str, fn() -> Box<dyn Workload>)] = &[(
+pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[(
     "kv",
     "read/write/cas on independent keys of the Raft KV, checked for linearizability (model kv)",
     || Box::new(kv::Kv),

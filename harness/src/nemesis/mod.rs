@@ -19,11 +19,23 @@ use crate::runtime::{NodeAddrs, Runtime};
 
 /// Fault kinds `--nemesis` accepts.
 pub const KINDS: &[(&str, &str)] = &[
-    ("partition", "cut links between groups of nodes (shapes: one, halves, majority, bridge, ring)"),
-    ("kill", "SIGKILL one node, a majority or all, restart them at heal"),
+    (
+        "partition",
+        "cut links between groups of nodes (shapes: one, halves, majority, bridge, ring)",
+    ),
+    (
+        "kill",
+        "SIGKILL one node (40%), a majority (35%) or all (25%); restart them at heal",
+    ),
     ("pause", "SIGSTOP one node or a majority, SIGCONT at heal"),
-    ("clock", "skew node clocks by up to ±2 s through the admin API"),
-    ("delay", "delay messages 5-50 ms with up to 100 ms jitter (reordering), duplicate 5%"),
+    (
+        "clock",
+        "skew node clocks by up to ±2 s through the admin API",
+    ),
+    (
+        "delay",
+        "delay messages 5-50 ms with up to 100 ms jitter (reordering), duplicate 5%",
+    ),
     ("loss", "drop 10-40% of messages on every link"),
 ];
 
@@ -83,9 +95,9 @@ fn targets(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
     let mut shuffled = nodes.to_vec();
     rng.shuffle(&mut shuffled);
     let roll = rng.unit();
-    let n = if roll < 0.5 {
+    let n = if roll < 0.4 {
         1
-    } else if roll < 0.8 || !allow_all {
+    } else if roll < 0.75 || !allow_all {
         nodes.len() / 2 + 1
     } else {
         nodes.len()
@@ -107,7 +119,10 @@ impl Ctx {
                 let shape = rng.pick(partition::SHAPES).copied().unwrap_or("halves");
                 let grudge = partition::grudge(shape, &nodes, rng);
                 self.net.partition(&grudge);
-                self.set_in_force(format!("partition {shape}: {}", partition::describe(&grudge)));
+                self.set_in_force(format!(
+                    "partition {shape}: {}",
+                    partition::describe(&grudge)
+                ));
                 (Active::Partition, json!({"shape": shape, "grudge": grudge}))
             }
             "kill" => {
@@ -131,7 +146,10 @@ impl Ctx {
                 let shape = link::delay(rng);
                 self.net.degrade(&shape);
                 self.set_in_force(format!("delay {:?}+{:?} jitter", shape.delay, shape.jitter));
-                (Active::Link, json!({"delay_ms": shape.delay.as_millis() as u64, "jitter_ms": shape.jitter.as_millis() as u64, "duplicate": shape.duplicate}))
+                (
+                    Active::Link,
+                    json!({"delay_ms": shape.delay.as_millis() as u64, "jitter_ms": shape.jitter.as_millis() as u64, "duplicate": shape.duplicate}),
+                )
             }
             _ => {
                 let shape = link::loss(rng);
@@ -182,7 +200,13 @@ impl Ctx {
 }
 
 /// Runs the schedule until `stop` fires: fault for `interval`, calm for `interval`.
-pub async fn run(ctx: Arc<Ctx>, kinds: Vec<String>, interval: Duration, mut rng: Rng, mut stop: tokio::sync::watch::Receiver<bool>) -> anyhow::Result<u64> {
+pub async fn run(
+    ctx: Arc<Ctx>,
+    kinds: Vec<String>,
+    interval: Duration,
+    mut rng: Rng,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> anyhow::Result<u64> {
     let mut faults = 0;
     if kinds.is_empty() {
         return Ok(0);
@@ -213,19 +237,29 @@ mod tests {
     #[test]
     fn nemesis_lists_parse_and_bad_names_say_what_is_accepted() {
         assert_eq!(parse("none").unwrap(), Vec::<String>::new());
-        assert_eq!(parse("kill,partition,kill").unwrap(), vec!["kill", "partition"]);
+        assert_eq!(
+            parse("kill,partition,kill").unwrap(),
+            vec!["kill", "partition"]
+        );
         assert_eq!(parse("all").unwrap().len(), KINDS.len());
         let e = parse("kill,meteor").unwrap_err();
-        assert!(e.contains("meteor") && e.contains("partition") && e.contains("all"), "{e}");
+        assert!(
+            e.contains("meteor") && e.contains("partition") && e.contains("all"),
+            "{e}"
+        );
     }
 
     #[test]
     fn targets_are_one_a_majority_or_all() {
         let nodes: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
         let mut rng = Rng::new(4);
-        let sizes: std::collections::BTreeSet<usize> = (0..200).map(|_| targets(&mut rng, &nodes, true).len()).collect();
+        let sizes: std::collections::BTreeSet<usize> = (0..200)
+            .map(|_| targets(&mut rng, &nodes, true).len())
+            .collect();
         assert_eq!(sizes, [1, 3, 5].into());
-        let sizes: std::collections::BTreeSet<usize> = (0..200).map(|_| targets(&mut rng, &nodes, false).len()).collect();
+        let sizes: std::collections::BTreeSet<usize> = (0..200)
+            .map(|_| targets(&mut rng, &nodes, false).len())
+            .collect();
         assert_eq!(sizes, [1, 3].into());
     }
 }

@@ -37,7 +37,9 @@ impl Net {
 
     /// The port `from` must use to reach `to`.
     pub fn port(&self, from: &str, to: &str) -> Option<u16> {
-        self.links.get(&(from.to_string(), to.to_string())).map(|l| l.port)
+        self.links
+            .get(&(from.to_string(), to.to_string()))
+            .map(|l| l.port)
     }
 
     /// Cuts every link a grudge names (receiver drops sender) and heals the rest.

@@ -72,7 +72,10 @@ pub fn describe(grudge: &Grudge) -> String {
     let mut parts = Vec::new();
     for (node, drops) in grudge {
         if !drops.is_empty() {
-            parts.push(format!("{node}x{}", drops.iter().cloned().collect::<Vec<_>>().join("+")));
+            parts.push(format!(
+                "{node}x{}",
+                drops.iter().cloned().collect::<Vec<_>>().join("+")
+            ));
         }
     }
     parts.join(" ")
@@ -107,7 +110,10 @@ mod tests {
         let mut rng = Rng::new(9);
         let ns = nodes(5);
         let g = grudge("bridge", &ns, &mut rng);
-        let bridge: Vec<&String> = ns.iter().filter(|n| g.get(*n).is_none_or(|s| s.is_empty())).collect();
+        let bridge: Vec<&String> = ns
+            .iter()
+            .filter(|n| g.get(*n).is_none_or(|s| s.is_empty()))
+            .collect();
         assert_eq!(bridge.len(), 1);
         assert!(ns.iter().all(|n| sees(&g, n, bridge[0])));
         let g = grudge("ring", &ns, &mut rng);

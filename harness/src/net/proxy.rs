@@ -4,8 +4,8 @@
 //! duplicates each one. A cut link drops every frame but keeps its connections
 //! open: a partition never tells the node.
 
-use std::collections::BinaryHeap;
 use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,11 +78,7 @@ impl LinkProxy {
                 tokio::spawn(relay(inbound, target.clone(), s.clone()));
             }
         });
-        Ok(LinkProxy {
-            port,
-            shared,
-            task,
-        })
+        Ok(LinkProxy { port, shared, task })
     }
 
     /// Replaces the link's policy.
@@ -97,7 +93,10 @@ impl LinkProxy {
 
     /// Frames forwarded and dropped so far.
     pub fn counters(&self) -> LinkCounters {
-        self.shared.lock().unwrap_or_else(|e| e.into_inner()).counters
+        self.shared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .counters
     }
 }
 
@@ -122,7 +121,9 @@ async fn read_frame(r: &mut TcpStream) -> Option<Vec<u8>> {
 
 /// Moves frames from one accepted connection to a fresh connection to `target`.
 async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>>) {
-    let Ok(Ok(outbound)) = tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await else {
+    let Ok(Ok(outbound)) =
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await
+    else {
         // The receiver is down: behave like it (the sender sees a closed connection).
         return;
     };
@@ -182,7 +183,9 @@ async fn deliver(mut out: TcpStream, mut rx: mpsc::UnboundedReceiver<(Instant, V
         }
         let now = Instant::now();
         while heap.peek().is_some_and(|Reverse((t, _, _))| *t <= now) {
-            let Some(Reverse((_, _, frame))) = heap.pop() else { break };
+            let Some(Reverse((_, _, frame))) = heap.pop() else {
+                break;
+            };
             if out.write_all(&frame).await.is_err() {
                 return;
             }
@@ -260,7 +263,10 @@ mod tests {
         let mut n = 0;
         let mut dups = 0;
         loop {
-            let f = tokio::time::timeout(Duration::from_secs(2), got.recv()).await.unwrap().unwrap();
+            let f = tokio::time::timeout(Duration::from_secs(2), got.recv())
+                .await
+                .unwrap()
+                .unwrap();
             if f == b"dup" {
                 dups += 1;
                 if dups == 2 {
@@ -270,6 +276,9 @@ mod tests {
                 n += 1;
             }
         }
-        assert!((120..280).contains(&n), "{n} of 400 frames passed at 50% loss");
+        assert!(
+            (120..280).contains(&n),
+            "{n} of 400 frames passed at 50% loss"
+        );
     }
 }

@@ -10,8 +10,13 @@ const NAME: &str = "faultline-node";
 
 /// The workspace this harness was built from, if it is still there.
 fn workspace() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?.to_path_buf();
-    root.join("system").join("Cargo.toml").exists().then_some(root)
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()?
+        .to_path_buf();
+    root.join("system")
+        .join("Cargo.toml")
+        .exists()
+        .then_some(root)
 }
 
 /// The node binary: `explicit` if given, else built (a no-op when up to date) from
@@ -33,18 +38,23 @@ pub fn locate(explicit: Option<&Path>, quiet: bool) -> anyhow::Result<PathBuf> {
             .and_then(|b| b.parent())
             .is_none_or(|d| !d.ends_with("debug"));
         let mut cmd = Command::new(cargo);
-        cmd.current_dir(&root).args(["build", "-p", "system", "--bin", NAME]);
+        cmd.current_dir(&root)
+            .args(["build", "-p", "system", "--bin", NAME]);
         if profile_release {
             cmd.arg("--release");
         }
         if quiet {
             cmd.arg("--quiet");
         }
-        let status = cmd.status().context("cannot run cargo to build the node binary")?;
+        let status = cmd
+            .status()
+            .context("cannot run cargo to build the node binary")?;
         if !status.success() {
             bail!("building {NAME} failed (cargo exit {status})");
         }
-        let dir = root.join("target").join(if profile_release { "release" } else { "debug" });
+        let dir = root
+            .join("target")
+            .join(if profile_release { "release" } else { "debug" });
         let built = dir.join(NAME);
         if built.is_file() {
             return Ok(built);

@@ -43,11 +43,18 @@ pub struct NodePlan {
 
 impl ProcessRuntime {
     /// Plans the nodes; `start` launches them.
-    pub fn new(bin: PathBuf, run_dir: &Path, plans: Vec<NodePlan>, bugs: &[String], extra: &[String]) -> anyhow::Result<Self> {
+    pub fn new(
+        bin: PathBuf,
+        run_dir: &Path,
+        plans: Vec<NodePlan>,
+        bugs: &[String],
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for plan in plans {
             let dir = run_dir.join("nodes").join(&plan.id);
-            std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+            std::fs::create_dir_all(&dir)
+                .with_context(|| format!("cannot create {}", dir.display()))?;
             let mut args = vec![
                 "--id".to_string(),
                 plan.id.clone(),
@@ -82,7 +89,10 @@ impl ProcessRuntime {
     }
 
     fn proc_mut(&mut self, id: &str) -> anyhow::Result<&mut Proc> {
-        self.nodes.iter_mut().find(|n| n.id == id).with_context(|| format!("no node `{id}`"))
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .with_context(|| format!("no node `{id}`"))
     }
 
     fn signal(&mut self, id: &str, sig: libc::c_int) -> anyhow::Result<()> {
