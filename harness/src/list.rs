@@ -12,7 +12,9 @@ pub fn print() {
         println!("  {name:<14} {what}");
     }
     println!("planted bugs (harness run --bug NAME):");
-    match crate::runtime::node_binary::locate(None, true).and_then(|b| crate::runtime::node_binary::bugs(&b)) {
+    match crate::runtime::node_binary::locate(None, true)
+        .and_then(|b| crate::runtime::node_binary::bugs(&b))
+    {
         Ok(bugs) => {
             for (name, what) in bugs {
                 println!("  {name:<14} {what}");
