@@ -21,6 +21,44 @@ enum Command {
     List,
     /// Start a cluster, drive a workload with faults, record, check and store the run.
     Run(Box<RunArgs>),
+    /// (Re)render a run's report.html (and the store index above it).
+    Report {
+        /// The run folder.
+        run_dir: PathBuf,
+    },
+    /// Compare two runs for CI: exit 1 on a correctness regression or a performance
+    /// change beyond the thresholds.
+    Compare(CompareArgs),
+    /// Serve the run store on loopback for browsing.
+    Serve {
+        /// Store root.
+        #[arg(long, default_value = "store")]
+        store: PathBuf,
+        /// Port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+}
+
+/// Arguments of `harness compare`.
+#[derive(Args, Debug)]
+pub struct CompareArgs {
+    /// The baseline run folder.
+    pub base: PathBuf,
+    /// The run to judge.
+    pub current: PathBuf,
+    /// Also write a JUnit XML report here.
+    #[arg(long)]
+    pub junit: Option<PathBuf>,
+    /// Also write a Markdown report here.
+    #[arg(long)]
+    pub markdown: Option<PathBuf>,
+    /// Largest allowed drop of ok ops/s, percent.
+    #[arg(long, default_value_t = 20.0, value_parser = non_negative)]
+    pub max_throughput_drop: f64,
+    /// Largest allowed rise of any op's p99 latency, percent.
+    #[arg(long, default_value_t = 50.0, value_parser = non_negative)]
+    pub max_p99_rise: f64,
 }
 
 /// Arguments of `harness run`.
@@ -160,6 +198,22 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::Run(args) => crate::run_cmd::run(&args),
+        Command::Report { run_dir } => match reports::render_run(&run_dir) {
+            Ok(path) => {
+                let store = run_dir.parent().and_then(|p| p.parent());
+                if let Some(store) = store.filter(|s| s.join("latest").exists()) {
+                    let _ = reports::index::render(store);
+                }
+                println!("{}", path.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("harness report: {e}");
+                ExitCode::from(crate::EXIT_BAD_INPUT)
+            }
+        },
+        Command::Compare(args) => crate::compare_cmd::run(&args),
+        Command::Serve { store, port } => crate::serve::run(&store, port),
     }
 }
 

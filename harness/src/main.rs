@@ -2,6 +2,7 @@
 
 mod check;
 mod cli;
+mod compare_cmd;
 mod list;
 mod nemesis;
 mod net;
@@ -10,6 +11,7 @@ mod recorder;
 mod run;
 mod run_cmd;
 mod runtime;
+mod serve;
 mod store;
 
 use std::process::ExitCode;

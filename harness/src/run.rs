@@ -195,6 +195,8 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     let _ = runtime.lock().await.teardown().await;
     let valid = result?;
     store::point_latest(&cfg.store, &dir)?;
+    reports::render_run(&dir).context("cannot render report.html")?;
+    reports::index::render(&cfg.store).context("cannot render the store index")?;
     Ok(RunOutcome { valid, dir })
 }
 

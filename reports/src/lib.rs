@@ -1,2 +1,36 @@
-//! Faultline reports: the HTML report of a run, the run index and regression
-//! compare. Empty until the reports issue lands.
+//! Faultline reports: a self-contained HTML report per run (plots inline as SVG,
+//! drawn with plotters), the run index, and the regression comparison for CI.
+
+pub mod compare;
+mod counterexample;
+pub mod data;
+pub mod html;
+pub mod index;
+mod plots;
+pub mod report;
+mod timeline;
+
+use std::path::PathBuf;
+
+/// Why a report could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// A file could not be read or written.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    /// A file is not what it should be.
+    #[error("{path}:{line}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The line.
+        line: u64,
+        /// What is wrong.
+        message: String,
+    },
+    /// Drawing a plot failed.
+    #[error("plot: {0}")]
+    Plot(String),
+}
+
+pub use report::render as render_run;

@@ -108,6 +108,25 @@ fn targets(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
 }
 
 impl Ctx {
+    /// The node that says it leads, if any answers so.
+    async fn leader(&self) -> Option<String> {
+        for n in &self.nodes {
+            let status = self
+                .http
+                .get(format!("{}/cluster/status", n.client_url))
+                .send()
+                .await;
+            if let Ok(r) = status {
+                if let Ok(s) = r.json::<Value>().await {
+                    if s["role"] == "leader" {
+                        return Some(n.id.clone());
+                    }
+                }
+            }
+        }
+        None
+    }
+
     fn set_in_force(&self, text: String) {
         *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
@@ -117,7 +136,13 @@ impl Ctx {
         let (active, value): (Active, Value) = match kind {
             "partition" => {
                 let shape = rng.pick(partition::SHAPES).copied().unwrap_or("halves");
-                let grudge = partition::grudge(shape, &nodes, rng);
+                let grudge = match shape {
+                    "leader" => match self.leader().await {
+                        Some(l) => partition::isolate(&l, &nodes),
+                        None => partition::grudge("one", &nodes, rng),
+                    },
+                    _ => partition::grudge(shape, &nodes, rng),
+                };
                 self.net.partition(&grudge);
                 self.set_in_force(format!(
                     "partition {shape}: {}",

@@ -6,8 +6,15 @@ use workloads::Rng;
 
 use super::Grudge;
 
-/// The shapes the partition nemesis draws from.
-pub const SHAPES: &[&str] = &["one", "halves", "majority", "bridge", "ring"];
+/// The shapes the partition nemesis draws from; `leader` isolates the node that
+/// says it leads (Jepsen's "primaries"), the others are drawn at random.
+pub const SHAPES: &[&str] = &["one", "halves", "majority", "bridge", "ring", "leader"];
+
+/// `node` cut off from all the others.
+pub fn isolate(node: &str, nodes: &[String]) -> Grudge {
+    let others: Vec<String> = nodes.iter().filter(|n| *n != node).cloned().collect();
+    split(&[node.to_string()], &others)
+}
 
 /// Nodes in two groups never talk across the divide.
 fn split(a: &[String], b: &[String]) -> Grudge {

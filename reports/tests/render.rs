@@ -1,0 +1,126 @@
+//! Reports rendered from fixed histories whose answers are known.
+
+use std::path::Path;
+
+use checker::{check_named, CheckOptions};
+use serde_json::json;
+
+/// Writes a run folder: the history, a results.json from the real checker, test.json.
+fn run_dir(root: &Path, name: &str, history: &str) -> std::path::PathBuf {
+    let dir = root.join("kv").join(name);
+    std::fs::create_dir_all(dir.join("nodes/n1")).unwrap();
+    std::fs::write(dir.join("nodes/n1/node.log"), "log\n").unwrap();
+    std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    let h = checker::format::jsonl::read(history.as_bytes()).unwrap();
+    let lin = check_named("kv", &h, &CheckOptions::default()).unwrap();
+    let results = json!({
+        "valid": lin.valid,
+        "checkers": {"linearizable": lin, "perf": {"valid": true, "ok_per_second": 3.0, "availability": 1.0, "latency_ms": {}}},
+    });
+    std::fs::write(
+        dir.join("results.json"),
+        serde_json::to_vec(&results).unwrap(),
+    )
+    .unwrap();
+    let test = json!({"workload": "kv", "seed": 42, "nemesis": ["partition"], "bugs": [], "command": "cargo run --release --bin harness -- run --workload kv --seed 42"});
+    std::fs::write(dir.join("test.json"), serde_json::to_vec(&test).unwrap()).unwrap();
+    dir
+}
+
+const VALID: &str = r#"{"type":"invoke","process":0,"f":"write","key":"a","value":1,"time":1000000}
+{"type":"ok","process":0,"f":"write","key":"a","value":1,"time":2000000}
+{"type":"info","process":"nemesis","f":"start-partition","value":{"shape":"one"},"time":2500000}
+{"type":"invoke","process":1,"f":"read","key":"a","value":null,"time":3000000}
+{"type":"ok","process":1,"f":"read","key":"a","value":1,"time":4000000}
+{"type":"info","process":"nemesis","f":"stop-partition","value":null,"time":5000000}
+{"type":"invoke","process":2,"f":"cas","key":"a","value":[1,2],"time":5500000}
+{"type":"fail","process":2,"f":"cas","key":"a","value":[1,2],"time":6000000}
+"#;
+
+const INVALID: &str = r#"{"type":"invoke","process":0,"f":"write","key":"a","value":1,"time":1000000}
+{"type":"ok","process":0,"f":"write","key":"a","value":1,"time":2000000}
+{"type":"invoke","process":0,"f":"write","key":"a","value":2,"time":3000000}
+{"type":"ok","process":0,"f":"write","key":"a","value":2,"time":4000000}
+{"type":"invoke","process":1,"f":"read","key":"a","value":null,"time":5000000}
+{"type":"ok","process":1,"f":"read","key":"a","value":1,"time":6000000}
+"#;
+
+#[test]
+fn valid_run_report_shows_verdicts_plots_faults_and_logs() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = run_dir(root.path(), "20260101T000000.000Z", VALID);
+    let html = std::fs::read_to_string(reports::render_run(&dir).unwrap()).unwrap();
+    assert!(html.contains("verdict valid"), "verdict badge");
+    assert!(!html.contains("verdict invalid"));
+    assert!(html.matches("<svg").count() >= 3, "three plots inline");
+    assert!(html.contains("Latency of every operation"));
+    assert!(html.contains("Latency quantiles per second"));
+    assert!(html.contains("Throughput by outcome"));
+    assert!(html.contains(">partition<"), "fault window labelled");
+    assert!(html.contains("--seed 42"), "replay command");
+    assert!(html.contains("href=\"nodes/n1/node.log\""));
+    assert!(html.contains("id=\"timeline\""));
+    assert!(!html.contains("Counterexample"));
+    // Self-contained: nothing fetched from elsewhere.
+    assert!(!html.contains("src=\"http"));
+    assert!(!html.contains("<link"));
+}
+
+#[test]
+fn invalid_run_report_draws_the_counterexample_naming_its_ops() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = run_dir(root.path(), "20260101T000001.000Z", INVALID);
+    let html = std::fs::read_to_string(reports::render_run(&dir).unwrap()).unwrap();
+    assert!(html.contains("verdict invalid"));
+    assert!(html.contains("Counterexample"));
+    // The stale read (line 5) is the op that cannot be linearized; the state after
+    // the prefix (both writes) is 2.
+    assert!(
+        html.contains("p1 read null → 1 (line 5)"),
+        "{}",
+        &html[html.find("Counterexample").unwrap()..][..600]
+    );
+    assert!(html.contains("model state is <code>2</code>"));
+    assert!(html.contains("prefix p0 write 2 → 2 (line 3)"));
+}
+
+#[test]
+fn index_lists_runs_newest_first_and_compare_flags_a_correctness_regression() {
+    let root = tempfile::tempdir().unwrap();
+    let old = run_dir(root.path(), "20260101T000000.000Z", VALID);
+    let new = run_dir(root.path(), "20260101T000001.000Z", INVALID);
+    let index = std::fs::read_to_string(reports::index::render(root.path()).unwrap()).unwrap();
+    let (a, b) = (
+        index.find("20260101T000001").unwrap(),
+        index.find("20260101T000000").unwrap(),
+    );
+    assert!(a < b, "newest first");
+    assert!(index.contains("kv/20260101T000001.000Z/report.html"));
+    let t = reports::compare::Thresholds {
+        max_throughput_drop_pct: 10.0,
+        max_p99_rise_pct: 10.0,
+    };
+    let c = reports::compare::compare(&old, &new, t).unwrap();
+    assert!(c.failed());
+    assert!(c.markdown().contains("correctness regression"));
+    assert!(c.junit().contains("<failure"));
+    let same = reports::compare::compare(&old, &old, t).unwrap();
+    assert!(!same.failed(), "{}", same.markdown());
+}
+
+#[test]
+fn a_missing_or_broken_history_is_a_clear_error() {
+    let root = tempfile::tempdir().unwrap();
+    let e = reports::render_run(root.path()).unwrap_err();
+    assert!(e.to_string().contains("history.jsonl"), "{e}");
+    std::fs::write(
+        root.path().join("history.jsonl"),
+        "{\"type\":\"invoke\"}\nnot json\n",
+    )
+    .unwrap();
+    let e = reports::render_run(root.path()).unwrap_err();
+    assert!(
+        e.to_string().contains(":1:") || e.to_string().contains(":2:"),
+        "{e}"
+    );
+}
