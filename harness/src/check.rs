@@ -49,7 +49,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             "valid": result.valid,
             "checkers": {
                 "linearizable": result,
-                "stats": history.stats,
+                "stats": {"valid": true, "history": history.stats},
             },
             "file": args.file,
             "read_ms": read_ms,

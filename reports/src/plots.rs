@@ -81,7 +81,7 @@ pub fn latency_scatter(run: &Run) -> Result<String, String> {
     {
         let root = area(&mut buf);
         root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let end = seconds(run.end).max(1.0);
+        let end = (seconds(run.end) * 1.02).max(1e-3);
         let max_ms = run
             .ops
             .iter()

@@ -64,10 +64,15 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
                 ),
                 _ => String::new(),
             };
+            let badge = if result.get("valid").is_some() {
+                verdict(&result["valid"])
+            } else {
+                "–".to_string()
+            };
             body.push_str(&format!(
                 "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape(checker),
-                verdict(&result["valid"]),
+                badge,
                 escape(&details)
             ));
         }
