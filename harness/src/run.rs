@@ -126,13 +126,20 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
 
     // Ports and proxies: node i reaches node j through the proxy on link i→j.
     let ids: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
-    // Hold every node port until the proxies have their own, so none collide.
+    // Node ports come from below the kernel's ephemeral range (where `bind(0)`
+    // and outgoing connections take theirs), held until the proxies are up.
     let mut held = Vec::new();
+    let mut next = 20_000 + (std::process::id() * 97) % 8_000;
     let mut take = || -> std::io::Result<u16> {
-        let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = l.local_addr()?.port();
-        held.push(l);
-        Ok(port)
+        for _ in 0..12_000 {
+            let port = (20_000 + (next - 20_000) % 12_000) as u16;
+            next += 1;
+            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+                held.push(l);
+                return Ok(port);
+            }
+        }
+        Err(std::io::Error::other("no free port in 20000-31999"))
     };
     let mut ports = Vec::new();
     for _ in &ids {

@@ -15,13 +15,20 @@ use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
-/// A free loopback port (bound then released).
+/// A free loopback port below the kernel's ephemeral range (32768+), so no
+/// `bind(0)` or outgoing connection can take it before the node binds it; a
+/// process-wide counter keeps parallel tests apart.
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let base = 20_000 + (std::process::id() * 97) % 8_000;
+    loop {
+        let port =
+            (20_000 + (base - 20_000 + NEXT.fetch_add(1, Ordering::Relaxed)) % 12_000) as u16;
+        if StdListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A proxy on one directed link; `cut` drops every byte and connection.
@@ -244,7 +251,11 @@ impl Cluster {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        panic!("no leader among {among:?} within 20 s");
+        let mut logs = String::new();
+        for n in &self.nodes {
+            logs.push_str(&format!("== {}\n{}\n", n.id, self.log_text(&n.id)));
+        }
+        panic!("no leader among {among:?} within 20 s\n{logs}");
     }
 
     /// PUT through `id`: the HTTP status and body.
