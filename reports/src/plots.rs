@@ -70,6 +70,40 @@ where
     Ok(())
 }
 
+/// A labelled line of (seconds, value) points.
+fn line<Y>(
+    chart: &mut Chart<'_, Y>,
+    pts: Vec<(f64, Y::ValueType)>,
+    c: RGBColor,
+    label: &str,
+) -> Result<(), String>
+where
+    Y: plotters::coord::ranged1d::Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    chart
+        .draw_series(LineSeries::new(pts, c.stroke_width(2)))
+        .map_err(|e| e.to_string())?
+        .label(label)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2)));
+    Ok(())
+}
+
+/// The legend box, drawn last.
+fn legend<Y>(chart: &mut Chart<'_, Y>) -> Result<(), String>
+where
+    Y: plotters::coord::ranged1d::Ranged,
+    Y::ValueType: Clone + 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn area(buf: &mut String) -> DrawingArea<SVGBackend<'_>, Shift> {
     SVGBackend::with_string(buf, (W, H)).into_drawing_area()
 }
@@ -206,24 +240,9 @@ pub fn latency_quantiles(run: &Run) -> Result<String, String> {
             RGBColor(200, 40, 40),
         ];
         for (i, name) in ["p50", "p95", "p99", "max"].iter().enumerate() {
-            let c = colours[i];
-            chart
-                .draw_series(LineSeries::new(
-                    series[i].iter().copied(),
-                    c.stroke_width(2),
-                ))
-                .map_err(|e| e.to_string())?
-                .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
-                });
+            line(&mut chart, series[i].clone(), colours[i], name)?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(buf)
@@ -273,20 +292,9 @@ pub fn throughput(run: &Run) -> Result<String, String> {
                 .enumerate()
                 .map(|(s, c)| (s as f64 + 0.5, c[outcome as usize] as f64))
                 .collect();
-            chart
-                .draw_series(LineSeries::new(pts, c.stroke_width(2)))
-                .map_err(|e| e.to_string())?
-                .label(outcome.name())
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], c.stroke_width(2))
-                });
+            line(&mut chart, pts, c, outcome.name())?;
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK.mix(0.3))
-            .draw()
-            .map_err(|e| e.to_string())?;
+        legend(&mut chart)?;
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(buf)

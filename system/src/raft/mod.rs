@@ -154,6 +154,19 @@ struct Peer {
     acked_seq: u64,
 }
 
+impl Peer {
+    /// A peer the leader knows nothing about yet: try from `next`.
+    fn new(next: u64, now: Instant) -> Self {
+        Peer {
+            next,
+            matched: 0,
+            last_ack: now,
+            progress_at: now,
+            acked_seq: 0,
+        }
+    }
+}
+
 /// One node's Raft state and state machine.
 pub struct Raft<S: StateMachine> {
     cfg: RaftConfig,
@@ -362,6 +375,16 @@ impl<S: StateMachine> Raft<S> {
         self.votes.clear();
     }
 
+    /// Accepts `leader` of `term` (not older than ours) as the current leader.
+    fn follow(&mut self, leader: &NodeId, term: u64, now: Instant) {
+        if term > self.meta.term || self.role != Role::Follower {
+            self.become_follower(term, Some(leader.clone()));
+        }
+        self.leader = Some(leader.clone());
+        self.leader_contact = Some(now);
+        self.reset_election_timer(now);
+    }
+
     fn start_election(&mut self, now: Instant) {
         self.meta.term += 1;
         self.meta.voted_for = Some(self.cfg.id.clone());
@@ -393,18 +416,7 @@ impl<S: StateMachine> Raft<S> {
             .members
             .keys()
             .filter(|p| **p != self.cfg.id)
-            .map(|p| {
-                (
-                    p.clone(),
-                    Peer {
-                        next,
-                        matched: 0,
-                        last_ack: now,
-                        progress_at: now,
-                        acked_seq: 0,
-                    },
-                )
-            })
+            .map(|p| (p.clone(), Peer::new(next, now)))
             .collect();
         self.append_local(Payload::Noop);
         self.term_start = self.log.last_index();
@@ -522,16 +534,7 @@ impl<S: StateMachine> Raft<S> {
         let next = self.log.last_index();
         for id in members.keys() {
             if *id != self.cfg.id && !self.peers.contains_key(id) {
-                self.peers.insert(
-                    id.clone(),
-                    Peer {
-                        next,
-                        matched: 0,
-                        last_ack: now,
-                        progress_at: now,
-                        acked_seq: 0,
-                    },
-                );
+                self.peers.insert(id.clone(), Peer::new(next, now));
             }
         }
         let gone: Vec<NodeId> = self
@@ -726,12 +729,7 @@ impl<S: StateMachine> Raft<S> {
             );
             return;
         }
-        if term > self.meta.term || self.role != Role::Follower {
-            self.become_follower(term, Some(from.clone()));
-        }
-        self.leader = Some(from.clone());
-        self.leader_contact = Some(now);
-        self.reset_election_timer(now);
+        self.follow(&from, term, now);
 
         let si = self.log.snapshot_index();
         if prev_index < si {
@@ -829,12 +827,7 @@ impl<S: StateMachine> Raft<S> {
             );
             return;
         }
-        if term > self.meta.term || self.role != Role::Follower {
-            self.become_follower(term, Some(from.clone()));
-        }
-        self.leader = Some(from.clone());
-        self.leader_contact = Some(now);
-        self.reset_election_timer(now);
+        self.follow(&from, term, now);
         if last_index > self.commit {
             if let Err(e) = self.sm.restore(&data) {
                 log_line!(self.cfg.id, "rejecting a snapshot: {e}");
