@@ -29,6 +29,13 @@ enum Command {
     /// Compare two runs for CI: exit 1 on a correctness regression or a performance
     /// change beyond the thresholds.
     Compare(CompareArgs),
+    /// Build the node image for Docker (static binary, `FROM scratch`) when missing
+    /// or stale, and tag it `faultline-node:latest` for docker-compose.yml.
+    Image {
+        /// A static node binary to pack instead of building one.
+        #[arg(long)]
+        node_bin: Option<PathBuf>,
+    },
     /// Serve the run store on loopback for browsing.
     Serve {
         /// Store root.
@@ -214,6 +221,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Compare(args) => crate::compare_cmd::run(&args),
         Command::Serve { store, port } => crate::serve::run(&store, port),
+        Command::Image { node_bin } => crate::runtime::docker::image::command(node_bin.as_deref()),
     }
 }
 

@@ -18,6 +18,7 @@ use workloads::{Completion, Endpoint, Generator, Rng, WorkloadOptions};
 use crate::nemesis::{self, Ctx};
 use crate::net::Net;
 use crate::recorder::Recorder;
+use crate::runtime::docker::{DockerPlan, DockerRuntime};
 use crate::runtime::process::{NodePlan, ProcessRuntime};
 use crate::runtime::{node_binary, Runtime};
 use crate::store;
@@ -85,6 +86,34 @@ impl std::fmt::Display for BadInput {
 
 impl std::error::Error for BadInput {}
 
+/// The run was stopped by SIGINT or SIGTERM (after tearing the cluster down).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Resolves at the first SIGINT or SIGTERM.
+async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}
+
 struct Shared {
     generator: Mutex<(Box<dyn Generator>, Rng)>,
     client: Arc<dyn workloads::Client>,
@@ -102,23 +131,18 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             cfg.target
         )));
     }
-    if cfg.runtime != "process" {
+    if cfg.runtime != "process" && cfg.runtime != "docker" {
         bail!(BadInput(format!(
-            "--runtime {}: only `process` is available in this build",
+            "--runtime {}: known runtimes are `process` and `docker`",
             cfg.runtime
         )));
     }
-    let bin = node_binary::locate(cfg.node_bin.as_deref(), quiet)?;
-    let known = node_binary::bugs(&bin)?;
-    for b in &cfg.bugs {
-        if !known.iter().any(|(n, _)| n == b) {
-            let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
-            bail!(BadInput(format!(
-                "unknown bug `{b}` (known: {})",
-                names.join(", ")
-            )));
-        }
-    }
+    let bin = if cfg.runtime == "docker" {
+        crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
+    } else {
+        node_binary::locate(cfg.node_bin.as_deref(), quiet)?
+    };
+    check_bugs(&bin, &cfg.bugs)?;
 
     let dir = store::new_run(&cfg.store, &cfg.workload)?;
     std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&cfg)?)?;
@@ -126,68 +150,28 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
 
     // Ports and proxies: node i reaches node j through the proxy on link i→j.
     let ids: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
-    // Node ports come from below the kernel's ephemeral range (where `bind(0)`
-    // and outgoing connections take theirs), held until the proxies are up.
-    let mut held = Vec::new();
-    let mut next = 20_000 + (std::process::id() * 97) % 8_000;
-    let mut take = || -> std::io::Result<u16> {
-        for _ in 0..12_000 {
-            let port = (20_000 + (next - 20_000) % 12_000) as u16;
-            next += 1;
-            if let Ok(l) = std::net::TcpListener::bind(("127.0.0.1", port)) {
-                held.push(l);
-                return Ok(port);
-            }
-        }
-        Err(std::io::Error::other("no free port in 20000-31999"))
-    };
+    let mut reserved = crate::runtime::ports::Reserved::new();
+    let mut take = || reserved.take();
     let mut ports = Vec::new();
     for _ in &ids {
         ports.push((take()?, take()?, take()?));
     }
-    let peer_addrs: Vec<(String, String)> = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
-        .collect();
-    let net = Arc::new(
-        Net::start(&peer_addrs, &root_rng)
-            .await
-            .context("cannot start link proxies")?,
-    );
-    let plans = ids
-        .iter()
-        .zip(&ports)
-        .map(|(id, p)| NodePlan {
-            id: id.clone(),
-            client: p.0,
-            peer: p.1,
-            admin: p.2,
-            peers: ids
-                .iter()
-                .filter(|o| *o != id)
-                .map(|o| {
-                    (
-                        o.clone(),
-                        format!("127.0.0.1:{}", net.port(id, o).unwrap_or(0)),
-                    )
-                })
-                .collect(),
-        })
-        .collect();
-    drop(held);
-    let mut runtime: Box<dyn Runtime> =
-        Box::new(ProcessRuntime::new(bin, &dir, plans, &cfg.bugs, &[])?);
-    for id in &ids {
-        runtime.start(id).await?;
-    }
+    reserved.release();
+    // From here on an interrupt tears the cluster down before the process ends.
+    let mut signal = Box::pin(interrupted());
+    let (runtime, net) = tokio::select! {
+        r = start_cluster(&cfg, &bin, &dir, &ids, &ports, &root_rng) => r?,
+        _ = &mut signal => bail!(Interrupted),
+    };
     let nodes = runtime.nodes();
     let runtime = Arc::new(AsyncMutex::new(runtime));
+    let net = Arc::new(net);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
 
-    let result = drive(
+    let result = tokio::select! {
+        r = drive(
         &cfg,
         &dir,
         workload.as_ref(),
@@ -197,14 +181,101 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
         http,
         root_rng,
         quiet,
-    )
-    .await;
+        ) => r,
+        _ = &mut signal => Err(Interrupted.into()),
+    };
     let _ = runtime.lock().await.teardown().await;
     let valid = result?;
     store::point_latest(&cfg.store, &dir)?;
     reports::render_run(&dir).context("cannot render report.html")?;
     reports::index::render(&cfg.store).context("cannot render the store index")?;
     Ok(RunOutcome { valid, dir })
+}
+
+fn check_bugs(bin: &std::path::Path, bugs: &[String]) -> anyhow::Result<()> {
+    let known = node_binary::bugs(bin)?;
+    for b in bugs {
+        if !known.iter().any(|(n, _)| n == b) {
+            let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
+            bail!(BadInput(format!(
+                "unknown bug `{b}` (known: {})",
+                names.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Starts the nodes on the configured runtime with a proxy on every link; on
+/// failure nothing is left running.
+async fn start_cluster(
+    cfg: &TestConfig,
+    bin: &std::path::Path,
+    dir: &std::path::Path,
+    ids: &[String],
+    ports: &[(u16, u16, u16)],
+    rng: &Rng,
+) -> anyhow::Result<(Box<dyn Runtime>, Net)> {
+    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.runtime == "docker" {
+        let plans = ids
+            .iter()
+            .zip(ports)
+            .map(|(id, p)| DockerPlan {
+                id: id.clone(),
+                client: p.0,
+                peer: p.1,
+                admin: p.2,
+            })
+            .collect();
+        let (rt, net) = DockerRuntime::create(dir, bin, plans, &cfg.bugs, &[], rng).await?;
+        (Box::new(rt), net)
+    } else {
+        let peer_addrs: Vec<(String, String)> = ids
+            .iter()
+            .zip(ports)
+            .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
+            .collect();
+        let net = Net::start(&peer_addrs, "127.0.0.1", rng)
+            .await
+            .context("cannot start link proxies")?;
+        let plans = ids
+            .iter()
+            .zip(ports)
+            .map(|(id, p)| NodePlan {
+                id: id.clone(),
+                client: p.0,
+                peer: p.1,
+                admin: p.2,
+                peers: ids
+                    .iter()
+                    .filter(|o| *o != id)
+                    .map(|o| {
+                        (
+                            o.clone(),
+                            format!("127.0.0.1:{}", net.port(id, o).unwrap_or(0)),
+                        )
+                    })
+                    .collect(),
+            })
+            .collect();
+        (
+            Box::new(ProcessRuntime::new(
+                bin.to_path_buf(),
+                dir,
+                plans,
+                &cfg.bugs,
+                &[],
+            )?),
+            net,
+        )
+    };
+    for id in ids {
+        if let Err(e) = runtime.start(id).await {
+            let _ = runtime.teardown().await;
+            return Err(e);
+        }
+    }
+    Ok((runtime, net))
 }
 
 async fn await_leader(
@@ -373,6 +444,7 @@ async fn drive(
     for t in final_tasks {
         unanswered += t.await.unwrap_or(0);
     }
+    let runtime_facts = ctx.runtime.lock().await.describe();
     drop(shared);
     drop(ctx);
     drop(recorder);
@@ -410,6 +482,8 @@ async fn drive(
         "faults": faults,
         "nemesis_events": summary.nemesis_events,
         "frames_dropped": net.dropped(),
+        "packets_dropped": net.packets_dropped(),
+        "runtime": runtime_facts,
         "seed": cfg.seed,
     });
     std::fs::write(

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use checker::Validity;
 
 use crate::cli::RunArgs;
-use crate::run::{BadInput, TestConfig};
+use crate::run::{BadInput, Interrupted, TestConfig};
 use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
 
 fn replay_command(c: &TestConfig) -> String {
@@ -80,6 +80,12 @@ pub fn run(args: &RunArgs) -> ExitCode {
         command: String::new(),
     };
     cfg.command = replay_command(&cfg);
+    if cfg.runtime == "docker" {
+        // testcontainers reads DOCKER_HOST once; point it at the API shim while
+        // this process has a single thread.
+        let shim = crate::runtime::docker::shim_socket();
+        std::env::set_var("DOCKER_HOST", format!("unix://{}", shim.display()));
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -91,20 +97,14 @@ pub fn run(args: &RunArgs) -> ExitCode {
         }
     };
     let quiet = args.quiet;
-    let outcome = runtime.block_on(async move {
-        tokio::select! {
-            r = crate::run::run(cfg, quiet) => Some(r),
-            _ = tokio::signal::ctrl_c() => None,
-        }
-    });
-    // Node processes die with the runtime's drop (the process runtime kills them).
+    let outcome = runtime.block_on(crate::run::run(cfg, quiet));
     drop(runtime);
     match outcome {
-        None => {
-            eprintln!("harness run: interrupted; the nodes were stopped");
+        Err(e) if e.downcast_ref::<Interrupted>().is_some() => {
+            eprintln!("harness run: interrupted; the nodes were stopped and removed");
             ExitCode::from(EXIT_INTERNAL)
         }
-        Some(Err(e)) => {
+        Err(e) => {
             if let Some(b) = e.downcast_ref::<BadInput>() {
                 eprintln!("harness run: {b}");
                 ExitCode::from(EXIT_BAD_INPUT)
@@ -113,7 +113,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 ExitCode::from(EXIT_INTERNAL)
             }
         }
-        Some(Ok(out)) => {
+        Ok(out) => {
             let verdict = match out.valid {
                 Validity::Valid => "valid",
                 Validity::Invalid => "INVALID",

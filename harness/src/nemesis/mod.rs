@@ -143,7 +143,7 @@ impl Ctx {
                     },
                     _ => partition::grudge(shape, &nodes, rng),
                 };
-                self.net.partition(&grudge);
+                self.net.partition(&grudge)?;
                 self.set_in_force(format!(
                     "partition {shape}: {}",
                     partition::describe(&grudge)
@@ -169,7 +169,7 @@ impl Ctx {
             }
             "delay" => {
                 let shape = link::delay(rng);
-                self.net.degrade(&shape);
+                self.net.degrade(&shape)?;
                 self.set_in_force(format!("delay {:?}+{:?} jitter", shape.delay, shape.jitter));
                 (
                     Active::Link,
@@ -178,7 +178,7 @@ impl Ctx {
             }
             _ => {
                 let shape = link::loss(rng);
-                self.net.degrade(&shape);
+                self.net.degrade(&shape)?;
                 self.set_in_force(format!("loss {:.0}%", shape.loss * 100.0));
                 (Active::Link, json!({"loss": shape.loss}))
             }
@@ -190,7 +190,7 @@ impl Ctx {
     async fn heal(&self, kind: &str, active: Active) -> anyhow::Result<()> {
         let value = match active {
             Active::Partition | Active::Link => {
-                self.net.heal();
+                self.net.heal()?;
                 Value::Null
             }
             Active::Kill(t) => {
@@ -213,7 +213,7 @@ impl Ctx {
 
     /// Heals everything, whatever the schedule did: links, processes, clocks.
     pub async fn heal_all(&self) -> anyhow::Result<()> {
-        self.net.heal();
+        self.net.heal()?;
         let nodes = ids(&self.nodes);
         process::resume(self, &nodes).await?;
         process::restart(self, &nodes).await?;

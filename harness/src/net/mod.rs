@@ -1,10 +1,15 @@
-//! The network between nodes in process mode: a [`proxy::LinkProxy`] on every
-//! directed link, and partitions expressed as grudges (who drops whom).
+//! The network between nodes: a [`proxy::LinkProxy`] on every directed link, and
+//! partitions expressed as grudges (who drops whom). In process mode the proxies
+//! carry every fault; with containers, partitions and loss are iptables rules in
+//! the nodes' namespaces ([`iptables::PacketFilter`]), and delay and duplication
+//! are netem where the kernel has it, else the proxies.
 
+pub mod iptables;
 pub mod partition;
 pub mod proxy;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use proxy::{LinkPolicy, LinkProxy};
 use workloads::Rng;
@@ -15,24 +20,42 @@ pub type Grudge = BTreeMap<String, BTreeSet<String>>;
 /// All link proxies of a cluster.
 pub struct Net {
     links: BTreeMap<(String, String), LinkProxy>,
+    filter: Option<Arc<iptables::PacketFilter>>,
 }
 
 impl Net {
-    /// Starts a proxy for every ordered pair of `nodes`, forwarding to each
-    /// receiver's peer address.
-    pub async fn start(nodes: &[(String, String)], rng: &Rng) -> std::io::Result<Net> {
+    /// Starts a proxy on `bind` (an IP address) for every ordered pair of
+    /// `nodes`, forwarding to each receiver's peer address.
+    pub async fn start(nodes: &[(String, String)], bind: &str, rng: &Rng) -> std::io::Result<Net> {
         let mut links = BTreeMap::new();
         let mut stream = 0u64;
         for (from, _) in nodes {
             for (to, to_addr) in nodes {
                 if from != to {
                     stream += 1;
-                    let proxy = LinkProxy::start(to_addr.clone(), rng.fork(1000 + stream)).await?;
+                    let proxy =
+                        LinkProxy::start(bind, to_addr.clone(), rng.fork(1000 + stream)).await?;
                     links.insert((from.clone(), to.clone()), proxy);
                 }
             }
         }
-        Ok(Net { links })
+        Ok(Net {
+            links,
+            filter: None,
+        })
+    }
+
+    /// Hands partitions and loss to iptables rules from now on.
+    pub fn use_packet_filter(&mut self, filter: Arc<iptables::PacketFilter>) {
+        self.filter = Some(filter);
+    }
+
+    /// Every link and its proxy port.
+    pub fn ports(&self) -> BTreeMap<(String, String), u16> {
+        self.links
+            .iter()
+            .map(|(k, l)| (k.clone(), l.port))
+            .collect()
     }
 
     /// The port `from` must use to reach `to`.
@@ -43,30 +66,69 @@ impl Net {
     }
 
     /// Cuts every link a grudge names (receiver drops sender) and heals the rest.
-    pub fn partition(&self, grudge: &Grudge) {
+    pub fn partition(&self, grudge: &Grudge) -> anyhow::Result<()> {
+        if let Some(filter) = &self.filter {
+            let mut cut: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+            for (receiver, senders) in grudge {
+                for sender in senders {
+                    cut.entry(sender.clone())
+                        .or_default()
+                        .insert(receiver.clone());
+                }
+            }
+            return filter.set_cut(cut);
+        }
         for ((from, to), link) in &self.links {
             let cut = grudge.get(to).is_some_and(|s| s.contains(from));
             link.update(|p| p.cut = cut);
         }
+        Ok(())
     }
 
     /// Sets loss, delay, jitter and duplication on every link (cuts unchanged).
-    pub fn degrade(&self, shape: &LinkPolicy) {
+    pub fn degrade(&self, shape: &LinkPolicy) -> anyhow::Result<()> {
+        let mut proxy = shape.clone();
+        if let Some(filter) = &self.filter {
+            filter.set_loss(shape.loss)?;
+            proxy.loss = 0.0;
+            if filter.has_netem() {
+                filter.set_delay(iptables::Netem {
+                    delay_ms: shape.delay.as_millis() as u64,
+                    jitter_ms: shape.jitter.as_millis() as u64,
+                    duplicate: shape.duplicate,
+                })?;
+                proxy = LinkPolicy::default();
+            }
+        }
         for link in self.links.values() {
             link.update(|p| {
-                p.loss = shape.loss;
-                p.delay = shape.delay;
-                p.jitter = shape.jitter;
-                p.duplicate = shape.duplicate;
+                p.loss = proxy.loss;
+                p.delay = proxy.delay;
+                p.jitter = proxy.jitter;
+                p.duplicate = proxy.duplicate;
             });
         }
+        Ok(())
     }
 
     /// Restores every link to a clean, connected state.
-    pub fn heal(&self) {
+    pub fn heal(&self) -> anyhow::Result<()> {
         for link in self.links.values() {
             link.set_policy(LinkPolicy::default());
         }
+        if let Some(filter) = &self.filter {
+            filter.set_cut(BTreeMap::new())?;
+            filter.set_loss(0.0)?;
+            if filter.has_netem() {
+                filter.set_delay(iptables::Netem::default())?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Packets dropped so far by iptables rules, when they carry the faults.
+    pub fn packets_dropped(&self) -> Option<u64> {
+        self.filter.as_ref().map(|f| f.dropped_total())
     }
 
     /// Frames dropped so far over all links.

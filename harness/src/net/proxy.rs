@@ -58,9 +58,9 @@ pub struct LinkProxy {
 }
 
 impl LinkProxy {
-    /// Starts a proxy on a loopback port forwarding to `target`.
-    pub async fn start(target: String, rng: Rng) -> std::io::Result<LinkProxy> {
-        let listener = TcpListener::bind("127.0.0.1:0").await?;
+    /// Starts a proxy on a free port of address `bind` forwarding to `target`.
+    pub async fn start(bind: &str, target: String, rng: Rng) -> std::io::Result<LinkProxy> {
+        let listener = TcpListener::bind((bind, 0)).await?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Mutex::new(Shared {
             policy: LinkPolicy::default(),
@@ -223,7 +223,9 @@ mod tests {
         let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = sink.local_addr().unwrap().to_string();
         let mut got = echo_frames(sink).await;
-        let proxy = LinkProxy::start(target, Rng::new(1)).await.unwrap();
+        let proxy = LinkProxy::start("127.0.0.1", target, Rng::new(1))
+            .await
+            .unwrap();
         let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
         conn.write_all(&frame(b"one")).await.unwrap();
         assert_eq!(got.recv().await.unwrap(), b"one");
@@ -242,7 +244,9 @@ mod tests {
         let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let target = sink.local_addr().unwrap().to_string();
         let mut got = echo_frames(sink).await;
-        let proxy = LinkProxy::start(target, Rng::new(2)).await.unwrap();
+        let proxy = LinkProxy::start("127.0.0.1", target, Rng::new(2))
+            .await
+            .unwrap();
         proxy.set_policy(LinkPolicy {
             loss: 0.5,
             ..LinkPolicy::default()

@@ -1,7 +1,9 @@
 //! Runtimes start, stop and break the nodes of a cluster. The process runtime is
 //! the default; Docker and third-party systems fit the same trait.
 
+pub mod docker;
 pub mod node_binary;
+pub mod ports;
 pub mod process;
 
 use workloads::BoxFut;
@@ -31,4 +33,8 @@ pub trait Runtime: Send {
     fn resume<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
     /// Stops every node and releases everything the runtime holds.
     fn teardown(&mut self) -> BoxFut<'_, anyhow::Result<()>>;
+    /// Facts about the runtime worth keeping in `results.json` (image, timings).
+    fn describe(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
 }

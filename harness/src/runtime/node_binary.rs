@@ -9,7 +9,7 @@ use anyhow::{bail, Context};
 const NAME: &str = "faultline-node";
 
 /// The workspace this harness was built from, if it is still there.
-fn workspace() -> Option<PathBuf> {
+pub(crate) fn workspace() -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()?
         .to_path_buf();
