@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::error::ReadError;
+use crate::linearizability::FxBuild;
 use crate::value::{Key, Value};
 
 /// What an event reports: an invocation or one of the three completions.
@@ -148,6 +149,15 @@ pub struct History {
     pub stats: HistoryStats,
 }
 
+/// A key as an event names it, borrowed from the input.
+#[derive(Debug, Clone, Copy)]
+pub enum KeyRef<'a> {
+    /// An integer key.
+    Int(i64),
+    /// A string key.
+    Str(&'a str),
+}
+
 /// One event handed to [`HistoryBuilder::push`].
 #[derive(Debug)]
 pub struct EventRecord<'a> {
@@ -158,7 +168,7 @@ pub struct EventRecord<'a> {
     /// Operation name.
     pub f: &'a str,
     /// Key, if any.
-    pub key: Option<Key>,
+    pub key: Option<KeyRef<'a>>,
     /// Argument or result.
     pub value: Value,
     /// ns since start, if the format has it.
@@ -175,10 +185,11 @@ pub struct EventRecord<'a> {
 #[derive(Default)]
 pub struct HistoryBuilder {
     history: History,
-    pending: HashMap<u64, usize>,
-    names: HashMap<Box<str>, Arc<str>>,
-    key_ids: HashMap<Key, u32>,
-    nodes: HashMap<Box<str>, Arc<str>>,
+    pending: HashMap<u64, usize, FxBuild>,
+    names: HashMap<Box<str>, Arc<str>, FxBuild>,
+    int_keys: HashMap<i64, u32, FxBuild>,
+    str_keys: HashMap<Box<str>, u32, FxBuild>,
+    nodes: HashMap<Box<str>, Arc<str>, FxBuild>,
     failed: usize,
 }
 
@@ -206,13 +217,25 @@ impl HistoryBuilder {
         n
     }
 
-    fn key_id(&mut self, key: Key) -> u32 {
-        if let Some(&id) = self.key_ids.get(&key) {
+    fn key_id(&mut self, key: KeyRef<'_>) -> u32 {
+        let found = match key {
+            KeyRef::Int(i) => self.int_keys.get(&i),
+            KeyRef::Str(s) => self.str_keys.get(s),
+        };
+        if let Some(&id) = found {
             return id;
         }
         let id = self.history.keys.len() as u32;
-        self.history.keys.push(key.clone());
-        self.key_ids.insert(key, id);
+        match key {
+            KeyRef::Int(i) => {
+                self.history.keys.push(Key::Int(i));
+                self.int_keys.insert(i, id);
+            }
+            KeyRef::Str(s) => {
+                self.history.keys.push(Key::Str(s.into()));
+                self.str_keys.insert(s.into(), id);
+            }
+        }
         id
     }
 

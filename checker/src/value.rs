@@ -218,12 +218,3 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawKey<'a> {
         d.deserialize_any(KeyVisitor(std::marker::PhantomData))
     }
 }
-
-impl RawKey<'_> {
-    pub(crate) fn to_key(&self) -> Key {
-        match self {
-            RawKey::Int(i) => Key::Int(*i),
-            RawKey::Str(s) => Key::Str(s.as_ref().into()),
-        }
-    }
-}

@@ -36,6 +36,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         time_limit,
         memory_limit: args.memory_limit,
         stop_at_first_invalid: !args.all_failures,
+        symmetry: !args.no_symmetry,
     };
     let result = match checker::check_named(&args.model, &history, &options) {
         Ok(r) => r,

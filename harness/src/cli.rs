@@ -165,6 +165,10 @@ pub struct CheckArgs {
     /// Check the whole history as one object instead of key by key.
     #[arg(long)]
     pub no_partition: bool,
+    /// Try every one of several equal open ops instead of one (slower; for
+    /// measuring and cross-checking the symmetry pruning).
+    #[arg(long)]
+    pub no_symmetry: bool,
     /// Keep checking other keys after one is found invalid, to report them all.
     #[arg(long)]
     pub all_failures: bool,

@@ -7,8 +7,8 @@
 use std::io::BufRead;
 
 use crate::error::ReadError;
-use crate::history::{EventKind, EventRecord, History, HistoryBuilder, Process};
-use crate::value::{Key, Value};
+use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
+use crate::value::Value;
 
 /// A parsed EDN value.
 #[derive(Clone, Debug, PartialEq)]
@@ -273,8 +273,8 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             .ok_or_else(|| ReadError::at(n, Some(":f"), "missing or not a keyword"))?;
         let key = match field(&entries, "key") {
             None | Some(Edn::Nil) => None,
-            Some(Edn::Int(i)) => Some(Key::Int(*i)),
-            Some(Edn::Str(s)) | Some(Edn::Keyword(s)) => Some(Key::Str(s.as_str().into())),
+            Some(Edn::Int(i)) => Some(KeyRef::Int(*i)),
+            Some(Edn::Str(s)) | Some(Edn::Keyword(s)) => Some(KeyRef::Str(s.as_str())),
             Some(other) => {
                 return Err(ReadError::at(
                     n,

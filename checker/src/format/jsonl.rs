@@ -1,8 +1,9 @@
 //! The JSON Lines history format of SPEC.md section 1.
 //!
-//! The reader streams: it reads the file in blocks of whole lines, parses the lines
-//! of a block on all cores (parsing dominates on long histories) and pairs them in
-//! file order before reading on, so memory holds one block, not the file.
+//! The reader streams in two stages: a reader thread cuts the input into blocks
+//! of whole lines and parses each block's lines on all cores into owned events;
+//! the calling thread pairs them in file order meanwhile, one block behind. So
+//! parsing and pairing overlap, and memory holds two blocks, never the file.
 
 use std::borrow::Cow;
 use std::io::Read;
@@ -11,7 +12,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 
 use crate::error::ReadError;
-use crate::history::{EventKind, EventRecord, History, HistoryBuilder, Process};
+use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
 use crate::value::{RawKey, Value};
 
 /// Bytes read per block; large enough that splitting work across cores pays.
@@ -20,28 +21,28 @@ const BLOCK_BYTES: usize = 8 << 20;
 const LINES_PER_TASK: usize = 4096;
 
 #[derive(Deserialize)]
-struct RawEvent<'a> {
+pub(crate) struct RawEvent<'a> {
     #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
     #[serde(borrow)]
-    process: RawProcess<'a>,
+    pub(crate) process: RawProcess<'a>,
     #[serde(borrow)]
-    f: Cow<'a, str>,
+    pub(crate) f: Cow<'a, str>,
     #[serde(default, borrow)]
-    key: Option<RawKey<'a>>,
+    pub(crate) key: Option<RawKey<'a>>,
     #[serde(default)]
-    value: Value,
+    pub(crate) value: Value,
     #[serde(default)]
-    time: Option<i64>,
+    pub(crate) time: Option<i64>,
     #[serde(default, borrow)]
-    node: Option<Cow<'a, str>>,
+    pub(crate) node: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
-    error: Option<Cow<'a, str>>,
+    pub(crate) error: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, Debug)]
 #[serde(untagged)]
-enum RawProcess<'a> {
+pub(crate) enum RawProcess<'a> {
     Int(u64),
     #[serde(borrow)]
     Name(Cow<'a, str>),
@@ -52,6 +53,9 @@ fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, ReadError> 
     let trimmed = text.trim_end_matches('\r');
     if trimmed.trim().is_empty() {
         return Ok(None);
+    }
+    if let Some(ev) = super::jsonl_fast::parse(trimmed) {
+        return Ok(Some(ev));
     }
     serde_json::from_str::<RawEvent>(trimmed)
         .map(Some)
@@ -66,7 +70,69 @@ fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, ReadError> 
         })
 }
 
-fn push_raw(builder: &mut HistoryBuilder, raw: RawEvent<'_>, line: u64) -> Result<(), ReadError> {
+/// A parsed line that owns its text, so it can outlive its block.
+struct Parsed {
+    line: u64,
+    kind: EventKind,
+    process: Process,
+    f: Cow<'static, str>,
+    key: Option<OwnedKey>,
+    value: Value,
+    time: Option<i64>,
+    node: Option<Box<str>>,
+    error: Option<Box<str>>,
+}
+
+/// A key owned without a heap allocation when it is short (most are).
+enum OwnedKey {
+    Int(i64),
+    Short([u8; 22], u8),
+    Str(Box<str>),
+}
+
+impl OwnedKey {
+    fn of(k: RawKey<'_>) -> OwnedKey {
+        match k {
+            RawKey::Int(i) => OwnedKey::Int(i),
+            RawKey::Str(s) if s.len() <= 22 => {
+                let mut b = [0u8; 22];
+                b[..s.len()].copy_from_slice(s.as_bytes());
+                OwnedKey::Short(b, s.len() as u8)
+            }
+            RawKey::Str(s) => OwnedKey::Str(s.as_ref().into()),
+        }
+    }
+
+    fn as_ref(&self) -> KeyRef<'_> {
+        match self {
+            OwnedKey::Int(i) => KeyRef::Int(*i),
+            // Built from a whole &str above.
+            OwnedKey::Short(b, n) => {
+                KeyRef::Str(std::str::from_utf8(&b[..*n as usize]).unwrap_or(""))
+            }
+            OwnedKey::Str(s) => KeyRef::Str(s),
+        }
+    }
+}
+
+/// Operation names common enough to share instead of copying.
+const COMMON_F: &[&str] = &[
+    "read",
+    "write",
+    "cas",
+    "get",
+    "put",
+    "append",
+    "txn",
+    "enqueue",
+    "dequeue",
+    "acquire",
+    "release",
+    "start-partition",
+    "stop-partition",
+];
+
+fn own(raw: RawEvent<'_>, line: u64) -> Result<Parsed, ReadError> {
     let kind = EventKind::parse(&raw.kind).ok_or_else(|| {
         ReadError::at(
             line,
@@ -88,39 +154,89 @@ fn push_raw(builder: &mut HistoryBuilder, raw: RawEvent<'_>, line: u64) -> Resul
             ))
         }
     };
-    builder.push(EventRecord {
+    let f = match COMMON_F.iter().find(|c| **c == raw.f) {
+        Some(c) => Cow::Borrowed(*c),
+        None => Cow::Owned(raw.f.into_owned()),
+    };
+    Ok(Parsed {
+        line,
         kind,
         process,
-        f: &raw.f,
-        key: raw.key.as_ref().map(RawKey::to_key),
+        f,
+        key: raw.key.map(OwnedKey::of),
         value: raw.value,
         time: raw.time,
-        node: raw.node.as_deref(),
-        error: raw.error.as_deref(),
-        line,
+        node: raw.node.map(|n| n.as_ref().into()),
+        error: raw.error.map(|e| e.as_ref().into()),
     })
 }
 
-/// Reads a JSONL history from any reader.
-pub fn read<R: Read>(mut input: R) -> Result<History, ReadError> {
-    let mut builder = HistoryBuilder::new();
+fn push(builder: &mut HistoryBuilder, p: Parsed) -> Result<(), ReadError> {
+    builder.push(EventRecord {
+        kind: p.kind,
+        process: p.process,
+        f: &p.f,
+        key: p.key.as_ref().map(OwnedKey::as_ref),
+        value: p.value,
+        time: p.time,
+        node: p.node.as_deref(),
+        error: p.error.as_deref(),
+        line: p.line,
+    })
+}
+
+/// One block's events, in file order; an error ends the block (and the read).
+type Block = Vec<Result<Vec<Parsed>, ReadError>>;
+
+/// Parses the lines of `text` (which starts at line `first_line`) on all cores.
+fn parse_block(text: &str, first_line: u64) -> (Block, u64) {
+    let lines: Vec<&str> = text.lines().collect();
+    let parsed = lines
+        .par_chunks(LINES_PER_TASK)
+        .enumerate()
+        .map(|(chunk, chunk_lines)| {
+            let base = first_line + (chunk * LINES_PER_TASK) as u64;
+            let mut out = Vec::with_capacity(chunk_lines.len());
+            for (i, l) in chunk_lines.iter().enumerate() {
+                let line = base + i as u64;
+                if let Some(ev) = parse_line(l, line)? {
+                    out.push(own(ev, line)?);
+                }
+            }
+            Ok(out)
+        })
+        .collect();
+    (parsed, lines.len() as u64)
+}
+
+/// Reads blocks of whole lines and sends each block's parsed events on.
+fn produce<R: Read>(mut input: R, out: std::sync::mpsc::SyncSender<Block>) {
     let mut buf: Vec<u8> = Vec::with_capacity(BLOCK_BYTES + 4096);
     let mut first_line: u64 = 1;
     let mut eof = false;
+    let fail = |out: &std::sync::mpsc::SyncSender<Block>, e: ReadError| {
+        let _ = out.send(vec![Err(e)]);
+    };
     while !eof {
         // Fill the block up to BLOCK_BYTES, then cut it at the last newline.
         let start = buf.len();
         buf.resize(BLOCK_BYTES.max(start + 4096), 0);
         let mut filled = start;
         while filled < buf.len() {
-            let n = input
-                .read(&mut buf[filled..])
-                .map_err(|e| ReadError::at(first_line, None, format!("cannot read: {e}")))?;
-            if n == 0 {
-                eof = true;
-                break;
+            match input.read(&mut buf[filled..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    return fail(
+                        &out,
+                        ReadError::at(first_line, None, format!("cannot read: {e}")),
+                    )
+                }
             }
-            filled += n;
         }
         buf.truncate(filled);
         let cut = if eof {
@@ -132,38 +248,46 @@ pub fn read<R: Read>(mut input: R) -> Result<History, ReadError> {
                 None => continue,
             }
         };
-        let text = std::str::from_utf8(&buf[..cut]).map_err(|e| {
-            let line = first_line
-                + buf[..e.valid_up_to()]
-                    .iter()
-                    .filter(|&&b| b == b'\n')
-                    .count() as u64;
-            ReadError::at(line, None, "the line is not valid UTF-8")
-        })?;
-        let lines: Vec<&str> = text.lines().collect();
-        let parsed: Vec<Result<Vec<(u64, RawEvent<'_>)>, ReadError>> = lines
-            .par_chunks(LINES_PER_TASK)
-            .enumerate()
-            .map(|(chunk, chunk_lines)| {
-                let base = first_line + (chunk * LINES_PER_TASK) as u64;
-                let mut out = Vec::with_capacity(chunk_lines.len());
-                for (i, l) in chunk_lines.iter().enumerate() {
-                    let line = base + i as u64;
-                    if let Some(ev) = parse_line(l, line)? {
-                        out.push((line, ev));
-                    }
-                }
-                Ok(out)
-            })
-            .collect();
-        for chunk in parsed {
-            for (line, raw) in chunk? {
-                push_raw(&mut builder, raw, line)?;
+        let text = match std::str::from_utf8(&buf[..cut]) {
+            Ok(t) => t,
+            Err(e) => {
+                let line = first_line
+                    + buf[..e.valid_up_to()]
+                        .iter()
+                        .filter(|&&b| b == b'\n')
+                        .count() as u64;
+                return fail(
+                    &out,
+                    ReadError::at(line, None, "the line is not valid UTF-8"),
+                );
             }
+        };
+        let (block, lines) = parse_block(text, first_line);
+        let failed = block.iter().any(Result::is_err);
+        if out.send(block).is_err() || failed {
+            return;
         }
-        first_line += lines.len() as u64;
+        first_line += lines;
         buf.drain(..cut);
     }
+}
+
+/// Reads a JSONL history from any reader.
+pub fn read<R: Read + Send>(input: R) -> Result<History, ReadError> {
+    let mut builder = HistoryBuilder::new();
+    // One block in flight: the parser works on the next while this thread pairs.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Block>(1);
+    std::thread::scope(|scope| {
+        scope.spawn(move || produce(input, tx));
+        for block in rx {
+            for chunk in block {
+                for p in chunk? {
+                    push(&mut builder, p)?;
+                }
+            }
+        }
+        Ok::<(), ReadError>(())
+    })?;
     Ok(builder.finish())
 }
 

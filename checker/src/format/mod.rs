@@ -3,6 +3,7 @@
 pub mod edn;
 pub mod jepsen_log;
 pub mod jsonl;
+mod jsonl_fast;
 
 use std::fs::File;
 use std::io::BufReader;

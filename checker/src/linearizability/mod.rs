@@ -8,6 +8,8 @@ mod whole;
 
 pub use whole::Whole;
 
+pub(crate) use memo::FxBuild;
+
 /// SplitMix64 finalizer, shared with the history generator.
 pub(crate) fn splitmix_public(x: u64) -> u64 {
     memo::splitmix64(x)
@@ -45,6 +47,9 @@ pub struct CheckOptions {
     pub memory_limit: usize,
     /// Stop the other keys once one key is found invalid.
     pub stop_at_first_invalid: bool,
+    /// Try only one of several equal open ops (see `search::twins`). Always sound;
+    /// off only to test that claim against the plain search.
+    pub symmetry: bool,
 }
 
 impl Default for CheckOptions {
@@ -54,6 +59,7 @@ impl Default for CheckOptions {
             time_limit: None,
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stop_at_first_invalid: true,
+            symmetry: true,
         }
     }
 }
@@ -215,7 +221,15 @@ pub fn check<M: Model + Sync>(
     let results = if M::INTERN {
         schedule(
             &groups,
-            |g| Task::prepare(Interning::new(model), history, &groups[g].1, g),
+            |g| {
+                Task::prepare(
+                    Interning::new(model),
+                    history,
+                    &groups[g].1,
+                    g,
+                    options.symmetry,
+                )
+            },
             history,
             &groups,
             &budget,
@@ -224,7 +238,7 @@ pub fn check<M: Model + Sync>(
     } else {
         schedule(
             &groups,
-            |g| Task::prepare(model, history, &groups[g].1, g),
+            |g| Task::prepare(model, history, &groups[g].1, g, options.symmetry),
             history,
             &groups,
             &budget,
@@ -381,6 +395,7 @@ struct Task<N: Model> {
     values: ValueTable,
     phase: Phase<N>,
     stats: SearchStats,
+    symmetry: bool,
 }
 
 /// What one turn of a search came to.
@@ -396,6 +411,7 @@ impl<N: Model> Task<N> {
         history: &History,
         members: &[u32],
         group: usize,
+        symmetry: bool,
     ) -> Result<Self, ModelError> {
         let mut values = ValueTable::new();
         let mut ops = Vec::with_capacity(members.len());
@@ -412,9 +428,15 @@ impl<N: Model> Task<N> {
             }
         }
         let phase = match ops.len() {
-            0..=128 => Phase::Small(Search::new(model, ops, call, ret, InlineMemo::new())),
-            129..=256 => Phase::Medium(Search::new(model, ops, call, ret, InlineMemo::new())),
-            _ => Phase::Fast(Search::new(model, ops, call, ret, FingerprintMemo::new())),
+            0..=128 => Phase::Small(
+                Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
+            ),
+            129..=256 => Phase::Medium(
+                Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
+            ),
+            _ => Phase::Fast(
+                Search::new(model, ops, call, ret, FingerprintMemo::new()).with_symmetry(symmetry),
+            ),
         };
         Ok(Task {
             group,
@@ -422,6 +444,7 @@ impl<N: Model> Task<N> {
             values,
             phase,
             stats: SearchStats::default(),
+            symmetry,
         })
     }
 
@@ -497,7 +520,8 @@ impl<N: Model> Task<N> {
                                 ..
                             } = search;
                             self.phase = Phase::Exact(
-                                Search::new(model, ops, call, ret, ExactMemo::new()),
+                                Search::new(model, ops, call, ret, ExactMemo::new())
+                                    .with_symmetry(self.symmetry),
                                 stuck,
                             );
                             return None;

@@ -87,8 +87,8 @@ pub(crate) struct Search<M: Model, V: Memo<M::State>> {
     /// (read-only, so no alternative at its level needs trying).
     stack: Vec<(u32, M::State, bool)>,
     read_only: Vec<bool>,
-    /// For an indeterminate op, the previous indeterminate op equal to it: the
-    /// two are interchangeable, so only the earlier is ever linearized first.
+    /// For each op, an equal op invoked before it and returning no later (see
+    /// [`twins`]): while that one is open, this one never goes first.
     twin: Vec<u32>,
     determinate_left: usize,
     best: Option<Stuck<M::State>>,
@@ -96,6 +96,33 @@ pub(crate) struct Search<M: Model, V: Memo<M::State>> {
     memo: V,
     side_reserved: usize,
     pub stats: SearchStats,
+}
+
+/// Symmetry between equal ops. If ops `a` and `b` are equal (same function,
+/// arguments and outcome), `a` was invoked before `b` and `a` returns no later
+/// than `b`, then whenever both are open, a linearization that puts `b` before `a`
+/// stays legal with the two swapped: equal ops move the model the same way, `a`
+/// is already invoked at `b`'s slot, and `b` lands in `a`'s slot, which comes
+/// before `a`'s return and so before `b`'s. So `b` need never be tried while `a`
+/// is open. For each op this returns the latest-invoked such `a` that overlaps it
+/// (an op that returns before `b` is invoked is never open beside it), or `END`.
+/// Indeterminate ops never return, so equal ones are ordered by invocation.
+fn twins<O: PartialEq>(ops: &[O], call: &[u64], ret: &[u64]) -> Vec<u32> {
+    let mut twin = vec![END; ops.len()];
+    // Ops invoked so far that are still open at the current invocation.
+    let mut open: Vec<u32> = Vec::new();
+    for i in 0..ops.len() {
+        open.retain(|&j| ret[j as usize] > call[i]);
+        if let Some(&j) = open
+            .iter()
+            .rev()
+            .find(|&&j| ret[j as usize] <= ret[i] && ops[j as usize] == ops[i])
+        {
+            twin[i] = j;
+        }
+        open.push(i as u32);
+    }
+    twin
 }
 
 impl<M: Model, V: Memo<M::State>> Search<M, V> {
@@ -132,16 +159,7 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             .collect();
         let determinate_left = indeterminate.iter().filter(|&&i| !i).count();
         let read_only = ops.iter().map(|o| model.is_read_only(o)).collect();
-        let mut twin = vec![END; n];
-        let mut open: Vec<u32> = Vec::new();
-        for i in 0..n {
-            if indeterminate[i] {
-                if let Some(&j) = open.iter().rev().find(|&&j| ops[j as usize] == ops[i]) {
-                    twin[i] = j;
-                }
-                open.push(i as u32);
-            }
-        }
+        let twin = twins(&ops, &call, &ret);
         let state = model.init();
         Search {
             model,
@@ -168,6 +186,14 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             side_reserved: 0,
             stats: SearchStats::default(),
         }
+    }
+
+    /// Turns the symmetry between equal ops off (for differential tests) or on.
+    pub(crate) fn with_symmetry(mut self, on: bool) -> Self {
+        if !on {
+            self.twin.iter_mut().for_each(|t| *t = END);
+        }
+        self
     }
 
     /// Gives back everything this search took from the budget.
@@ -229,7 +255,8 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             }
             let twin = self.twin[op as usize];
             if twin != END && self.bits[twin as usize / 64] & (1 << (twin % 64)) == 0 {
-                // An equal, earlier indeterminate op is still open: it goes first.
+                // An equal op invoked earlier and due no later is still open: it
+                // goes first.
                 self.entry = self.next[entry as usize];
                 continue;
             }

@@ -42,7 +42,8 @@ impl ModelError {
 /// Maps history values to small integers so states and ops stay `Copy`-sized.
 #[derive(Debug, Default, Clone)]
 pub struct ValueTable {
-    ids: HashMap<Value, u32>,
+    ids: HashMap<Value, u32, crate::linearizability::FxBuild>,
+    ints: HashMap<i64, u32, crate::linearizability::FxBuild>,
     values: Vec<Value>,
 }
 
@@ -56,6 +57,16 @@ impl ValueTable {
 
     /// The id of a value, adding it if new.
     pub fn id(&mut self, v: &Value) -> u32 {
+        // Integers are the common case: a cheaper map, no clone to look up.
+        if let Value::Int(i) = v {
+            if let Some(&id) = self.ints.get(i) {
+                return id;
+            }
+            let id = self.values.len() as u32;
+            self.values.push(v.clone());
+            self.ints.insert(*i, id);
+            return id;
+        }
         if let Some(&id) = self.ids.get(v) {
             return id;
         }
