@@ -111,6 +111,33 @@ pub fn cas_register_history(shape: Shape) -> String {
     out
 }
 
+/// The history with the `nth` `ok` read's result replaced by `value`, if the
+/// history has that many reads: for benchmarks and tests of refutation (a stale
+/// or impossible read is the commonest real bug).
+pub fn with_read_result(text: &str, nth: usize, value: &str) -> Option<String> {
+    let mut seen = 0;
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut done = false;
+    for line in text.lines() {
+        if !done && line.contains("\"type\":\"ok\"") && line.contains("\"f\":\"read\"") {
+            if seen == nth {
+                let start = line.find("\"value\":")? + "\"value\":".len();
+                let end = start + line[start..].find([',', '}'])?;
+                out.push_str(&line[..start]);
+                out.push_str(value);
+                out.push_str(&line[end..]);
+                out.push('\n');
+                done = true;
+                continue;
+            }
+            seen += 1;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    done.then_some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
