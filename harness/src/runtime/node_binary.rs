@@ -19,6 +19,15 @@ pub(crate) fn workspace() -> Option<PathBuf> {
         .then_some(root)
 }
 
+/// Where cargo puts build output for the workspace at `root`: `CARGO_TARGET_DIR`
+/// when set (relative to `root`), else `root/target`.
+pub(crate) fn target_dir(root: &Path) -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    }
+}
+
 /// The node binary: `explicit` if given, else built (a no-op when up to date) from
 /// the source tree, else found next to this executable.
 pub fn locate(explicit: Option<&Path>, quiet: bool) -> anyhow::Result<PathBuf> {
@@ -52,9 +61,7 @@ pub fn locate(explicit: Option<&Path>, quiet: bool) -> anyhow::Result<PathBuf> {
         if !status.success() {
             bail!("building {NAME} failed (cargo exit {status})");
         }
-        let dir = root
-            .join("target")
-            .join(if profile_release { "release" } else { "debug" });
+        let dir = target_dir(&root).join(if profile_release { "release" } else { "debug" });
         let built = dir.join(NAME);
         if built.is_file() {
             return Ok(built);

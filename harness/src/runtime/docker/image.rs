@@ -61,8 +61,7 @@ pub fn static_binary(explicit: Option<&Path>, quiet: bool) -> anyhow::Result<Pat
     if !status.success() {
         bail!("building the static {REPOSITORY} failed (cargo exit {status})");
     }
-    let bin = root
-        .join("target")
+    let bin = super::super::node_binary::target_dir(&root)
         .join(TARGET)
         .join("release")
         .join(REPOSITORY);
