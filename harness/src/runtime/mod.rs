@@ -19,6 +19,17 @@ pub struct NodeAddrs {
     pub admin_url: String,
 }
 
+impl NodeAddrs {
+    /// A node whose client and admin APIs are on loopback ports of this host.
+    pub fn loopback(id: &str, client: u16, admin: u16) -> Self {
+        NodeAddrs {
+            id: id.to_string(),
+            client_url: format!("http://127.0.0.1:{client}"),
+            admin_url: format!("http://127.0.0.1:{admin}"),
+        }
+    }
+}
+
 /// Starts, stops and breaks the nodes of a cluster.
 pub trait Runtime: Send {
     /// The nodes and their addresses.

@@ -111,11 +111,7 @@ impl Runtime for ProcessRuntime {
     fn nodes(&self) -> Vec<NodeAddrs> {
         self.nodes
             .iter()
-            .map(|n| NodeAddrs {
-                id: n.id.clone(),
-                client_url: format!("http://127.0.0.1:{}", n.client),
-                admin_url: format!("http://127.0.0.1:{}", n.admin),
-            })
+            .map(|n| NodeAddrs::loopback(&n.id, n.client, n.admin))
             .collect()
     }
 
