@@ -46,6 +46,22 @@ impl Value {
         }
     }
 
+    /// The entry `name` of an object.
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        match self {
+            Value::Map(entries) => entries.iter().find(|(k, _)| &**k == name).map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The integer inside, if this is one.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            _ => None,
+        }
+    }
+
     /// A short name of the JSON type, for error messages.
     pub fn type_name(&self) -> &'static str {
         match self {

@@ -68,8 +68,13 @@ fn corrupt(text: &str, f: &str, dice: &mut Dice) -> Option<String> {
 }
 
 fn check(history: &History, symmetry: bool) -> Linearizability {
+    check_with(history, symmetry, true)
+}
+
+fn check_with(history: &History, symmetry: bool, reachability: bool) -> Linearizability {
     let options = CheckOptions {
         symmetry,
+        reachability,
         ..CheckOptions::default()
     };
     check_named("cas-register", history, &options).unwrap()
@@ -168,4 +173,63 @@ fn pruning_agrees_with_the_plain_search_on_corrupted_histories() {
         invalid >= 75 && valid >= 25,
         "{invalid} invalid, {valid} valid"
     );
+}
+
+/// Replaces a cas's expected value (the `nth` ok cas) with `value`, in its
+/// invocation and completion both.
+fn with_cas_expecting(text: &str, nth: usize, value: &str) -> Option<String> {
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let at = (0..lines.len())
+        .filter(|&i| lines[i].contains("\"type\":\"ok\",\"f\":\"cas\""))
+        .nth(nth)?;
+    let p = lines[at].find("\"process\":")? + 10;
+    let process = lines[at][p..p + lines[at][p..].find(',')?].to_string();
+    let invoke = (0..at).rev().find(|&i| {
+        lines[i].contains("\"type\":\"invoke\"")
+            && lines[i].contains(&format!("\"process\":{process},"))
+    })?;
+    for i in [invoke, at] {
+        let start = lines[i].find("\"value\":[")? + "\"value\":[".len();
+        let end = start + lines[i][start..].find(',')?;
+        lines[i] = format!("{}{}{}", &lines[i][..start], value, &lines[i][end..]);
+    }
+    Some(lines.join("\n") + "\n")
+}
+
+/// Reads and cas ops that expect a value nothing writes: the reachability pass
+/// refutes them before searching, the plain search refutes them the long way, and
+/// both must agree; the pass names the corrupted op itself.
+#[test]
+fn the_reachability_pass_agrees_with_the_search_on_unwritten_values() {
+    for seed in 0..60u64 {
+        // Over 256 ops, so the key is past the size where the search goes first.
+        let text = cas_register_history(Shape {
+            ops: 400,
+            keys: 1,
+            processes: [4, 6, 8][seed as usize % 3],
+            seed: 1000 + seed,
+        });
+        let nth = seed as usize % 17;
+        let bad = if seed % 2 == 0 {
+            checker::generate::with_read_result(&text, nth, "999999")
+        } else {
+            with_cas_expecting(&text, nth, "999999")
+        };
+        let Some(bad) = bad else { continue };
+        let history = checker::format::jsonl::read(bad.as_bytes()).unwrap();
+        let fast = check_with(&history, true, true);
+        let slow = check_with(&history, true, false);
+        assert_eq!(fast.valid, Validity::Invalid, "seed {seed}\n{bad}");
+        assert_eq!(slow.valid, Validity::Invalid, "seed {seed}\n{bad}");
+        assert_replays(&slow, &bad);
+        let cx = &fast.failures[0];
+        assert!(cx.reason.is_some() && cx.prefix.is_empty(), "{cx:?}");
+        let corrupted = if seed % 2 == 0 {
+            cx.op.output.as_ref()
+        } else {
+            cx.op.value.as_pair().map(|(expected, _)| expected)
+        };
+        assert_eq!(corrupted, Some(&Value::Int(999999)), "{cx:?}");
+        assert!(slow.failures[0].reason.is_none());
+    }
 }

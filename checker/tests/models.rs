@@ -297,6 +297,45 @@ fn mutex_allows_one_holder() {
 }
 
 #[test]
+fn mutex_take_over_and_renewal_need_a_held_lock() {
+    // b takes over a's expired lease: legal while a holds it.
+    let ok = [
+        "0 invoke acquire null",
+        "0 ok acquire {\"token\":1}",
+        "1 invoke acquire null",
+        "1 ok acquire {\"token\":2,\"took_over\":true}",
+        "1 invoke release null",
+        "1 ok release null",
+    ];
+    assert_eq!(verdict("mutex", &ok), Validity::Valid);
+    // A take-over of a free lock claims an expiry that cannot have happened.
+    let free = [
+        "0 invoke acquire null",
+        "0 ok acquire {\"token\":2,\"took_over\":true}",
+    ];
+    assert_eq!(verdict("mutex", &free), Validity::Invalid);
+    // Without the claim, a second grant is still a second holder.
+    let plain = [
+        "0 invoke acquire null",
+        "0 ok acquire {\"token\":1}",
+        "1 invoke acquire null",
+        "1 ok acquire {\"token\":2,\"took_over\":false}",
+    ];
+    assert_eq!(verdict("mutex", &plain), Validity::Invalid);
+    // A renewal by the holder keeps the lock; a renewal of a free lock cannot be.
+    let renewal = [
+        "0 invoke acquire null",
+        "0 ok acquire {\"token\":1}",
+        "0 invoke acquire null",
+        "0 ok acquire {\"token\":1,\"renewed\":true}",
+        "0 invoke release null",
+        "0 ok release null",
+    ];
+    assert_eq!(verdict("mutex", &renewal), Validity::Valid);
+    assert_eq!(verdict("mutex", &renewal[2..]), Validity::Invalid);
+}
+
+#[test]
 fn fifo_queue_keeps_order() {
     let ok = [
         "0 invoke enqueue 1",

@@ -37,6 +37,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         memory_limit: args.memory_limit,
         stop_at_first_invalid: !args.all_failures,
         symmetry: !args.no_symmetry,
+        reachability: !args.no_reachability,
     };
     let result = match checker::check_named(&args.model, &history, &options) {
         Ok(r) => r,
@@ -118,6 +119,10 @@ fn print_counterexample(c: &Counterexample) {
     match &c.key {
         Some(k) => println!("  key {k}: cannot linearize {}", describe(&c.op)),
         None => println!("  cannot linearize {}", describe(&c.op)),
+    }
+    if let Some(reason) = &c.reason {
+        println!("    refuted without searching: {reason}");
+        return;
     }
     println!(
         "    after the longest linearizable prefix ({} ops), the state is {}",

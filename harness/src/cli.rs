@@ -169,6 +169,10 @@ pub struct CheckArgs {
     /// measuring and cross-checking the symmetry pruning).
     #[arg(long)]
     pub no_symmetry: bool,
+    /// Do not refute, before searching, ops that no reachable state accepts (for
+    /// measuring and cross-checking that pass).
+    #[arg(long)]
+    pub no_reachability: bool,
     /// Keep checking other keys after one is found invalid, to report them all.
     #[arg(long)]
     pub all_failures: bool,

@@ -4,12 +4,12 @@
 pub fn print() {
     println!("workloads (harness run --workload W):");
     for (name, what, _) in workloads::WORKLOADS {
-        println!("  {name:<14} {what}");
+        println!("  {name:<19} {what}");
     }
     println!("  options: --keys N (live keys), --ops-per-key N, --op-timeout-ms MS");
     println!("nemeses (harness run --nemesis a,b | none | all):");
     for (name, what) in crate::nemesis::KINDS {
-        println!("  {name:<14} {what}");
+        println!("  {name:<19} {what}");
     }
     println!("planted bugs (harness run --bug NAME):");
     match crate::runtime::node_binary::locate(None, true)
@@ -17,7 +17,7 @@ pub fn print() {
     {
         Ok(bugs) => {
             for (name, what) in bugs {
-                println!("  {name:<14} {what}");
+                println!("  {name:<19} {what}");
             }
         }
         Err(e) => println!("  (cannot ask the node binary: {e:#})"),
@@ -28,7 +28,7 @@ pub fn print() {
     println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("models (harness check --model M):");
     for (name, what) in checker::model::MODELS {
-        println!("  {name:<14} {what}");
+        println!("  {name:<19} {what}");
     }
     println!("history formats (harness check --format F):");
     println!("  jsonl          Faultline JSON Lines (SPEC.md section 1), the default");

@@ -123,10 +123,17 @@ pub fn run(args: &RunArgs) -> ExitCode {
             let summary: serde_json::Value = serde_json::from_str(&results).unwrap_or_default();
             let perf = &summary["checkers"]["perf"];
             println!("run: {}", out.dir.display());
+            // Every checker with a verdict, e.g. "linearizable true, final-reads true".
+            let verdicts: Vec<String> = summary["checkers"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .filter(|(name, _)| !matches!(name.as_str(), "perf" | "stats"))
+                .map(|(name, r)| format!("{name} {}", r["valid"]))
+                .collect();
             println!(
-                "  {verdict}: linearizable {}, final reads {}; {} faults; {:.0} ok ops/s, availability {:.1}%",
-                summary["checkers"]["linearizable"]["valid"],
-                summary["checkers"]["final-reads"]["valid"],
+                "  {verdict}: {}; {} faults; {:.0} ok ops/s, availability {:.1}%",
+                verdicts.join(", "),
                 summary["faults"],
                 perf["ok_per_second"].as_f64().unwrap_or(0.0),
                 perf["availability"].as_f64().unwrap_or(0.0) * 100.0

@@ -52,12 +52,19 @@ pub fn section(failure: &Value) -> String {
         .get("key")
         .map(|k| format!(" on key {}", escape(&k.to_string())))
         .unwrap_or_default();
-    let mut html = format!(
-        "<div class=\"counterexample\"><h3>Cannot linearize{key}: {}</h3><p>After the longest linearizable prefix ({} ops) the model state is <code>{}</code>; the op in red completed before any order could place it, and none of the concurrent ops (grey) fits next.</p>",
-        escape(&bar_label(op)),
-        prefix.len(),
-        escape(&failure["state"].to_string())
-    );
+    let mut html = match failure.get("reason").and_then(Value::as_str) {
+        Some(reason) => format!(
+            "<div class=\"counterexample\"><h3>Cannot linearize{key}: {}</h3><p>Refuted without searching: {}.</p>",
+            escape(&bar_label(op)),
+            escape(reason)
+        ),
+        None => format!(
+            "<div class=\"counterexample\"><h3>Cannot linearize{key}: {}</h3><p>After the longest linearizable prefix ({} ops) the model state is <code>{}</code>; the op in red completed before any order could place it, and none of the concurrent ops (grey) fits next.</p>",
+            escape(&bar_label(op)),
+            prefix.len(),
+            escape(&failure["state"].to_string())
+        ),
+    };
     if let (Some(t0), Some(t1)) = (
         starts.iter().copied().reduce(f64::min),
         ends.iter()

@@ -48,3 +48,26 @@ pub fn verdict(v: &serde_json::Value) -> String {
         _ => "<span class=\"verdict unknown\">unknown</span>".to_string(),
     }
 }
+
+/// What the named checkers found (their `examples`, or `cycles`), at most five
+/// each, as they reported it.
+pub(crate) fn findings(results: &serde_json::Value, checkers: &[&str]) -> String {
+    let mut html = String::new();
+    for name in checkers {
+        let r = &results["checkers"][name];
+        let found = r["examples"]
+            .as_array()
+            .or(r["cycles"].as_array())
+            .filter(|a| !a.is_empty());
+        if let Some(found) = found {
+            html.push_str(&format!(
+                "<h3>{}: what was found</h3><pre>{}</pre>",
+                escape(name),
+                escape(
+                    &serde_json::to_string_pretty(&found[..found.len().min(5)]).unwrap_or_default()
+                )
+            ));
+        }
+    }
+    html
+}

@@ -6,7 +6,9 @@ mod counterexample;
 pub mod data;
 pub mod html;
 pub mod index;
+mod locks;
 mod plots;
+mod queue;
 pub mod report;
 mod timeline;
 

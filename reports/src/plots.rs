@@ -38,10 +38,10 @@ fn seconds(ns: u64) -> f64 {
     ns as f64 / 1e9
 }
 
-type Chart<'a, Y> =
+pub(crate) type Chart<'a, Y> =
     ChartContext<'a, SVGBackend<'a>, Cartesian2d<plotters::coord::types::RangedCoordf64, Y>>;
 
-fn shade_faults<Y>(
+pub(crate) fn shade_faults<Y>(
     chart: &mut Chart<'_, Y>,
     run: &Run,
     y0: Y::ValueType,
@@ -90,7 +90,7 @@ where
 }
 
 /// The legend box, drawn last.
-fn legend<Y>(chart: &mut Chart<'_, Y>) -> Result<(), String>
+pub(crate) fn legend<Y>(chart: &mut Chart<'_, Y>) -> Result<(), String>
 where
     Y: plotters::coord::ranged1d::Ranged,
     Y::ValueType: Clone + 'static,

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
-use crate::{counterexample, plots, timeline, ReportError};
+use crate::{counterexample, locks, plots, queue, timeline, ReportError};
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
 pub fn render(dir: &Path) -> Result<PathBuf, ReportError> {
@@ -56,6 +56,28 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
                 "final-reads" => format!(
                     "{} keys read after healing, {} unanswered",
                     result["keys"], result["unanswered"]
+                ),
+                "fencing-tokens" => format!(
+                    "{} grants over {} locks, {} problem(s)",
+                    result["grants"], result["locks"], result["problems"]
+                ),
+                "fenced-writes" => format!(
+                    "{} accepted writes in {} protected registers, {} problem(s)",
+                    result["accepted_writes"], result["registers"], result["problems"]
+                ),
+                "acknowledged-messages" => format!(
+                    "{} sends acknowledged ({} indeterminate), {} messages in the logs, {} problem(s)",
+                    result["sent_ok"], result["sent_indeterminate"], result["in_log"], result["problems"]
+                ),
+                "delivery" => format!(
+                    "{} consumer group(s), {} problem(s)",
+                    result["groups"].as_object().map_or(0, |g| g.len()),
+                    result["problems"]
+                ),
+                "deadlocks" => format!(
+                    "{} waits seen, {} unrefused cycle(s)",
+                    result["waits"],
+                    result["cycles"].as_array().map_or(0, |a| a.len())
                 ),
                 "perf" => format!(
                     "{:.0} ok ops/s, availability {:.1}%",
@@ -127,6 +149,12 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         body.push_str("<div class=\"plot\">");
         body.push_str(&plot.map_err(ReportError::Plot)?);
         body.push_str("</div>");
+    }
+
+    for panel in [locks::section(run), queue::section(run)] {
+        if let Some(panel) = panel.map_err(ReportError::Plot)? {
+            body.push_str(&panel);
+        }
     }
 
     let failures = r["checkers"]["linearizable"]["failures"]

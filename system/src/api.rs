@@ -27,16 +27,23 @@ pub struct ApiState {
     pub inbox: SyncSender<Event>,
     /// How long a request waits for Raft before answering 504.
     pub request_timeout: Duration,
+    /// The node's clock, which stamps lock commands (leases).
+    pub clock: Arc<crate::clock::Clock>,
 }
 
 /// An error answer: HTTP status and the SPEC's JSON body.
 pub struct ApiError {
-    status: StatusCode,
-    body: Value,
+    pub(crate) status: StatusCode,
+    pub(crate) body: Value,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &str, message: impl Into<String>, definite: bool) -> Self {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &str,
+        message: impl Into<String>,
+        definite: bool,
+    ) -> Self {
         ApiError {
             status,
             body: json!({"error": code, "message": message.into(), "definite": definite}),
@@ -60,6 +67,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/kv/{key}", get(read).put(write).delete(delete))
         .route("/kv/{key}/cas", post(cas))
+        .merge(crate::lock_api::routes())
+        .merge(crate::broker_api::routes())
         .route("/cluster/status", get(status))
         .route("/cluster/join", post(join))
         .route("/cluster/leave", post(leave))
@@ -86,12 +95,12 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> Result<T, ApiError> {
+pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> Result<T, ApiError> {
     serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
 }
 
 /// Sends an event to Raft and waits for its answer.
-async fn ask(
+pub(crate) async fn ask(
     state: &ApiState,
     event: impl FnOnce(oneshot::Sender<Reply>) -> Event,
     proposes: bool,
@@ -144,6 +153,43 @@ async fn ask(
             !proposes,
         )),
     }
+}
+
+/// Proposes a state-machine command answering `{"ok": bool, ...}`: the rest of
+/// the answer on success, a definite `409` carrying the refusal's details
+/// (`error` and the like) otherwise.
+pub(crate) async fn propose_refusable(
+    state: &ApiState,
+    command: Value,
+) -> Result<Json<Value>, ApiError> {
+    let mut result = ask(state, |reply| Event::Propose { command, reply }, true).await?;
+    let ok = result.get("ok").and_then(Value::as_bool).unwrap_or(false);
+    if let Some(map) = result.as_object_mut() {
+        map.remove("ok");
+    }
+    if ok {
+        return Ok(Json(result));
+    }
+    let code = result
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("refused")
+        .to_string();
+    let mut body = json!({"message": format!("refused: {code}"), "definite": true});
+    if let (Some(b), Some(r)) = (body.as_object_mut(), result.as_object()) {
+        b.extend(r.clone());
+    }
+    Err(ApiError {
+        status: StatusCode::CONFLICT,
+        body,
+    })
+}
+
+/// A linearizable read of the state machine (ReadIndex on the leader).
+pub(crate) async fn query(state: &ApiState, query: Value) -> Result<Json<Value>, ApiError> {
+    Ok(Json(
+        ask(state, |reply| Event::Read { query, reply }, false).await?,
+    ))
 }
 
 async fn read(

@@ -17,6 +17,19 @@ pub enum Bug {
     EarlyAck,
     /// Grant a vote to any up-to-date candidate, even after voting in the term.
     VoteTwice,
+    /// Protected registers ignore fencing tokens: a holder paused past its lease
+    /// keeps writing after the lock has moved on.
+    LeaseNoFence,
+    /// The leader grants a lock from its local state and answers before the grant
+    /// is committed.
+    LockNoQuorum,
+    /// The lock manager lets any wait join the wait-for graph, cycles included.
+    NoDeadlockCheck,
+    /// The broker acknowledges a produced message before it is committed.
+    AckBeforePersist,
+    /// The broker drops a message whose visibility timeout passed instead of
+    /// delivering it again.
+    SkipRedelivery,
 }
 
 /// Every bug with its name and what it breaks.
@@ -40,6 +53,31 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::VoteTwice,
         "vote-twice",
         "a node may grant two votes in one term",
+    ),
+    (
+        Bug::LeaseNoFence,
+        "lease-no-fence",
+        "protected registers accept writes with stale fencing tokens",
+    ),
+    (
+        Bug::LockNoQuorum,
+        "lock-no-quorum",
+        "grant locks from the leader's local state without committing",
+    ),
+    (
+        Bug::NoDeadlockCheck,
+        "no-deadlock-check",
+        "accept waits for a lock that close a cycle in the wait-for graph",
+    ),
+    (
+        Bug::AckBeforePersist,
+        "ack-before-persist",
+        "acknowledge a produced message before it is replicated and fsynced",
+    ),
+    (
+        Bug::SkipRedelivery,
+        "skip-redelivery",
+        "drop unacknowledged messages at their visibility timeout instead of redelivering",
     ),
 ];
 
@@ -95,7 +133,7 @@ impl Bugs {
 pub fn help() -> String {
     let mut s = String::from("Planted bugs (--bug NAME, repeatable; all off by default):\n");
     for (_, name, what) in ALL {
-        s.push_str(&format!("  {name:<12} {what}\n"));
+        s.push_str(&format!("  {name:<19} {what}\n"));
     }
     s
 }

@@ -1,14 +1,21 @@
 //! The Faultline reference system: one node binary carrying the distributed-systems
-//! patterns under test, starting with a durable Raft key-value store. It depends on
+//! patterns under test: a durable Raft log carrying a key-value store, a lock
+//! manager and a message broker. It depends on
 //! none of the harness crates: the system under test knows nothing of its tester.
 
 pub mod admin;
 pub mod api;
+pub mod broker;
+pub mod broker_api;
 pub mod bugs;
 pub mod clock;
 pub mod kv;
+pub mod lock_api;
+pub mod locks;
 pub mod node;
 pub mod raft;
+pub mod ring;
+pub mod services;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;

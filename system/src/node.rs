@@ -15,9 +15,9 @@ use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
 use crate::bugs::Bugs;
 use crate::clock::Clock;
-use crate::kv::KvStore;
 use crate::log_line;
 use crate::raft::{Event, Raft, RaftConfig};
+use crate::services::Services;
 use crate::transport::{self, Transport};
 use crate::types::{Members, NodeId};
 
@@ -107,7 +107,8 @@ impl Node {
             snapshot_every: cfg.snapshot_every,
             bugs: cfg.bugs.clone(),
         };
-        let raft = Raft::open(raft_cfg, KvStore::default(), transport)
+        let services = Services::new(&cfg.bugs);
+        let raft = Raft::open(raft_cfg, services, transport)
             .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
         let (inbox, rx) = sync_channel(INBOX);
         let raft = std::thread::Builder::new()
@@ -117,6 +118,7 @@ impl Node {
         let api_state = Arc::new(ApiState {
             inbox: inbox.clone(),
             request_timeout: cfg.request_timeout,
+            clock: clock.clone(),
         });
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),

@@ -13,4 +13,9 @@ pub trait StateMachine: Send + 'static {
     fn snapshot(&self) -> Value;
     /// Replaces the state with a snapshot's.
     fn restore(&mut self, snapshot: &Value) -> Result<(), String>;
+    /// The result `command` would have if applied now, without applying it; only
+    /// for planted bugs that answer before committing.
+    fn speculate(&self, _command: &Value) -> Option<Value> {
+        None
+    }
 }

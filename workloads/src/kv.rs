@@ -7,9 +7,9 @@
 
 use std::sync::Arc;
 
-use reqwest::StatusCode;
 use serde_json::{json, Value};
 
+use crate::http::Nodes;
 use crate::{
     BoxFut, Client, Completion, Endpoint, Generator, Invocation, Rng, Session, Workload,
     WorkloadOptions,
@@ -33,14 +33,8 @@ impl Workload for Kv {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        let http = reqwest::Client::builder()
-            .timeout(options.op_timeout)
-            .connect_timeout(std::time::Duration::from_millis(500))
-            .pool_max_idle_per_host(256)
-            .build()
-            .unwrap_or_default();
         Arc::new(KvClient {
-            http,
+            http: crate::http::client(options),
             nodes: Arc::new(nodes),
         })
     }
@@ -59,7 +53,7 @@ pub struct KvGenerator {
 }
 
 impl Generator for KvGenerator {
-    fn next(&mut self, rng: &mut Rng) -> Option<Invocation> {
+    fn next(&mut self, _process: u64, rng: &mut Rng) -> Option<Invocation> {
         while self.live.len() < self.keys {
             self.live.push((self.next_key, self.ops_per_key));
             self.next_key += 1;
@@ -103,110 +97,49 @@ struct KvClient {
 
 impl Client for KvClient {
     fn open(&self, process: u64) -> Box<dyn Session> {
-        let target = (process as usize) % self.nodes.len().max(1);
         Box::new(KvSession {
-            http: self.http.clone(),
-            nodes: self.nodes.clone(),
-            target,
+            nodes: Nodes::new(self.http.clone(), self.nodes.clone(), process),
         })
     }
 }
 
 struct KvSession {
-    http: reqwest::Client,
-    nodes: Arc<Vec<Endpoint>>,
-    target: usize,
+    nodes: Nodes,
 }
 
-/// Redirects followed within one op (the op's interval covers them all).
-const REDIRECTS: usize = 2;
-
 impl KvSession {
-    fn rotate(&mut self) {
-        self.target = (self.target + 1) % self.nodes.len().max(1);
-    }
-
     async fn attempt(&mut self, op: &Invocation) -> (Completion, Option<String>) {
         let key = op.key.clone().unwrap_or_default();
-        for _ in 0..=REDIRECTS {
-            let node = &self.nodes[self.target];
-            let id = Some(node.id.clone());
-            let url = format!("{}/kv/{key}", node.url);
-            let request = match op.f.as_str() {
-                "read" => self.http.get(&url),
-                "write" => self.http.put(&url).json(&json!({"value": op.value})),
-                "cas" => {
-                    let pair = op.value.as_array().cloned().unwrap_or_default();
-                    let (a, b) = (
-                        pair.first().cloned().unwrap_or(Value::Null),
-                        pair.get(1).cloned().unwrap_or(Value::Null),
-                    );
-                    self.http
-                        .post(format!("{url}/cas"))
-                        .json(&json!({"expected": a, "new": b}))
-                }
-                other => return (Completion::Fail(format!("kv has no op `{other}`")), None),
-            };
-            let response = match request.send().await {
-                Ok(r) => r,
-                Err(e) if e.is_connect() => {
-                    // Nothing was sent: a definite failure; try another node next time,
-                    // after a pause so a dead cluster is not hammered.
-                    self.rotate();
-                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-                    return (Completion::Fail("connect failed".into()), id);
-                }
-                Err(e) if e.is_timeout() => return (Completion::Info("timeout".into()), id),
-                Err(e) => return (Completion::Info(format!("request failed: {e}")), id),
-            };
-            let status = response.status();
-            let body: Value = response.json().await.unwrap_or(Value::Null);
-            let definite = body.get("definite").and_then(Value::as_bool);
-            match status {
-                StatusCode::OK => {
-                    let out = if op.f == "read" {
-                        body.get("value").cloned().unwrap_or(Value::Null)
-                    } else {
-                        op.value.clone()
-                    };
-                    return (Completion::Ok(out), id);
-                }
-                StatusCode::MISDIRECTED_REQUEST => {
-                    let leader = body.get("leader").and_then(Value::as_str);
-                    match leader.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
-                        Some(i) if i != self.target => {
-                            self.target = i;
-                            continue;
-                        }
-                        _ => {
-                            self.rotate();
-                            return (Completion::Fail("not-leader".into()), id);
-                        }
-                    }
-                }
-                StatusCode::CONFLICT => {
-                    return (Completion::Fail("precondition-failed".into()), id)
-                }
-                s => {
-                    let code = body
-                        .get("error")
-                        .and_then(Value::as_str)
-                        .unwrap_or("error")
-                        .to_string();
-                    let definite = definite
-                        .unwrap_or(s.is_client_error() || s == StatusCode::SERVICE_UNAVAILABLE);
-                    if s == StatusCode::SERVICE_UNAVAILABLE {
-                        self.rotate();
-                    }
-                    return if definite {
-                        (Completion::Fail(code), id)
-                    } else {
-                        (Completion::Info(code), id)
-                    };
-                }
-            }
+        if !matches!(op.f.as_str(), "read" | "write" | "cas") {
+            return (Completion::Fail(format!("kv has no op `{}`", op.f)), None);
         }
-        (Completion::Fail("not-leader".into()), None)
+        let (answer, node) = self
+            .nodes
+            .call(|http, base| {
+                let url = format!("{base}/kv/{key}");
+                match op.f.as_str() {
+                    "read" => http.get(&url),
+                    "write" => http.put(&url).json(&json!({"value": op.value})),
+                    _ => {
+                        let pair = op.value.as_array().cloned().unwrap_or_default();
+                        let (a, b) = (
+                            pair.first().cloned().unwrap_or(Value::Null),
+                            pair.get(1).cloned().unwrap_or(Value::Null),
+                        );
+                        http.post(format!("{url}/cas"))
+                            .json(&json!({"expected": a, "new": b}))
+                    }
+                }
+            })
+            .await;
+        let done = match answer {
+            Ok(body) if op.f == "read" => {
+                Completion::Ok(body.get("value").cloned().unwrap_or(Value::Null))
+            }
+            Ok(_) => Completion::Ok(op.value.clone()),
+            Err((done, _)) => done,
+        };
+        (done, node)
     }
 }
 
@@ -231,7 +164,7 @@ mod tests {
             let mut g = Kv.generator(&opts);
             let mut rng = Rng::new(seed);
             (0..100)
-                .map(|_| g.next(&mut rng).unwrap())
+                .map(|p| g.next(p, &mut rng).unwrap())
                 .collect::<Vec<_>>()
         };
         let ops = run(5);

@@ -2,13 +2,17 @@
 //! client and its checkers, registered in [`WORKLOADS`]. The harness drives them
 //! through the small traits here and knows nothing workload-specific.
 
+mod http;
 pub mod kv;
+pub mod lock;
+pub mod queue;
 pub mod rng;
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use checker::{CheckOptions, History, Validity};
 use serde_json::Value;
 
 pub use rng::Rng;
@@ -61,8 +65,11 @@ pub trait Client: Send + Sync {
 
 /// Produces the operations of a test; shared by all processes.
 pub trait Generator: Send {
-    /// The next operation, or `None` when the workload has no more.
-    fn next(&mut self, rng: &mut Rng) -> Option<Invocation>;
+    /// The next operation for `process`, or `None` when the workload has no more.
+    fn next(&mut self, process: u64, rng: &mut Rng) -> Option<Invocation>;
+    /// Hears how `process`'s op ended, for workloads whose processes follow a
+    /// protocol (take a lock, use it, give it back). An `info` retires the process.
+    fn completed(&mut self, _process: u64, _op: &Invocation, _done: &Completion) {}
     /// Operations to run after faults are healed (e.g. a final read of every key).
     fn final_ops(&self) -> Vec<Invocation>;
 }
@@ -88,17 +95,51 @@ pub trait Workload: Send + Sync {
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client>;
     /// The checker model for its history (`harness check --model`).
     fn model(&self) -> &'static str;
+    /// Checks a finished run's history: by default, linearizability against
+    /// [`Workload::model`]. Each entry of the answer is one checker's result.
+    fn check(&self, history: &History, options: &CheckOptions) -> Result<Checked, String> {
+        let lin =
+            checker::check_named(self.model(), history, options).map_err(|e| e.to_string())?;
+        let valid = lin.valid;
+        let mut checkers = serde_json::Map::new();
+        checkers.insert(
+            "linearizable".into(),
+            serde_json::to_value(lin).map_err(|e| e.to_string())?,
+        );
+        Ok(Checked { valid, checkers })
+    }
+}
+
+/// What a workload's checkers found.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// All checkers together.
+    pub valid: Validity,
+    /// Checker name to its result (each with a `valid` entry).
+    pub checkers: serde_json::Map<String, Value>,
 }
 
 /// Builds a workload.
 pub type MakeWorkload = fn() -> Box<dyn Workload>;
 
 /// Every workload: name, what it does, constructor.
-pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[(
-    "kv",
-    "read/write/cas on independent keys of the Raft KV, checked for linearizability (model kv)",
-    || Box::new(kv::Kv),
-)];
+pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
+    (
+        "kv",
+        "read/write/cas on independent keys of the Raft KV, checked for linearizability (model kv)",
+        || Box::new(kv::Kv),
+    ),
+    (
+        "lock",
+        "leased locks guarding fenced registers: mutual exclusion (model mutex), fencing tokens, stale writes, deadlocks",
+        || Box::new(lock::LockWorkload),
+    ),
+    (
+        "queue",
+        "broker topics with two consumer groups, crashes before ack and poison messages: nothing lost, order, redelivery, dead letters",
+        || Box::new(queue::QueueWorkload),
+    ),
+];
 
 /// The workload called `name`.
 pub fn workload(name: &str) -> Result<Box<dyn Workload>, String> {

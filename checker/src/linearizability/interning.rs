@@ -35,6 +35,14 @@ impl<O: PartialEq> PartialEq for Numbered<O> {
     }
 }
 
+impl<O: Eq> Eq for Numbered<O> {}
+
+impl<O: std::hash::Hash> std::hash::Hash for Numbered<O> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.op.hash(state);
+    }
+}
+
 /// `M` seen through interned state ids; one per search (not shared across threads).
 pub(crate) struct Interning<'m, M: Model> {
     inner: &'m M,

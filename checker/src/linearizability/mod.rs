@@ -3,6 +3,7 @@
 
 mod interning;
 mod memo;
+mod reachable;
 mod search;
 mod whole;
 
@@ -50,6 +51,9 @@ pub struct CheckOptions {
     /// Try only one of several equal open ops (see `search::twins`). Always sound;
     /// off only to test that claim against the plain search.
     pub symmetry: bool,
+    /// Before searching a key, refute any op that no state reachable by the key's
+    /// ops accepts (see `reachable`). Always sound; off only for comparisons.
+    pub reachability: bool,
 }
 
 impl Default for CheckOptions {
@@ -60,6 +64,7 @@ impl Default for CheckOptions {
             memory_limit: DEFAULT_MEMORY_LIMIT,
             stop_at_first_invalid: true,
             symmetry: true,
+            reachability: true,
         }
     }
 }
@@ -137,6 +142,10 @@ pub struct Counterexample {
     /// True when the refutation was repeated with an exact visited set (no
     /// fingerprints) and held.
     pub exact: bool,
+    /// Set when the op was refuted before any search: no state the key's ops can
+    /// reach, in any order, accepts it (the prefix is then empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// Search counters summed over keys.
@@ -228,6 +237,7 @@ pub fn check<M: Model + Sync>(
                     &groups[g].1,
                     g,
                     options.symmetry,
+                    false,
                 )
             },
             history,
@@ -238,7 +248,16 @@ pub fn check<M: Model + Sync>(
     } else {
         schedule(
             &groups,
-            |g| Task::prepare(model, history, &groups[g].1, g, options.symmetry),
+            |g| {
+                Task::prepare(
+                    model,
+                    history,
+                    &groups[g].1,
+                    g,
+                    options.symmetry,
+                    options.reachability,
+                )
+            },
             history,
             &groups,
             &budget,
@@ -385,6 +404,8 @@ enum Phase<N: Model> {
     Fast(Search<N, FingerprintMemo<N::State>>),
     /// Repeating a refutation with the exact memo; the fast search's finding kept.
     Exact(Search<N, ExactMemo<N::State>>, Stuck<N::State>),
+    /// Refuted before searching (see `reachable`).
+    Impossible(N, reachable::Impossible),
     Done,
 }
 
@@ -405,13 +426,16 @@ enum Turn<V> {
 }
 
 impl<N: Model> Task<N> {
-    /// Translates one key's ops into the model's terms.
+    /// Translates one key's ops into the model's terms; with `closure`, first looks
+    /// for an op no reachable state accepts (skipped for models whose states grow
+    /// without bound).
     fn prepare(
         model: N,
         history: &History,
         members: &[u32],
         group: usize,
         symmetry: bool,
+        closure: bool,
     ) -> Result<Self, ModelError> {
         let mut values = ValueTable::new();
         let mut ops = Vec::with_capacity(members.len());
@@ -427,14 +451,22 @@ impl<N: Model> Task<N> {
                 source.push(i as usize);
             }
         }
-        let phase = match ops.len() {
-            0..=128 => Phase::Small(
+        // Small keys are searched exhaustively in moments and their counterexample
+        // carries the longest prefix; the pass pays off only where the search may not.
+        let impossible = if closure && ops.len() > 256 {
+            reachable::impossible_op(&model, &ops, &ret)
+        } else {
+            None
+        };
+        let phase = match (impossible, ops.len()) {
+            (Some(found), _) => Phase::Impossible(model, found),
+            (None, 0..=128) => Phase::Small(
                 Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
             ),
-            129..=256 => Phase::Medium(
+            (None, 129..=256) => Phase::Medium(
                 Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
             ),
-            _ => Phase::Fast(
+            (None, _) => Phase::Fast(
                 Search::new(model, ops, call, ret, FingerprintMemo::new()).with_symmetry(symmetry),
             ),
         };
@@ -550,6 +582,20 @@ impl<N: Model> Task<N> {
                     }
                 }
             },
+            Phase::Impossible(model, found) => {
+                let stuck = Stuck {
+                    prefix: Vec::new(),
+                    state: model.init(),
+                    blocked: found.op,
+                    pending: Vec::new(),
+                };
+                let mut c = self.counterexample(&model, history, key, stuck, true);
+                c.reason = Some(format!(
+                    "no order of this key's operations reaches a state in which this one can happen ({} reachable states, each tried)",
+                    found.states
+                ));
+                KeyVerdict::Invalid(Box::new(c))
+            }
             Phase::Done => return None,
         };
         Some(KeyResult {
@@ -575,6 +621,7 @@ impl<N: Model> Task<N> {
             state: model.show(&stuck.state, &self.values),
             pending: stuck.pending.iter().map(|&i| view(i)).collect(),
             exact,
+            reason: None,
         }
     }
 }

@@ -11,7 +11,7 @@ use crate::value::Value;
 pub struct AppendKv;
 
 /// An append-kv op.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum AppendOp {
     /// Observed this string.
     Get(Arc<str>),

@@ -11,7 +11,7 @@ use crate::value::Value;
 pub struct FifoQueue;
 
 /// A queue op over value ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum QueueOp {
     /// Add to the tail.
     Enqueue(u32),

@@ -91,7 +91,7 @@ pub trait Model {
     /// The object's state; small and cheap to hash.
     type State: Clone + Eq + Hash + Debug + Send + Sync;
     /// An op in the model's own terms; equal ops are interchangeable.
-    type Op: Clone + Debug + PartialEq + Send + Sync;
+    type Op: Clone + Debug + Eq + Hash + Send + Sync;
 
     /// The model's name as `harness check --model` takes it.
     fn name(&self) -> &'static str;
@@ -146,7 +146,10 @@ pub const MODELS: &[(&str, &str)] = &[
         "append-kv",
         "string per key with get/put/append (\"\" initially)",
     ),
-    ("mutex", "lock with acquire/release"),
+    (
+        "mutex",
+        "lock with acquire/release (an acquire saying took_over or renewed must find it held)",
+    ),
     (
         "fifo-queue",
         "FIFO queue with enqueue/dequeue (dequeue of an empty queue reads null)",

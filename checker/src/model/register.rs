@@ -38,7 +38,7 @@ impl Register {
 }
 
 /// What a completed cas reported.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CasOutcome {
     /// Took effect: the register held the expected value.
     Matched,
@@ -49,7 +49,7 @@ pub enum CasOutcome {
 }
 
 /// A register op over value ids.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum RegisterOp {
     /// Observed this value.
     Read(u32),

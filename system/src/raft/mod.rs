@@ -442,6 +442,13 @@ impl<S: StateMachine> Raft<S> {
                     let _ = reply.send(Reply::NotLeader(self.leader.clone()));
                     return;
                 }
+                // Planted bugs only: answer from local state now; the command
+                // commits later, or not.
+                if let Some(result) = self.sm.speculate(&command) {
+                    let _ = reply.send(Reply::Ok(result));
+                    self.append_local(Payload::Command { command });
+                    return;
+                }
                 let index = self.append_local(Payload::Command { command });
                 self.waiters.insert(index, (self.meta.term, reply));
             }

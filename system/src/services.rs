@@ -1,0 +1,128 @@
+//! The replicated state machine every node runs: the KV store, the lock manager
+//! and the message broker side by side on one Raft log, each command routed by
+//! its `op`.
+
+use serde_json::{json, Value};
+
+use crate::broker::{Broker, BrokerCommand};
+use crate::bugs::{Bug, Bugs};
+use crate::kv::KvStore;
+use crate::locks::{LockCommand, LockManager};
+use crate::state_machine::StateMachine;
+
+/// Marks a snapshot written by [`Services`] (older ones hold the KV map alone).
+const FORMAT: &str = "services-v1";
+
+/// The KV store, the lock manager and the broker.
+#[derive(Debug, Default)]
+pub struct Services {
+    kv: KvStore,
+    locks: LockManager,
+    broker: Broker,
+    bugs: Bugs,
+}
+
+impl Services {
+    /// Services with the planted bugs that live in the state machines.
+    pub fn new(bugs: &Bugs) -> Self {
+        let mut s = Services {
+            bugs: bugs.clone(),
+            ..Services::default()
+        };
+        s.set_bugs();
+        s
+    }
+
+    /// Bug switches are not replicated state: put them back after a restore.
+    fn set_bugs(&mut self) {
+        self.locks.ignore_fence = self.bugs.has(Bug::LeaseNoFence);
+        self.locks.ignore_deadlocks = self.bugs.has(Bug::NoDeadlockCheck);
+        self.broker.skip_redelivery = self.bugs.has(Bug::SkipRedelivery);
+    }
+}
+
+impl StateMachine for Services {
+    fn apply(&mut self, command: &Value) -> Value {
+        if LockCommand::owns(command) {
+            return match serde_json::from_value::<LockCommand>(command.clone()) {
+                Ok(cmd) => self.locks.apply(cmd),
+                Err(e) => json!({"ok": false, "error": format!("not a lock command: {e}")}),
+            };
+        }
+        if BrokerCommand::owns(command) {
+            return match serde_json::from_value::<BrokerCommand>(command.clone()) {
+                Ok(cmd) => self.broker.apply(cmd),
+                Err(e) => json!({"ok": false, "error": format!("not a broker command: {e}")}),
+            };
+        }
+        self.kv.apply(command)
+    }
+
+    fn query(&self, query: &Value) -> Value {
+        self.locks
+            .query(query)
+            .or_else(|| self.broker.query(query))
+            .unwrap_or_else(|| self.kv.query(query))
+    }
+
+    fn snapshot(&self) -> Value {
+        json!({"format": FORMAT, "kv": self.kv.snapshot(),
+               "locks": serde_json::to_value(&self.locks).unwrap_or(Value::Null),
+               "broker": serde_json::to_value(&self.broker).unwrap_or(Value::Null)})
+    }
+
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        if snapshot.get("format").and_then(Value::as_str) != Some(FORMAT) {
+            return self.kv.restore(snapshot);
+        }
+        self.kv.restore(&snapshot["kv"])?;
+        self.locks = serde_json::from_value(snapshot["locks"].clone())
+            .map_err(|e| format!("lock manager snapshot: {e}"))?;
+        self.broker = match snapshot.get("broker") {
+            Some(b) => {
+                serde_json::from_value(b.clone()).map_err(|e| format!("broker snapshot: {e}"))?
+            }
+            None => Broker::default(),
+        };
+        self.set_bugs();
+        Ok(())
+    }
+
+    /// Only the bugs that answer before committing speculate.
+    fn speculate(&self, command: &Value) -> Option<Value> {
+        if self.bugs.has(Bug::LockNoQuorum) && LockCommand::owns(command) {
+            let cmd = serde_json::from_value::<LockCommand>(command.clone()).ok()?;
+            return self.locks.speculate(&cmd);
+        }
+        if self.bugs.has(Bug::AckBeforePersist) && BrokerCommand::owns(command) {
+            let cmd = serde_json::from_value::<BrokerCommand>(command.clone()).ok()?;
+            return self.broker.speculate(&cmd);
+        }
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_reach_their_service_and_snapshots_keep_both() {
+        let mut s = Services::new(&Bugs::default());
+        s.apply(&json!({"op": "put", "key": "a", "value": 1}));
+        let r = s.apply(
+            &json!({"op": "lock-acquire", "lock": "l", "owner": "o", "ttl_ms": 100, "now_ms": 1}),
+        );
+        assert_eq!(r["token"], 1);
+        let mut copy = Services::new(&Bugs::default());
+        copy.restore(&s.snapshot()).unwrap();
+        assert_eq!(copy.query(&json!({"key": "a"})), json!(1));
+        assert_eq!(copy.query(&json!({"lock": "l"}))["last_token"], 1);
+        // A snapshot from before the lock manager existed is the KV map alone.
+        let mut old = Services::new(&Bugs::default());
+        old.restore(&json!({"a": 2})).unwrap();
+        assert_eq!(old.query(&json!({"key": "a"})), json!(2));
+        let bad = s.apply(&json!({"op": "lock-acquire", "lock": "l"}));
+        assert_eq!(bad["ok"], false);
+    }
+}

@@ -1,0 +1,116 @@
+//! The HTTP side every workload on the builtin system shares: find the leader
+//! (following `421 not-leader` hints), and turn each answer into a completion that
+//! says whether the op certainly failed or may have happened (SPEC.md section 5).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::{RequestBuilder, StatusCode};
+use serde_json::Value;
+
+use crate::{Completion, Endpoint, WorkloadOptions};
+
+/// Redirects followed within one op (the op's interval covers them all).
+const REDIRECTS: usize = 2;
+
+/// An HTTP client tuned for many short requests with the run's op timeout.
+pub(crate) fn client(options: &WorkloadOptions) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(options.op_timeout)
+        .connect_timeout(Duration::from_millis(500))
+        .pool_max_idle_per_host(256)
+        .build()
+        .unwrap_or_default()
+}
+
+/// One process's view of the cluster: which node it talks to now.
+pub(crate) struct Nodes {
+    http: reqwest::Client,
+    nodes: Arc<Vec<Endpoint>>,
+    target: usize,
+}
+
+impl Nodes {
+    /// Starts at a node chosen by the process number, so load spreads.
+    pub(crate) fn new(http: reqwest::Client, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
+        let target = (process as usize) % nodes.len().max(1);
+        Nodes {
+            http,
+            nodes,
+            target,
+        }
+    }
+
+    fn rotate(&mut self) {
+        self.target = (self.target + 1) % self.nodes.len().max(1);
+    }
+
+    /// Sends the request `make` builds for a node's base URL, following leader
+    /// hints. `Ok(body)` on 200; otherwise the completion to record and the
+    /// error body: a definite refusal (409 and other 4xx, 503, connect failures)
+    /// is `Fail` with the error code, anything that may have taken effect `Info`.
+    pub(crate) async fn call(
+        &mut self,
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+    ) -> (Result<Value, (Completion, Value)>, Option<String>) {
+        let none = || Value::Null;
+        for _ in 0..=REDIRECTS {
+            let node = &self.nodes[self.target];
+            let id = Some(node.id.clone());
+            let response = match make(&self.http, &node.url).send().await {
+                Ok(r) => r,
+                Err(e) if e.is_connect() => {
+                    // Nothing was sent: a definite failure; try another node next time,
+                    // after a pause so a dead cluster is not hammered.
+                    self.rotate();
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    return (Err((Completion::Fail("connect failed".into()), none())), id);
+                }
+                Err(e) if e.is_timeout() => {
+                    return (Err((Completion::Info("timeout".into()), none())), id)
+                }
+                Err(e) => {
+                    let why = format!("request failed: {e}");
+                    return (Err((Completion::Info(why), none())), id);
+                }
+            };
+            let status = response.status();
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            if status == StatusCode::OK {
+                return (Ok(body), id);
+            }
+            let code = body
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
+                .to_string();
+            if status == StatusCode::MISDIRECTED_REQUEST {
+                let leader = body.get("leader").and_then(Value::as_str);
+                match leader.and_then(|l| self.nodes.iter().position(|n| n.id == l)) {
+                    Some(i) if i != self.target => {
+                        self.target = i;
+                        continue;
+                    }
+                    _ => {
+                        self.rotate();
+                        return (Err((Completion::Fail("not-leader".into()), body)), id);
+                    }
+                }
+            }
+            let definite = body
+                .get("definite")
+                .and_then(Value::as_bool)
+                .unwrap_or(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE);
+            if status == StatusCode::SERVICE_UNAVAILABLE {
+                self.rotate();
+            }
+            let done = if definite {
+                Completion::Fail(code)
+            } else {
+                Completion::Info(code)
+            };
+            return (Err((done, body)), id);
+        }
+        (Err((Completion::Fail("not-leader".into()), none())), None)
+    }
+}
