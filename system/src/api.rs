@@ -29,6 +29,8 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The node's clock, which stamps lock commands (leases).
     pub clock: Arc<crate::clock::Clock>,
+    /// The distributed cache's part on this node.
+    pub cache: Arc<crate::cache_peer::CacheService>,
 }
 
 /// An error answer: HTTP status and the SPEC's JSON body.
@@ -69,6 +71,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/kv/{key}/cas", post(cas))
         .merge(crate::lock_api::routes())
         .merge(crate::broker_api::routes())
+        .merge(crate::cache_api::routes())
         .route("/cluster/status", get(status))
         .route("/cluster/join", post(join))
         .route("/cluster/leave", post(leave))

@@ -30,6 +30,8 @@ pub enum Bug {
     /// The broker drops a message whose visibility timeout passed instead of
     /// delivering it again.
     SkipRedelivery,
+    /// Cache writes are acknowledged without invalidating the cached copies.
+    SkipInvalidate,
 }
 
 /// Every bug with its name and what it breaks.
@@ -78,6 +80,11 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::SkipRedelivery,
         "skip-redelivery",
         "drop unacknowledged messages at their visibility timeout instead of redelivering",
+    ),
+    (
+        Bug::SkipInvalidate,
+        "skip-invalidate",
+        "acknowledge cache writes without invalidating cached copies",
     ),
 ];
 

@@ -1,6 +1,6 @@
 //! The Faultline reference system: one node binary carrying the distributed-systems
 //! patterns under test: a durable Raft log carrying a key-value store, a lock
-//! manager and a message broker. It depends on
+//! manager, a message broker and a distributed cache. It depends on
 //! none of the harness crates: the system under test knows nothing of its tester.
 
 pub mod admin;
@@ -8,6 +8,10 @@ pub mod api;
 pub mod broker;
 pub mod broker_api;
 pub mod bugs;
+pub mod cache;
+pub mod cache_api;
+pub mod cache_peer;
+pub mod cache_store;
 pub mod clock;
 pub mod kv;
 pub mod lock_api;

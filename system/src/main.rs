@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
+use system::cache_peer::CacheConfig;
 use system::node::{Node, NodeConfig};
 
 /// One node of the Faultline reference system: a durable Raft key-value store.
@@ -48,6 +49,15 @@ struct Args {
     /// How long a client request waits before 504, in ms.
     #[arg(long, default_value_t = 2_000)]
     request_timeout_ms: u64,
+    /// Owners (copies) of each cache key.
+    #[arg(long, default_value_t = 2)]
+    cache_replicas: usize,
+    /// Cache entries per node, tombstones included; least recently used go first.
+    #[arg(long, default_value_t = 1024)]
+    cache_capacity: usize,
+    /// How long a cached copy is served, in ms, from the store read that made it.
+    #[arg(long, default_value_t = 2000)]
+    cache_ttl_ms: u64,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
@@ -105,6 +115,12 @@ fn main() -> ExitCode {
         snapshot_every: args.snapshot_every.max(1),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         bugs: Bugs::new(args.bugs),
+        cache: CacheConfig {
+            replicas: args.cache_replicas.max(1),
+            capacity: args.cache_capacity.max(1),
+            ttl: Duration::from_millis(args.cache_ttl_ms.max(1)),
+            ..CacheConfig::default()
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -13,7 +13,8 @@ use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
 use crate::api::{self, ApiState};
-use crate::bugs::Bugs;
+use crate::bugs::{Bug, Bugs};
+use crate::cache_peer::{CacheConfig, CacheService};
 use crate::clock::Clock;
 use crate::log_line;
 use crate::raft::{Event, Raft, RaftConfig};
@@ -51,6 +52,8 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Planted bugs.
     pub bugs: Bugs,
+    /// The distributed cache's layout and timing.
+    pub cache: CacheConfig,
 }
 
 /// A running node.
@@ -108,9 +111,19 @@ impl Node {
             bugs: cfg.bugs.clone(),
         };
         let services = Services::new(&cfg.bugs);
+        let (inbox, rx) = sync_channel(INBOX);
+        let cache = Arc::new(CacheService::new(
+            cfg.id.clone(),
+            CacheConfig {
+                skip_invalidate: cfg.bugs.has(Bug::SkipInvalidate),
+                ..cfg.cache.clone()
+            },
+            cfg.peers.clone(),
+            transport.clone(),
+            inbox.clone(),
+        ));
         let raft = Raft::open(raft_cfg, services, transport)
             .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
-        let (inbox, rx) = sync_channel(INBOX);
         let raft = std::thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
             .spawn(move || raft.run(rx))?;
@@ -119,16 +132,19 @@ impl Node {
             inbox: inbox.clone(),
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
+            cache: cache.clone(),
         });
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,
         });
         let tasks = vec![
+            tokio::spawn(cache.clone().learn_floor()),
             tokio::spawn(transport::serve(
                 cfg.id.clone(),
                 peer_listener,
                 inbox.clone(),
+                cache,
             )),
             tokio::spawn(async move {
                 let _ = axum::serve(client_listener, api::router(api_state)).await;

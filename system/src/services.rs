@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use crate::broker::{Broker, BrokerCommand};
 use crate::bugs::{Bug, Bugs};
+use crate::cache_store::{CachePut, Revisions};
 use crate::kv::KvStore;
 use crate::locks::{LockCommand, LockManager};
 use crate::state_machine::StateMachine;
@@ -19,6 +20,7 @@ pub struct Services {
     kv: KvStore,
     locks: LockManager,
     broker: Broker,
+    revisions: Revisions,
     bugs: Bugs,
 }
 
@@ -55,10 +57,25 @@ impl StateMachine for Services {
                 Err(e) => json!({"ok": false, "error": format!("not a broker command: {e}")}),
             };
         }
+        if CachePut::owns(command) {
+            return match serde_json::from_value::<CachePut>(command.clone()) {
+                Ok(put) => {
+                    self.kv
+                        .apply(&json!({"op": "put", "key": put.key, "value": put.value}));
+                    json!({"ok": true, "rev": self.revisions.bump(&put.key)})
+                }
+                Err(e) => json!({"ok": false, "error": format!("not a cache write: {e}")}),
+            };
+        }
         self.kv.apply(command)
     }
 
     fn query(&self, query: &Value) -> Value {
+        if let Some(key) = Revisions::read_key(query) {
+            return self
+                .revisions
+                .answer(key, self.kv.query(&json!({"key": key})));
+        }
         self.locks
             .query(query)
             .or_else(|| self.broker.query(query))
@@ -68,7 +85,8 @@ impl StateMachine for Services {
     fn snapshot(&self) -> Value {
         json!({"format": FORMAT, "kv": self.kv.snapshot(),
                "locks": serde_json::to_value(&self.locks).unwrap_or(Value::Null),
-               "broker": serde_json::to_value(&self.broker).unwrap_or(Value::Null)})
+               "broker": serde_json::to_value(&self.broker).unwrap_or(Value::Null),
+               "revisions": serde_json::to_value(&self.revisions).unwrap_or(Value::Null)})
     }
 
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
@@ -83,6 +101,11 @@ impl StateMachine for Services {
                 serde_json::from_value(b.clone()).map_err(|e| format!("broker snapshot: {e}"))?
             }
             None => Broker::default(),
+        };
+        self.revisions = match snapshot.get("revisions") {
+            Some(r) => serde_json::from_value(r.clone())
+                .map_err(|e| format!("cache revisions snapshot: {e}"))?,
+            None => Revisions::default(),
         };
         self.set_bugs();
         Ok(())
@@ -122,6 +145,15 @@ mod tests {
         let mut old = Services::new(&Bugs::default());
         old.restore(&json!({"a": 2})).unwrap();
         assert_eq!(old.query(&json!({"key": "a"})), json!(2));
+        s.apply(&json!({"op": "cache-put", "key": "c", "value": 5}));
+        let r = s.apply(&json!({"op": "cache-put", "key": "c", "value": 6}));
+        assert_eq!(r["rev"], 2);
+        let mut copy = Services::new(&Bugs::default());
+        copy.restore(&s.snapshot()).unwrap();
+        assert_eq!(
+            copy.query(&crate::cache_store::read_query("c")),
+            json!({"value": 6, "rev": 2, "read_rev": 2})
+        );
         let bad = s.apply(&json!({"op": "lock-acquire", "lock": "l"}));
         assert_eq!(bad["ok"], false);
     }

@@ -168,8 +168,14 @@ async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver
     }
 }
 
-/// Accepts peer connections and feeds their messages to the Raft inbox.
-pub async fn serve(me: NodeId, listener: TcpListener, inbox: SyncSender<Event>) {
+/// Accepts peer connections and feeds their messages to the Raft inbox, cache
+/// traffic to the cache service.
+pub async fn serve(
+    me: NodeId,
+    listener: TcpListener,
+    inbox: SyncSender<Event>,
+    cache: std::sync::Arc<crate::cache_peer::CacheService>,
+) {
     loop {
         let Ok((mut stream, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -178,12 +184,20 @@ pub async fn serve(me: NodeId, listener: TcpListener, inbox: SyncSender<Event>) 
         let _ = stream.set_nodelay(true);
         let inbox = inbox.clone();
         let me = me.clone();
+        let cache = cache.clone();
         tokio::spawn(async move {
             loop {
                 match read_frame(&mut stream).await {
                     Ok(Some(body)) => match serde_json::from_slice::<Envelope>(&body) {
                         Ok(env) if env.to == me => {
-                            let _ = inbox.try_send(Event::Peer(env));
+                            if matches!(
+                                env.msg,
+                                Message::CacheCall { .. } | Message::CacheAnswer { .. }
+                            ) {
+                                cache.receive(env);
+                            } else {
+                                let _ = inbox.try_send(Event::Peer(env));
+                            }
                         }
                         Ok(env) => {
                             log_line!(

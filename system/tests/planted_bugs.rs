@@ -57,3 +57,24 @@ async fn early_ack_acknowledges_a_write_no_majority_has() {
     let new = c.leader(&rest).await;
     assert_eq!(c.get(&new, "k").await, (200, json!({"value": "before"})));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn skip_invalidate_serves_a_replaced_value_after_the_write_is_acknowledged() {
+    let c = Cluster::start(3, &["--bug", "skip-invalidate", "--cache-ttl-ms", "10000"]).await;
+    let leader = c.leader(ALL3).await;
+    let put = |v| {
+        c.http
+            .put(c.url(&leader, "/cache/k"))
+            .json(&json!({"value": v}))
+            .send()
+    };
+    assert_eq!(put(1).await.unwrap().status(), 200);
+    let read = || async {
+        let r = c.http.get(c.url(&leader, "/cache/k")).send().await.unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["value"].clone()
+    };
+    assert_eq!(read().await, json!(1));
+    assert_eq!(put(2).await.unwrap().status(), 200);
+    // The write is acknowledged, yet the cached copy of 1 is still served.
+    assert_eq!(read().await, json!(1));
+}

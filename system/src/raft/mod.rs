@@ -662,6 +662,8 @@ impl<S: StateMachine> Raft<S> {
                     p.next = p.next.max(last_index + 1);
                 }
             }
+            // The transport hands cache traffic to the cache service.
+            Message::CacheCall { .. } | Message::CacheAnswer { .. } => {}
         }
     }
 
