@@ -159,8 +159,9 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     reserved.release();
     // From here on an interrupt tears the cluster down before the process ends.
     let mut signal = Box::pin(interrupted());
+    let node_args = workload.node_args();
     let (runtime, net) = tokio::select! {
-        r = start_cluster(&cfg, &bin, &dir, &ids, &ports, &root_rng) => r?,
+        r = start_cluster(&cfg, &bin, &dir, &ids, &ports, &root_rng, &node_args) => r?,
         _ = &mut signal => bail!(Interrupted),
     };
     let nodes = runtime.nodes();
@@ -215,6 +216,7 @@ async fn start_cluster(
     ids: &[String],
     ports: &[(u16, u16, u16)],
     rng: &Rng,
+    node_args: &[String],
 ) -> anyhow::Result<(Box<dyn Runtime>, Net)> {
     let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.runtime == "docker" {
         let plans = ids
@@ -227,7 +229,7 @@ async fn start_cluster(
                 admin: p.2,
             })
             .collect();
-        let (rt, net) = DockerRuntime::create(dir, bin, plans, &cfg.bugs, &[], rng).await?;
+        let (rt, net) = DockerRuntime::create(dir, bin, plans, &cfg.bugs, node_args, rng).await?;
         (Box::new(rt), net)
     } else {
         let peer_addrs: Vec<(String, String)> = ids
@@ -264,7 +266,7 @@ async fn start_cluster(
                 dir,
                 plans,
                 &cfg.bugs,
-                &[],
+                node_args,
             )?),
             net,
         )

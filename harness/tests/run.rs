@@ -317,6 +317,72 @@ fn planted_broker_bugs_are_caught_by_their_checkers() {
 }
 
 #[test]
+fn cache_workload_is_valid_under_partitions_kills_and_pauses() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_workload(
+        "cache",
+        store.path(),
+        &[
+            "--time-limit",
+            "8",
+            "--nemesis",
+            "partition,kill,pause",
+            "--nemesis-interval",
+            "1.5",
+            "--seed",
+            "2",
+            "--recovery",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    let c = &r["checkers"];
+    for checker in ["stale-reads", "ttl", "eviction", "convergence"] {
+        assert_eq!(c[checker]["valid"], Value::Bool(true), "{checker}: {r}");
+    }
+    // Reads hit cached copies, and the small capacity forced evictions.
+    assert!(c["stale-reads"]["hits"].as_u64().unwrap() > 100, "{r}");
+    let evictions: u64 = c["eviction"]["nodes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|n| n["stats"]["evictions"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(evictions > 0, "{r}");
+    let report = std::fs::read_to_string(latest.join("report.html")).unwrap();
+    assert!(report.contains("Cache hit ratio"));
+}
+
+#[test]
+fn skip_invalidate_is_caught_as_stale_reads() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_workload(
+        "cache",
+        store.path(),
+        &[
+            "--time-limit",
+            "5",
+            "--nemesis",
+            "none",
+            "--seed",
+            "1",
+            "--bug",
+            "skip-invalidate",
+            "--recovery",
+            "0.5",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["stale-reads"]["valid"],
+        Value::Bool(false),
+        "{r}"
+    );
+}
+
+#[test]
 fn bad_input_exits_254_and_says_what_is_accepted() {
     let store = tempfile::tempdir().unwrap();
     for (args, needle) in [

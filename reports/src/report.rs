@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
-use crate::{counterexample, locks, plots, queue, timeline, ReportError};
+use crate::{cache, counterexample, locks, plots, queue, timeline, ReportError};
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
 pub fn render(dir: &Path) -> Result<PathBuf, ReportError> {
@@ -151,7 +151,11 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         body.push_str("</div>");
     }
 
-    for panel in [locks::section(run), queue::section(run)] {
+    for panel in [
+        locks::section(run),
+        queue::section(run),
+        cache::section(run),
+    ] {
         if let Some(panel) = panel.map_err(ReportError::Plot)? {
             body.push_str(&panel);
         }

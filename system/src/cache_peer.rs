@@ -405,13 +405,11 @@ impl CacheService {
                     },
                 )
                 .await
-                .and_then(|v| {
-                    Ok(Served {
-                        value: v.get("value").cloned().unwrap_or(Value::Null),
-                        rev: v.get("rev").and_then(Value::as_u64).unwrap_or(0),
-                        hit: v.get("hit").and_then(Value::as_bool).unwrap_or(false),
-                        node: owner.clone(),
-                    })
+                .map(|v| Served {
+                    value: v.get("value").cloned().unwrap_or(Value::Null),
+                    rev: v.get("rev").and_then(Value::as_u64).unwrap_or(0),
+                    hit: v.get("hit").and_then(Value::as_bool).unwrap_or(false),
+                    node: owner.clone(),
                 })
             };
             match result {

@@ -2,6 +2,7 @@
 //! client and its checkers, registered in [`WORKLOADS`]. The harness drives them
 //! through the small traits here and knows nothing workload-specific.
 
+pub mod cache;
 mod http;
 pub mod kv;
 pub mod lock;
@@ -95,6 +96,10 @@ pub trait Workload: Send + Sync {
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client>;
     /// The checker model for its history (`harness check --model`).
     fn model(&self) -> &'static str;
+    /// Extra flags for every node of the system under test (e.g. a small cache).
+    fn node_args(&self) -> Vec<String> {
+        Vec::new()
+    }
     /// Checks a finished run's history: by default, linearizability against
     /// [`Workload::model`]. Each entry of the answer is one checker's result.
     fn check(&self, history: &History, options: &CheckOptions) -> Result<Checked, String> {
@@ -138,6 +143,11 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "queue",
         "broker topics with two consumer groups, crashes before ack and poison messages: nothing lost, order, redelivery, dead letters",
         || Box::new(queue::QueueWorkload),
+    ),
+    (
+        "cache",
+        "read-through cache over the Raft KV with invalidating and bypassing writers: stale reads, TTL, capacity, convergence",
+        || Box::new(cache::CacheWorkload),
     ),
 ];
 
