@@ -1,5 +1,6 @@
 //! The distributed cache's HTTP routes: read through any node, write through to
-//! the store with invalidation, and look at one node's own copy and counters.
+//! the store with invalidation, look at one node's own copy and counters, and
+//! sessions kept on the cache.
 
 use std::sync::Arc;
 
@@ -21,7 +22,15 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/cache", get(stats))
         .route("/cache/{key}", get(read).put(write))
         .route("/cache/{key}/local", get(local))
+        .route(
+            "/sessions/{id}",
+            get(session_read).put(session_write).delete(session_delete),
+        )
 }
+
+/// Sessions live in the cache under this prefix: written through to the store
+/// (so they survive any node), read from the owners' copies.
+const SESSION: &str = "session/";
 
 /// `GET /cache/{key}`: `{"value", "rev", "hit", "node"}` from the key's first
 /// owner that answers; a definite 503 when none does (a read changes nothing).
@@ -54,6 +63,51 @@ fn yes() -> bool {
     true
 }
 
+/// `GET /sessions/{id}`: `{"data", "hit"}`, or a 404 when there is no such session.
+async fn session_read(
+    state: State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(v) = read(state, Path(format!("{SESSION}{id}"))).await?;
+    if v["value"].is_null() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("no session `{id}`"),
+            true,
+        ));
+    }
+    Ok(Json(json!({"data": v["value"], "hit": v["hit"]})))
+}
+
+/// `PUT /sessions/{id}` with `{"data": V}`: stores the session as a cache write.
+async fn session_write(
+    state: State<Arc<ApiState>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct SessionBody {
+        data: Value,
+    }
+    let b: SessionBody = parse(&body, "expected {\"data\": V}")?;
+    if b.data.is_null() {
+        return Err(ApiError::malformed(
+            "`data` must not be null (DELETE ends a session)",
+        ));
+    }
+    store(state, format!("{SESSION}{id}"), b.data, true).await
+}
+
+/// `DELETE /sessions/{id}`: ends the session (a cache write of null).
+async fn session_delete(
+    state: State<Arc<ApiState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    store(state, format!("{SESSION}{id}"), Value::Null, true).await
+}
+
 /// `PUT /cache/{key}`: stores the value through Raft (a 421 off the leader, as
 /// for the KV), then invalidates every owner's copy; `{"rev"}` once all
 /// confirmed. If some owner did not, the write stands but is not acknowledged:
@@ -64,14 +118,24 @@ async fn write(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: WriteBody = parse(&body, "expected {\"value\": V, \"invalidate\"?: bool}")?;
+    store(State(state), key, b.value, b.invalidate).await
+}
+
+/// Writes `value` to the store, then (if asked) invalidates every copy.
+async fn store(
+    State(state): State<Arc<ApiState>>,
+    key: String,
+    value: Value,
+    invalidate: bool,
+) -> Result<Json<Value>, ApiError> {
     let command = serde_json::to_value(CachePut {
         key: key.clone(),
-        value: b.value,
+        value,
     })
     .map_err(|e| ApiError::malformed(e.to_string()))?;
     let stored = ask(&state, |reply| Event::Propose { command, reply }, true).await?;
     let rev = stored.get("rev").and_then(Value::as_u64).unwrap_or(0);
-    if !b.invalidate {
+    if !invalidate {
         return Ok(Json(json!({"rev": rev})));
     }
     let missing = state.cache.invalidate(&key, rev).await;

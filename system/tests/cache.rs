@@ -155,10 +155,11 @@ async fn reads_fill_the_owners_and_writes_invalidate_them_even_after_a_partition
         call(&c, "GET", &cut, "/cache/k/local", None).await.1["rev"].as_u64() >= Some(rev3)
     })
     .await;
-    assert_eq!(
-        call(&c, "GET", &cut, "/cache/k", None).await.1["value"],
-        json!(3)
-    );
+    // Its links come back within a reconnect or two; then it reads the new value.
+    eventually("a read through the healed node", async || {
+        call(&c, "GET", &cut, "/cache/k", None).await.1["value"] == json!(3)
+    })
+    .await;
 
     // Bad input is a 400 naming what is wrong, and the node goes on.
     let (code, body) = call(&c, "PUT", &leader, "/cache/k", Some(json!({"val": 1}))).await;
@@ -167,6 +168,42 @@ async fn reads_fill_the_owners_and_writes_invalidate_them_even_after_a_partition
         body["message"].as_str().unwrap().contains("value"),
         "{body}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_live_on_the_cache_and_survive_their_owner() {
+    let mut c = start(&[]).await;
+    let leader = c.leader(ALL3).await;
+    let path = "/sessions/s1";
+    assert_eq!(call(&c, "GET", &leader, path, None).await.0, 404);
+    let data = json!({"user": "ada", "cart": [1, 2]});
+    let (code, body) = call(&c, "PUT", &leader, path, Some(json!({"data": data}))).await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(call(&c, "GET", ALL3[0], path, None).await.1["data"], data);
+    let (_, second) = call(&c, "GET", ALL3[1], path, None).await;
+    assert_eq!(
+        (second["data"].clone(), second["hit"].clone()),
+        (data.clone(), json!(true))
+    );
+    // Its first owner dies (if that is not the leader): the session is still there.
+    let first = owners(&c, "session%2Fs1").await[0].clone();
+    if first != leader {
+        c.kill(&first);
+        let (code, again) = call(&c, "GET", &leader, path, None).await;
+        assert_eq!((code, again["data"].clone()), (200, data), "{again}");
+        // Ending the session needs every owner to drop its copy: not while one is down.
+        let req = c.http.delete(c.url(&leader, path)).send().await.unwrap();
+        assert_eq!(req.status(), 504);
+        c.restart(&first);
+    }
+    eventually("the session to end", async || {
+        let req = c.http.delete(c.url(&leader, path)).send().await;
+        req.is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(call(&c, "GET", &leader, path, None).await.0, 404);
+    let (code, body) = call(&c, "PUT", &leader, path, Some(json!({"data": null}))).await;
+    assert_eq!(code, 400, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
