@@ -74,9 +74,12 @@ pub struct RunArgs {
     /// Workload (see `harness list`).
     #[arg(long)]
     pub workload: String,
-    /// System under test: builtin (etcd, redis, maelstrom to come).
+    /// System under test: builtin or redis (see `harness list`).
     #[arg(long, default_value = "builtin")]
     pub target: String,
+    /// Where reads go on a target with replicas (redis): primary or replica.
+    #[arg(long, default_value = "primary")]
+    pub reads: String,
     /// Where nodes run: process (docker to come).
     #[arg(long, default_value = "process")]
     pub runtime: String,

@@ -23,7 +23,11 @@ pub fn print() {
         Err(e) => println!("  (cannot ask the node binary: {e:#})"),
     }
     println!("targets (harness run --target T):");
-    println!("  builtin        the Faultline Raft KV node (faultline-node); etcd, redis, maelstrom to come");
+    for (name, what, faults) in crate::targets::TARGETS {
+        println!("  {name:<14} {what}");
+        println!("  {:<14} faults: {}", "", faults.join(", "));
+    }
+    println!("  (etcd and maelstrom are not built yet)");
     println!("runtimes (harness run --runtime R):");
     println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("models (harness check --model M):");

@@ -13,6 +13,7 @@ mod run_cmd;
 mod runtime;
 mod serve;
 mod store;
+mod targets;
 
 use std::process::ExitCode;
 

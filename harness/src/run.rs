@@ -30,6 +30,9 @@ pub struct TestConfig {
     pub workload: String,
     /// System under test.
     pub target: String,
+    /// Where reads go on targets with replicas: `primary` or `replica`.
+    #[serde(default = "primary")]
+    pub reads: String,
     /// Where nodes run.
     pub runtime: String,
     /// Cluster size.
@@ -64,6 +67,10 @@ pub struct TestConfig {
     pub node_bin: Option<PathBuf>,
     /// The command line that replays this run.
     pub command: String,
+}
+
+fn primary() -> String {
+    "primary".into()
 }
 
 /// What a run produced.
@@ -125,9 +132,30 @@ struct Shared {
 /// Runs a whole test.
 pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     let workload = workloads::workload(&cfg.workload).map_err(BadInput)?;
-    if cfg.target != "builtin" {
+    let faults =
+        crate::targets::faults(&cfg.target).map_err(|e| BadInput(format!("--target: {e}")))?;
+    if let Some(f) = cfg.nemesis.iter().find(|f| !faults.contains(&f.as_str())) {
         bail!(BadInput(format!(
-            "--target {}: only `builtin` is available in this build",
+            "--nemesis {f} does not apply to --target {} (applicable: {})",
+            cfg.target,
+            faults.join(", ")
+        )));
+    }
+    if cfg.reads != "primary" && cfg.reads != "replica" {
+        bail!(BadInput(format!(
+            "--reads {}: accepted: primary, replica",
+            cfg.reads
+        )));
+    }
+    if cfg.target == "redis" {
+        if cfg.workload != "kv" || cfg.runtime != "process" || !cfg.bugs.is_empty() {
+            bail!(BadInput(
+                "--target redis runs the kv workload on the process runtime, without --bug".into()
+            ));
+        }
+    } else if cfg.reads != "primary" {
+        bail!(BadInput(format!(
+            "--reads replica needs a target with replicas (redis), not {}",
             cfg.target
         )));
     }
@@ -137,12 +165,16 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             cfg.runtime
         )));
     }
-    let bin = if cfg.runtime == "docker" {
+    let bin = if cfg.target == "redis" {
+        crate::targets::locate_redis().map_err(|e| BadInput(e.to_string()))?
+    } else if cfg.runtime == "docker" {
         crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
     } else {
         node_binary::locate(cfg.node_bin.as_deref(), quiet)?
     };
-    check_bugs(&bin, &cfg.bugs)?;
+    if cfg.target == "builtin" {
+        check_bugs(&bin, &cfg.bugs)?;
+    }
 
     let dir = store::new_run(&cfg.store, &cfg.workload)?;
     std::fs::write(dir.join("test.json"), serde_json::to_vec_pretty(&cfg)?)?;
@@ -218,7 +250,24 @@ async fn start_cluster(
     rng: &Rng,
     node_args: &[String],
 ) -> anyhow::Result<(Box<dyn Runtime>, Net)> {
-    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.runtime == "docker" {
+    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.target == "redis" {
+        // Each replica reaches the primary through its own byte-stream proxy.
+        let addrs: Vec<(String, String)> = ids
+            .iter()
+            .zip(ports)
+            .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.0)))
+            .collect();
+        let net = Net::start_streams(&addrs, "127.0.0.1", rng)
+            .await
+            .context("cannot start link proxies")?;
+        let port = |id: &str| ids.iter().position(|i| i == id).map_or(0, |i| ports[i].0);
+        let launches =
+            crate::targets::redis_launches(dir, ids, port, |id| net.port(id, &ids[0]).unwrap_or(0));
+        (
+            Box::new(ProcessRuntime::from_launches(bin.to_path_buf(), launches)?),
+            net,
+        )
+    } else if cfg.runtime == "docker" {
         let plans = ids
             .iter()
             .zip(ports)
@@ -316,11 +365,24 @@ async fn drive(
     root_rng: Rng,
     quiet: bool,
 ) -> anyhow::Result<Validity> {
-    await_leader(&http, nodes).await?;
+    let target = if cfg.target == "redis" {
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| n.client_url.trim_start_matches("redis://").to_string())
+            .collect();
+        crate::targets::await_redis(&addrs).await?;
+        workloads::Target::Redis {
+            replica_reads: cfg.reads == "replica",
+        }
+    } else {
+        await_leader(&http, nodes).await?;
+        workloads::Target::Builtin
+    };
     let options = WorkloadOptions {
         keys: cfg.keys,
         ops_per_key: cfg.ops_per_key,
         op_timeout: Duration::from_millis(cfg.op_timeout_ms),
+        target,
     };
     let endpoints: Vec<Endpoint> = nodes
         .iter()

@@ -29,6 +29,12 @@ fn replay_command(c: &TestConfig) -> String {
         format!("--keys {} --ops-per-key {}", c.keys, c.ops_per_key),
         format!("--seed {}", c.seed),
     ];
+    if c.target != "builtin" {
+        parts.push(format!("--target {}", c.target));
+    }
+    if c.reads != "primary" {
+        parts.push(format!("--reads {}", c.reads));
+    }
     if let Some(r) = c.rate {
         parts.push(format!("--rate {r}"));
     }
@@ -41,6 +47,11 @@ fn replay_command(c: &TestConfig) -> String {
 /// Runs `harness run`.
 pub fn run(args: &RunArgs) -> ExitCode {
     let nemesis = match crate::nemesis::parse(&args.nemesis) {
+        // `all` means every fault that applies to the target.
+        Ok(n) if args.nemesis.trim() == "all" => match crate::targets::faults(&args.target) {
+            Ok(f) => n.into_iter().filter(|k| f.contains(&k.as_str())).collect(),
+            Err(_) => n,
+        },
         Ok(n) => n,
         Err(e) => {
             eprintln!("harness run: --nemesis: {e}");
@@ -61,6 +72,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
     let mut cfg = TestConfig {
         workload: args.workload.clone(),
         target: args.target.clone(),
+        reads: args.reads.clone(),
         runtime: args.runtime.clone(),
         nodes: args.nodes as usize,
         concurrency: args.concurrency as usize,

@@ -382,6 +382,78 @@ fn skip_invalidate_is_caught_as_stale_reads() {
     );
 }
 
+/// `--target redis` on three nodes: n1 primary, n2 and n3 replicas.
+fn run_redis(store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+    let mut cmd = harness();
+    cmd.args([
+        "run",
+        "--workload",
+        "kv",
+        "--target",
+        "redis",
+        "--quiet",
+        "--store",
+    ])
+    .arg(store)
+    .args(["--nodes", "3", "--reads", reads, "--nemesis", nemesis])
+    .args([
+        "--nemesis-interval",
+        "1.5",
+        "--time-limit",
+        "6",
+        "--seed",
+        "3",
+    ]);
+    let out = cmd.output().expect("run harness");
+    (out, store.join("latest"))
+}
+
+#[test]
+fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_redis(store.path(), "primary", "partition,kill,pause");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(true),
+        "{r}"
+    );
+    assert!(
+        r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
+        "{r}"
+    );
+}
+
+#[test]
+fn redis_replica_reads_are_caught_stale() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_redis(store.path(), "replica", "partition");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(false),
+        "{r}"
+    );
+    // A fault the target cannot take is refused up front.
+    let mut cmd = harness();
+    let bad = cmd
+        .args([
+            "run",
+            "--workload",
+            "kv",
+            "--target",
+            "redis",
+            "--nemesis",
+            "clock",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("does not apply"));
+}
+
 #[test]
 fn bad_input_exits_254_and_says_what_is_accepted() {
     let store = tempfile::tempdir().unwrap();

@@ -33,6 +33,13 @@ impl Workload for Kv {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+        if let crate::Target::Redis { replica_reads } = options.target {
+            return Arc::new(crate::redis::RedisKvClient::new(
+                nodes,
+                replica_reads,
+                options.op_timeout,
+            ));
+        }
         Arc::new(KvClient {
             http: crate::http::client(options),
             nodes: Arc::new(nodes),
@@ -159,6 +166,7 @@ mod tests {
             keys: 3,
             ops_per_key: 10,
             op_timeout: std::time::Duration::from_secs(1),
+            target: crate::Target::Builtin,
         };
         let run = |seed| {
             let mut g = Kv.generator(&opts);

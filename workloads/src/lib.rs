@@ -7,6 +7,7 @@ mod http;
 pub mod kv;
 pub mod lock;
 pub mod queue;
+pub mod redis;
 pub mod rng;
 
 use std::future::Future;
@@ -84,6 +85,21 @@ pub struct WorkloadOptions {
     pub ops_per_key: usize,
     /// How long a client waits for one answer before recording `info`.
     pub op_timeout: std::time::Duration,
+    /// The system under test, for workloads that speak more than the builtin API.
+    pub target: Target,
+}
+
+/// Which system the clients talk to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Target {
+    /// The Faultline reference system (HTTP/JSON, SPEC.md section 5).
+    #[default]
+    Builtin,
+    /// Redis: the first node is the primary, the rest its replicas.
+    Redis {
+        /// Read from the replicas instead of the primary.
+        replica_reads: bool,
+    },
 }
 
 /// A workload: what to run and how to check it.

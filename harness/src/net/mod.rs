@@ -20,6 +20,8 @@ pub type Grudge = BTreeMap<String, BTreeSet<String>>;
 /// All link proxies of a cluster.
 pub struct Net {
     links: BTreeMap<(String, String), LinkProxy>,
+    /// Byte-stream links: each carries both directions, so either side's grudge cuts it.
+    stream: bool,
     filter: Option<Arc<iptables::PacketFilter>>,
 }
 
@@ -41,6 +43,34 @@ impl Net {
         }
         Ok(Net {
             links,
+            stream: false,
+            filter: None,
+        })
+    }
+
+    /// Like [`Net::start`], with byte-stream proxies for protocols that are
+    /// not our framing.
+    pub async fn start_streams(
+        nodes: &[(String, String)],
+        bind: &str,
+        rng: &Rng,
+    ) -> std::io::Result<Net> {
+        let mut links = BTreeMap::new();
+        let mut stream = 0u64;
+        for (from, _) in nodes {
+            for (to, to_addr) in nodes {
+                if from != to {
+                    stream += 1;
+                    let proxy =
+                        LinkProxy::start_stream(bind, to_addr.clone(), rng.fork(1000 + stream))
+                            .await?;
+                    links.insert((from.clone(), to.clone()), proxy);
+                }
+            }
+        }
+        Ok(Net {
+            links,
+            stream: true,
             filter: None,
         })
     }
@@ -79,7 +109,8 @@ impl Net {
             return filter.set_cut(cut);
         }
         for ((from, to), link) in &self.links {
-            let cut = grudge.get(to).is_some_and(|s| s.contains(from));
+            let drops = |a: &String, b: &String| grudge.get(a).is_some_and(|s| s.contains(b));
+            let cut = drops(to, from) || (self.stream && drops(from, to));
             link.update(|p| p.cut = cut);
         }
         Ok(())

@@ -81,6 +81,47 @@ impl LinkProxy {
         Ok(LinkProxy { port, shared, task })
     }
 
+    /// Starts a byte-stream proxy: for protocols that are not our framing
+    /// (Redis replication, etcd peers). It carries both directions of each
+    /// connection; a cut holds the bytes (as a blackholed route does, until the
+    /// endpoints time out) and delay holds each chunk; loss and duplication do
+    /// not apply to a byte stream.
+    pub async fn start_stream(bind: &str, target: String, rng: Rng) -> std::io::Result<LinkProxy> {
+        let listener = TcpListener::bind((bind, 0)).await?;
+        let port = listener.local_addr()?.port();
+        let shared = Arc::new(Mutex::new(Shared {
+            policy: LinkPolicy::default(),
+            rng,
+            counters: LinkCounters::default(),
+        }));
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                };
+                let _ = inbound.set_nodelay(true);
+                let (target, s) = (target.clone(), s.clone());
+                tokio::spawn(async move {
+                    let Ok(Ok(outbound)) =
+                        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target))
+                            .await
+                    else {
+                        return;
+                    };
+                    let _ = outbound.set_nodelay(true);
+                    let (in_r, in_w) = inbound.into_split();
+                    let (out_r, out_w) = outbound.into_split();
+                    let up = tokio::spawn(pump(in_r, out_w, s.clone()));
+                    pump(out_r, in_w, s).await;
+                    up.abort();
+                });
+            }
+        });
+        Ok(LinkProxy { port, shared, task })
+    }
+
     /// Replaces the link's policy.
     pub fn set_policy(&self, policy: LinkPolicy) {
         self.shared.lock().unwrap_or_else(|e| e.into_inner()).policy = policy;
@@ -164,6 +205,47 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
     let _ = writer.await;
 }
 
+/// Copies one direction of a byte stream, holding chunks while the link is
+/// cut and for the link's delay.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    shared: Arc<Mutex<Shared>>,
+) {
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        loop {
+            let (cut, wait) = {
+                let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
+                let p = s.policy.clone();
+                let jitter = if p.jitter.is_zero() {
+                    Duration::ZERO
+                } else {
+                    p.jitter.mul_f64(s.rng.unit())
+                };
+                if p.cut {
+                    s.counters.dropped += 1;
+                } else {
+                    s.counters.forwarded += 1;
+                }
+                (p.cut, p.delay + jitter)
+            };
+            if !cut {
+                tokio::time::sleep(wait).await;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Writes frames at their delivery times, earliest first (so jitter reorders).
 async fn deliver(mut out: TcpStream, mut rx: mpsc::UnboundedReceiver<(Instant, Vec<u8>)>) {
     let mut heap: BinaryHeap<Reverse<(Instant, u64, Vec<u8>)>> = BinaryHeap::new();
@@ -237,6 +319,42 @@ mod tests {
         conn.write_all(&frame(b"two")).await.unwrap();
         assert_eq!(got.recv().await.unwrap(), b"two");
         assert_eq!(proxy.counters().dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn a_stream_link_carries_both_directions_and_a_cut_holds_the_bytes() {
+        let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = sink.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut s, _) = sink.accept().await.unwrap();
+            let mut buf = [0u8; 64];
+            loop {
+                let n = s.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    return;
+                }
+                s.write_all(&buf[..n]).await.unwrap();
+            }
+        });
+        let proxy = LinkProxy::start_stream("127.0.0.1", target, Rng::new(3))
+            .await
+            .unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        let mut got = [0u8; 5];
+        conn.write_all(b"hello").await.unwrap();
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"hello");
+        proxy.update(|p| p.cut = true);
+        conn.write_all(b"later").await.unwrap();
+        let held =
+            tokio::time::timeout(Duration::from_millis(200), conn.read_exact(&mut got)).await;
+        assert!(held.is_err(), "nothing crosses a cut link");
+        proxy.update(|p| p.cut = false);
+        conn.read_exact(&mut got).await.unwrap();
+        assert_eq!(
+            &got, b"later",
+            "the held bytes arrive after the heal, in order"
+        );
     }
 
     #[tokio::test]

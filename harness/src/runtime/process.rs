@@ -14,11 +14,22 @@ use super::{NodeAddrs, Runtime};
 /// How to launch one node.
 struct Proc {
     id: String,
-    client: u16,
-    admin: u16,
+    addrs: NodeAddrs,
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+}
+
+/// One process of a third-party system: its arguments and where it answers.
+pub struct Launch {
+    /// Node id.
+    pub id: String,
+    /// Where clients reach it (e.g. `redis://127.0.0.1:PORT`).
+    pub client_url: String,
+    /// Its working directory, which holds its data and its log.
+    pub dir: PathBuf,
+    /// Arguments of the system's binary.
+    pub args: Vec<String>,
 }
 
 /// Local node processes.
@@ -77,11 +88,31 @@ impl ProcessRuntime {
             }
             args.extend(extra.iter().cloned());
             nodes.push(Proc {
+                addrs: NodeAddrs::loopback(&plan.id, plan.client, plan.admin),
                 id: plan.id,
-                client: plan.client,
-                admin: plan.admin,
                 args,
                 log: dir.join("node.log"),
+                child: None,
+            });
+        }
+        Ok(ProcessRuntime { bin, nodes })
+    }
+
+    /// Processes of a third-party system, launched as given (no admin API).
+    pub fn from_launches(bin: PathBuf, launches: Vec<Launch>) -> anyhow::Result<Self> {
+        let mut nodes = Vec::new();
+        for l in launches {
+            std::fs::create_dir_all(&l.dir)
+                .with_context(|| format!("cannot create {}", l.dir.display()))?;
+            nodes.push(Proc {
+                addrs: NodeAddrs {
+                    id: l.id.clone(),
+                    client_url: l.client_url,
+                    admin_url: String::new(),
+                },
+                log: l.dir.join("node.log"),
+                id: l.id,
+                args: l.args,
                 child: None,
             });
         }
@@ -109,10 +140,7 @@ impl ProcessRuntime {
 
 impl Runtime for ProcessRuntime {
     fn nodes(&self) -> Vec<NodeAddrs> {
-        self.nodes
-            .iter()
-            .map(|n| NodeAddrs::loopback(&n.id, n.client, n.admin))
-            .collect()
+        self.nodes.iter().map(|n| n.addrs.clone()).collect()
     }
 
     fn start<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>> {
