@@ -74,11 +74,12 @@ pub struct RunArgs {
     /// Workload (see `harness list`).
     #[arg(long)]
     pub workload: String,
-    /// System under test: builtin or redis (see `harness list`).
+    /// System under test: builtin, etcd or redis (see `harness list`).
     #[arg(long, default_value = "builtin")]
     pub target: String,
-    /// Where reads go on a target with replicas (redis): primary or replica.
-    #[arg(long, default_value = "primary")]
+    /// Read mode: linearizable (default); redis: replica (read from the
+    /// replicas); etcd: serializable (served by any member without a quorum).
+    #[arg(long, default_value = "linearizable")]
     pub reads: String,
     /// Where nodes run: process (docker to come).
     #[arg(long, default_value = "process")]

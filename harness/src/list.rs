@@ -27,7 +27,7 @@ pub fn print() {
         println!("  {name:<14} {what}");
         println!("  {:<14} faults: {}", "", faults.join(", "));
     }
-    println!("  (etcd and maelstrom are not built yet)");
+    println!("  (maelstrom is not built yet)");
     println!("runtimes (harness run --runtime R):");
     println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("models (harness check --model M):");

@@ -31,7 +31,7 @@ pub struct TestConfig {
     /// System under test.
     pub target: String,
     /// Where reads go on targets with replicas: `primary` or `replica`.
-    #[serde(default = "primary")]
+    #[serde(default = "linearizable")]
     pub reads: String,
     /// Where nodes run.
     pub runtime: String,
@@ -69,8 +69,8 @@ pub struct TestConfig {
     pub command: String,
 }
 
-fn primary() -> String {
-    "primary".into()
+fn linearizable() -> String {
+    "linearizable".into()
 }
 
 /// What a run produced.
@@ -141,21 +141,19 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             faults.join(", ")
         )));
     }
-    if cfg.reads != "primary" && cfg.reads != "replica" {
+    let reads = crate::targets::reads(&cfg.target);
+    if !reads.contains(&cfg.reads.as_str()) {
         bail!(BadInput(format!(
-            "--reads {}: accepted: primary, replica",
-            cfg.reads
+            "--reads {} with --target {}: accepted: {}",
+            cfg.reads,
+            cfg.target,
+            reads.join(", ")
         )));
     }
-    if cfg.target == "redis" {
-        if cfg.workload != "kv" || cfg.runtime != "process" || !cfg.bugs.is_empty() {
-            bail!(BadInput(
-                "--target redis runs the kv workload on the process runtime, without --bug".into()
-            ));
-        }
-    } else if cfg.reads != "primary" {
+    let third_party = cfg.target != "builtin";
+    if third_party && (cfg.workload != "kv" || cfg.runtime != "process" || !cfg.bugs.is_empty()) {
         bail!(BadInput(format!(
-            "--reads replica needs a target with replicas (redis), not {}",
+            "--target {} runs the kv workload on the process runtime, without --bug",
             cfg.target
         )));
     }
@@ -165,8 +163,8 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             cfg.runtime
         )));
     }
-    let bin = if cfg.target == "redis" {
-        crate::targets::locate_redis().map_err(|e| BadInput(e.to_string()))?
+    let bin = if third_party {
+        crate::targets::locate(&cfg.target).map_err(|e| BadInput(e.to_string()))?
     } else if cfg.runtime == "docker" {
         crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
     } else {
@@ -250,7 +248,33 @@ async fn start_cluster(
     rng: &Rng,
     node_args: &[String],
 ) -> anyhow::Result<(Box<dyn Runtime>, Net)> {
-    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.target == "redis" {
+    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.target == "etcd" {
+        let peers: Vec<(String, String)> = ids
+            .iter()
+            .zip(ports)
+            .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
+            .collect();
+        let net = Net::start_announced(&peers, "127.0.0.1", "X-Server-From", rng)
+            .await
+            .context("cannot start link proxies")?;
+        let at = |id: &str| {
+            ids.iter()
+                .position(|i| i == id)
+                .map_or(ports[0], |i| ports[i])
+        };
+        let advertised = |id: &str| {
+            ids.iter()
+                .find(|o| *o != id)
+                .and_then(|o| net.port(o, id))
+                .unwrap_or(at(id).1)
+        };
+        let launches =
+            crate::targets::etcd_launches(dir, ids, |id| at(id).0, |id| at(id).1, advertised);
+        (
+            Box::new(ProcessRuntime::from_launches(bin.to_path_buf(), launches)?),
+            net,
+        )
+    } else if cfg.target == "redis" {
         // Each replica reaches the primary through its own byte-stream proxy.
         let addrs: Vec<(String, String)> = ids
             .iter()
@@ -373,6 +397,15 @@ async fn drive(
         crate::targets::await_redis(&addrs).await?;
         workloads::Target::Redis {
             replica_reads: cfg.reads == "replica",
+        }
+    } else if cfg.target == "etcd" {
+        let urls: Vec<(String, String)> = nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.client_url.clone()))
+            .collect();
+        crate::targets::await_etcd(&http, &urls, &net).await?;
+        workloads::Target::Etcd {
+            serializable: cfg.reads == "serializable",
         }
     } else {
         await_leader(&http, nodes).await?;

@@ -32,7 +32,7 @@ fn replay_command(c: &TestConfig) -> String {
     if c.target != "builtin" {
         parts.push(format!("--target {}", c.target));
     }
-    if c.reads != "primary" {
+    if c.reads != "linearizable" {
         parts.push(format!("--reads {}", c.reads));
     }
     if let Some(r) = c.rate {

@@ -19,6 +19,11 @@ pub const TARGETS: &[(&str, &str, &[&str])] = &[
         &["partition", "kill", "pause", "clock", "delay", "loss"],
     ),
     (
+        "etcd",
+        "Debian's etcd-server (3.4): members with their own data dirs, peers through per-receiver proxies that learn the sender from X-Server-From; workload kv through the v3 JSON gateway; --reads serializable",
+        &["partition", "kill", "pause", "delay"],
+    ),
+    (
         "redis",
         "Debian's redis-server: n1 primary (AOF, fsync always), the rest replicas through byte-stream proxies; workload kv; --reads replica reads from them",
         &["partition", "kill", "pause", "delay"],
@@ -34,22 +39,136 @@ pub fn faults(target: &str) -> Result<&'static [&'static str], String> {
         .ok_or_else(|| {
             let names: Vec<&str> = TARGETS.iter().map(|(n, _, _)| *n).collect();
             format!(
-                "unknown target `{target}` (known: {}; etcd and maelstrom are not built yet)",
+                "unknown target `{target}` (known: {}; maelstrom is not built yet)",
                 names.join(", ")
             )
         })
 }
 
-/// Finds `redis-server` on the PATH.
-pub fn locate_redis() -> anyhow::Result<PathBuf> {
+/// The read modes each target accepts, the default first.
+pub fn reads(target: &str) -> &'static [&'static str] {
+    match target {
+        "redis" => &["linearizable", "replica"],
+        "etcd" => &["linearizable", "serializable"],
+        _ => &["linearizable"],
+    }
+}
+
+/// Finds a target's server binary on the PATH; the error says what to install.
+pub fn locate(target: &str) -> anyhow::Result<PathBuf> {
+    let (bin, package) = match target {
+        "etcd" => ("etcd", "etcd-server"),
+        _ => ("redis-server", "redis-server"),
+    };
     let path = std::env::var_os("PATH").unwrap_or_default();
     for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]) {
-        let candidate = dir.join("redis-server");
+        let candidate = dir.join(bin);
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
-    bail!("--target redis needs redis-server on the PATH (apt-get install -y redis-server)")
+    bail!("--target {target} needs {bin} on the PATH (apt-get install -y {package})")
+}
+
+/// Launches for etcd members: each listens for peers on `peer(id)` but
+/// advertises `advertised(id)` (its proxy), so every peer connection crosses one.
+pub fn etcd_launches(
+    run_dir: &Path,
+    ids: &[String],
+    client: impl Fn(&str) -> u16,
+    peer: impl Fn(&str) -> u16,
+    advertised: impl Fn(&str) -> u16,
+) -> Vec<Launch> {
+    let cluster: Vec<String> = ids
+        .iter()
+        .map(|id| format!("{id}=http://127.0.0.1:{}", advertised(id)))
+        .collect();
+    ids.iter()
+        .map(|id| {
+            let dir = run_dir.join("nodes").join(id);
+            let c = format!("http://127.0.0.1:{}", client(id));
+            let args: Vec<String> = [
+                "--name",
+                id,
+                "--data-dir",
+                &dir.join("data").display().to_string(),
+                "--listen-client-urls",
+                &c,
+                "--advertise-client-urls",
+                &c,
+                "--listen-peer-urls",
+                &format!("http://127.0.0.1:{}", peer(id)),
+                "--initial-advertise-peer-urls",
+                &format!("http://127.0.0.1:{}", advertised(id)),
+                "--initial-cluster",
+                &cluster.join(","),
+                "--initial-cluster-token",
+                "faultline",
+                "--initial-cluster-state",
+                "new",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            Launch {
+                id: id.clone(),
+                client_url: c,
+                dir,
+                args,
+            }
+        })
+        .collect()
+}
+
+/// Waits until a write through the first member succeeds, then teaches the
+/// network which member id each node announces.
+pub async fn await_etcd(
+    http: &reqwest::Client,
+    urls: &[(String, String)],
+    net: &crate::net::Net,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let probe = serde_json::json!({"key": "ZmF1bHRsaW5l", "value": "MQ=="});
+    let mut members = None;
+    while Instant::now() < deadline && members.is_none() {
+        for (_, url) in urls {
+            let put = http
+                .post(format!("{url}/v3/kv/put"))
+                .json(&probe)
+                .send()
+                .await;
+            if !put.is_ok_and(|r| r.status().is_success()) {
+                continue;
+            }
+            let list = http
+                .post(format!("{url}/v3/cluster/member/list"))
+                .json(&serde_json::json!({}))
+                .send()
+                .await;
+            if let Ok(r) = list {
+                members = r.json::<serde_json::Value>().await.ok();
+            }
+            break;
+        }
+        if members.is_none() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let Some(members) = members else {
+        bail!("etcd accepted no write within 30 s (see nodes/*/node.log)")
+    };
+    for m in members["members"].as_array().into_iter().flatten() {
+        // The gateway writes 64-bit ids as decimal strings; peers announce hex.
+        let id = m["ID"].as_str().and_then(|s| s.parse::<u64>().ok());
+        if let (Some(id), Some(name)) = (id, m["name"].as_str()) {
+            net.learn_id(&format!("{id:x}"), name);
+        }
+    }
+    Ok(())
 }
 
 /// Launches for a Redis primary (`ids[0]`) and its replicas; `port(id)` is each

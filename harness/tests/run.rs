@@ -382,15 +382,15 @@ fn skip_invalidate_is_caught_as_stale_reads() {
     );
 }
 
-/// `--target redis` on three nodes: n1 primary, n2 and n3 replicas.
-fn run_redis(store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+/// A third-party target on three nodes (for redis: n1 primary, n2 and n3 replicas).
+fn run_target(target: &str, store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
     let mut cmd = harness();
     cmd.args([
         "run",
         "--workload",
         "kv",
         "--target",
-        "redis",
+        target,
         "--quiet",
         "--store",
     ])
@@ -409,9 +409,44 @@ fn run_redis(store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
 }
 
 #[test]
+fn etcd_linearizable_reads_are_valid_under_partitions_and_kills() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_target("etcd", store.path(), "linearizable", "partition,kill");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(true),
+        "{r}"
+    );
+    assert!(
+        r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 100,
+        "{r}"
+    );
+}
+
+#[test]
+fn etcd_serializable_reads_are_caught_stale_under_partitions() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_target("etcd", store.path(), "serializable", "partition");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(false),
+        "{r}"
+    );
+}
+
+#[test]
 fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
     let store = tempfile::tempdir().unwrap();
-    let (out, latest) = run_redis(store.path(), "primary", "partition,kill,pause");
+    let (out, latest) = run_target(
+        "redis",
+        store.path(),
+        "linearizable",
+        "partition,kill,pause",
+    );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(
@@ -428,7 +463,7 @@ fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
 #[test]
 fn redis_replica_reads_are_caught_stale() {
     let store = tempfile::tempdir().unwrap();
-    let (out, latest) = run_redis(store.path(), "replica", "partition");
+    let (out, latest) = run_target("redis", store.path(), "replica", "partition");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(

@@ -33,6 +33,13 @@ impl Workload for Kv {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+        if let crate::Target::Etcd { serializable } = options.target {
+            return Arc::new(crate::etcd::EtcdKvClient::new(
+                nodes,
+                serializable,
+                options.op_timeout,
+            ));
+        }
         if let crate::Target::Redis { replica_reads } = options.target {
             return Arc::new(crate::redis::RedisKvClient::new(
                 nodes,

@@ -3,6 +3,7 @@
 //! through the small traits here and knows nothing workload-specific.
 
 pub mod cache;
+pub mod etcd;
 mod http;
 pub mod kv;
 pub mod lock;
@@ -99,6 +100,11 @@ pub enum Target {
     Redis {
         /// Read from the replicas instead of the primary.
         replica_reads: bool,
+    },
+    /// etcd through its v3 HTTP/JSON gateway.
+    Etcd {
+        /// Serializable reads (served locally by any member) instead of linearizable.
+        serializable: bool,
     },
 }
 

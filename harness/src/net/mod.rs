@@ -23,6 +23,18 @@ pub struct Net {
     /// Byte-stream links: each carries both directions, so either side's grudge cuts it.
     stream: bool,
     filter: Option<Arc<iptables::PacketFilter>>,
+    /// Sender ids announced on connections, to node names (etcd member ids).
+    ids: proxy::SenderIds,
+    /// Proxies shared by the links into one node.
+    shared_proxies: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Net {
+    fn drop(&mut self) {
+        for t in &self.shared_proxies {
+            t.abort();
+        }
+    }
 }
 
 impl Net {
@@ -45,6 +57,8 @@ impl Net {
             links,
             stream: false,
             filter: None,
+            ids: Default::default(),
+            shared_proxies: Vec::new(),
         })
     }
 
@@ -72,7 +86,55 @@ impl Net {
             links,
             stream: true,
             filter: None,
+            ids: Default::default(),
+            shared_proxies: Vec::new(),
         })
+    }
+
+    /// One proxy per receiver, for peers that share one advertised address
+    /// each and name themselves in `header` on every connection (etcd). The
+    /// ids they announce are mapped to node names with [`Net::learn_ids`].
+    pub async fn start_announced(
+        nodes: &[(String, String)],
+        bind: &str,
+        header: &'static str,
+        rng: &Rng,
+    ) -> std::io::Result<Net> {
+        let ids: proxy::SenderIds = Default::default();
+        let mut links = BTreeMap::new();
+        let mut shared_proxies = Vec::new();
+        let mut stream = 0u64;
+        for (to, to_addr) in nodes {
+            let senders: proxy::Senders = Default::default();
+            let (port, task) =
+                proxy::start_announced(bind, to_addr.clone(), header, senders.clone(), ids.clone())
+                    .await?;
+            shared_proxies.push(task);
+            for (from, _) in nodes.iter().filter(|(f, _)| f != to) {
+                stream += 1;
+                let link = LinkProxy::policy_only(port, rng.fork(1000 + stream));
+                senders
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(from.clone(), link.shared());
+                links.insert((from.clone(), to.clone()), link);
+            }
+        }
+        Ok(Net {
+            links,
+            stream: true,
+            filter: None,
+            ids,
+            shared_proxies,
+        })
+    }
+
+    /// Records which node announces itself as `id`.
+    pub fn learn_id(&self, id: &str, node: &str) {
+        self.ids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), node.to_string());
     }
 
     /// Hands partitions and loss to iptables rules from now on.

@@ -43,7 +43,8 @@ pub struct LinkCounters {
     pub dropped: u64,
 }
 
-struct Shared {
+/// A link's policy, RNG and counters.
+pub struct Shared {
     policy: LinkPolicy,
     rng: Rng,
     counters: LinkCounters,
@@ -208,9 +209,18 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
 /// Copies one direction of a byte stream, holding chunks while the link is
 /// cut and for the link's delay.
 async fn pump(
+    from: tokio::net::tcp::OwnedReadHalf,
+    to: tokio::net::tcp::OwnedWriteHalf,
+    shared: Arc<Mutex<Shared>>,
+) {
+    pump_with(from, to, move || Some(shared.clone())).await;
+}
+
+/// [`pump`] with the link looked up per chunk (`None`: not known yet, forward).
+async fn pump_with(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    shared: Arc<Mutex<Shared>>,
+    link: impl Fn() -> Option<Arc<Mutex<Shared>>>,
 ) {
     let mut buf = vec![0u8; 16 << 10];
     loop {
@@ -219,6 +229,7 @@ async fn pump(
             Ok(n) => n,
         };
         loop {
+            let Some(shared) = link() else { break };
             let (cut, wait) = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 let p = s.policy.clone();
@@ -243,6 +254,114 @@ async fn pump(
         if to.write_all(&buf[..n]).await.is_err() {
             return;
         }
+    }
+}
+
+/// The links into one node, keyed by the sender's name, and the table from
+/// the ids senders announce to their names.
+pub type Senders = Arc<Mutex<std::collections::HashMap<String, Arc<Mutex<Shared>>>>>;
+/// Announced sender id (e.g. an etcd member id in hex) to node name.
+pub type SenderIds = Arc<Mutex<std::collections::HashMap<String, String>>>;
+
+/// Peers that talk HTTP and name themselves in a header (etcd's
+/// `X-Server-From`) share one advertised address per node, so one proxy per
+/// receiver reads each connection's request head, learns the sender, and
+/// applies that link's policy (byte-stream semantics, as
+/// [`LinkProxy::start_stream`]). Connections from unknown senders pass.
+pub async fn start_announced(
+    bind: &str,
+    target: String,
+    header: &'static str,
+    senders: Senders,
+    ids: SenderIds,
+) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
+    let listener = TcpListener::bind((bind, 0)).await?;
+    let port = listener.local_addr()?.port();
+    let task = tokio::spawn(async move {
+        loop {
+            let Ok((mut inbound, _)) = listener.accept().await else {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            };
+            let _ = inbound.set_nodelay(true);
+            let (target, senders, ids) = (target.clone(), senders.clone(), ids.clone());
+            tokio::spawn(async move {
+                let Some((head, from)) = read_head(&mut inbound, header).await else {
+                    return;
+                };
+                let Ok(Ok(mut outbound)) =
+                    tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await
+                else {
+                    return;
+                };
+                let _ = outbound.set_nodelay(true);
+                if outbound.write_all(&head).await.is_err() {
+                    return;
+                }
+                let link = move || -> Option<Arc<Mutex<Shared>>> {
+                    let from = from.as_ref()?;
+                    let name = ids
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(from)?
+                        .clone();
+                    senders
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .get(&name)
+                        .cloned()
+                };
+                let (in_r, in_w) = inbound.into_split();
+                let (out_r, out_w) = outbound.into_split();
+                let up = tokio::spawn(pump_with(in_r, out_w, link.clone()));
+                pump_with(out_r, in_w, link).await;
+                up.abort();
+            });
+        }
+    });
+    Ok((port, task))
+}
+
+/// Reads up to the end of an HTTP request head (at most 16 KiB); answers the
+/// bytes read and the value of `header`, if present.
+async fn read_head(r: &mut TcpStream, header: &str) -> Option<(Vec<u8>, Option<String>)> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < (16 << 10) {
+        let n = r.read(&mut buf).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    let value = text.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case(header)
+            .then(|| value.trim().to_string())
+    });
+    Some((head, value))
+}
+
+impl LinkProxy {
+    /// A link whose traffic another proxy carries (see [`start_announced`]):
+    /// it only holds the policy; `port` is the shared proxy's.
+    pub fn policy_only(port: u16, rng: Rng) -> LinkProxy {
+        LinkProxy {
+            port,
+            shared: Arc::new(Mutex::new(Shared {
+                policy: LinkPolicy::default(),
+                rng,
+                counters: LinkCounters::default(),
+            })),
+            task: tokio::spawn(async {}),
+        }
+    }
+
+    /// The policy holder, for a proxy that carries this link's traffic.
+    pub fn shared(&self) -> Arc<Mutex<Shared>> {
+        self.shared.clone()
     }
 }
 
