@@ -228,8 +228,8 @@ async fn pump_with(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        loop {
-            let Some(shared) = link() else { break };
+        // Unknown links (a sender not yet identified) forward at once.
+        while let Some(shared) = link() {
             let (cut, wait) = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
                 let p = s.policy.clone();
