@@ -228,7 +228,9 @@ async fn pump_with(
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
-        // Unknown links (a sender not yet identified) forward at once.
+        // Unknown links (a sender not yet identified) forward at once. A held
+        // chunk counts once, as dropped, however long the cut lasts.
+        let mut counted = false;
         while let Some(shared) = link() {
             let (cut, wait) = {
                 let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
@@ -238,10 +240,13 @@ async fn pump_with(
                 } else {
                     p.jitter.mul_f64(s.rng.unit())
                 };
-                if p.cut {
-                    s.counters.dropped += 1;
-                } else {
-                    s.counters.forwarded += 1;
+                if !counted {
+                    counted = true;
+                    if p.cut {
+                        s.counters.dropped += 1;
+                    } else {
+                        s.counters.forwarded += 1;
+                    }
                 }
                 (p.cut, p.delay + jitter)
             };
