@@ -36,6 +36,9 @@ enum Command {
         #[arg(long)]
         node_bin: Option<PathBuf>,
     },
+    /// The same closed-loop kv load against each target, side by side, with
+    /// leader failover times; prints and stores the table.
+    Bench(BenchArgs),
     /// Serve the run store on loopback for browsing.
     Serve {
         /// Store root.
@@ -45,6 +48,38 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+}
+
+/// Arguments of `harness bench`.
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Targets, comma-separated; ratios are to the first (builtin, etcd, redis).
+    #[arg(long, default_value = "builtin")]
+    pub targets: String,
+    /// Workload (only kv runs on every target).
+    #[arg(long, default_value = "kv")]
+    pub workload: String,
+    /// Client counts, comma-separated.
+    #[arg(long, default_value = "1,16,64")]
+    pub concurrency: String,
+    /// Seconds of load per target and client count.
+    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    pub time_limit: f64,
+    /// Cluster size.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Leader kills per target for the failover time.
+    #[arg(long, default_value_t = 3)]
+    pub failover_trials: u32,
+    /// Run store root; the bench goes to STORE/bench/TIMESTAMP.
+    #[arg(long, default_value = "store")]
+    pub store: PathBuf,
+    /// The builtin node binary (default: build it).
+    #[arg(long)]
+    pub node_bin: Option<PathBuf>,
+    /// Seed of the load.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
 }
 
 /// Arguments of `harness compare`.
@@ -232,8 +267,69 @@ pub fn dispatch(cli: Cli) -> ExitCode {
             }
         },
         Command::Compare(args) => crate::compare_cmd::run(&args),
+        Command::Bench(args) => bench(&args),
         Command::Serve { store, port } => crate::serve::run(&store, port),
         Command::Image { node_bin } => crate::runtime::docker::image::command(node_bin.as_deref()),
+    }
+}
+
+fn bench(args: &BenchArgs) -> ExitCode {
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let concurrency: Result<Vec<usize>, _> =
+        list(&args.concurrency).iter().map(|c| c.parse::<usize>()).collect();
+    let bad = |m: String| {
+        eprintln!("harness bench: {m}");
+        ExitCode::from(crate::EXIT_BAD_INPUT)
+    };
+    let concurrency = match concurrency {
+        Ok(c) if !c.is_empty() && !c.contains(&0) => c,
+        _ => {
+            return bad(format!(
+                "--concurrency `{}`: expected positive integers separated by commas",
+                args.concurrency
+            ))
+        }
+    };
+    if args.workload != "kv" {
+        return bad(format!("--workload {}: only kv runs on every target", args.workload));
+    }
+    let targets = list(&args.targets);
+    if targets.is_empty() {
+        return bad("--targets: name at least one target".into());
+    }
+    let plan = crate::bench::BenchPlan {
+        targets,
+        concurrency,
+        time_limit: args.time_limit,
+        nodes: args.nodes as usize,
+        failover_trials: args.failover_trials as usize,
+        store: args.store.clone(),
+        node_bin: args.node_bin.clone(),
+        seed: args.seed,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harness bench: cannot start the async runtime: {e}");
+            return ExitCode::from(crate::EXIT_INTERNAL);
+        }
+    };
+    match runtime.block_on(crate::bench::bench(&plan)) {
+        Ok(dir) => {
+            println!("bench: {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.downcast_ref::<crate::run::BadInput>().is_some() => bad(format!("{e:#}")),
+        Err(e) => {
+            eprintln!("harness bench: {e:#}");
+            ExitCode::from(crate::EXIT_INTERNAL)
+        }
     }
 }
 

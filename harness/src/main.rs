@@ -1,5 +1,6 @@
 //! `harness`: Faultline's command line (SPEC.md section 2).
 
+mod bench;
 mod check;
 mod cli;
 mod compare_cmd;

@@ -163,13 +163,7 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
             cfg.runtime
         )));
     }
-    let bin = if third_party {
-        crate::targets::locate(&cfg.target).map_err(|e| BadInput(e.to_string()))?
-    } else if cfg.runtime == "docker" {
-        crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
-    } else {
-        node_binary::locate(cfg.node_bin.as_deref(), quiet)?
-    };
+    let bin = binary(&cfg, quiet)?;
     if cfg.target == "builtin" {
         check_bugs(&bin, &cfg.bugs)?;
     }
@@ -223,6 +217,48 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     Ok(RunOutcome { valid, dir })
 }
 
+/// The binary the nodes of `cfg.target` run (built first for the builtin system).
+pub(crate) fn binary(cfg: &TestConfig, quiet: bool) -> anyhow::Result<PathBuf> {
+    Ok(if cfg.target != "builtin" {
+        crate::targets::locate(&cfg.target).map_err(|e| BadInput(e.to_string()))?
+    } else if cfg.runtime == "docker" {
+        crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
+    } else {
+        node_binary::locate(cfg.node_bin.as_deref(), quiet)?
+    })
+}
+
+/// Waits until the cluster can take writes; answers how clients reach it.
+pub(crate) async fn ready(
+    cfg: &TestConfig,
+    http: &reqwest::Client,
+    nodes: &[crate::runtime::NodeAddrs],
+    net: &Net,
+) -> anyhow::Result<workloads::Target> {
+    Ok(if cfg.target == "redis" {
+        let addrs: Vec<String> = nodes
+            .iter()
+            .map(|n| n.client_url.trim_start_matches("redis://").to_string())
+            .collect();
+        crate::targets::await_redis(&addrs).await?;
+        workloads::Target::Redis {
+            replica_reads: cfg.reads == "replica",
+        }
+    } else if cfg.target == "etcd" {
+        let urls: Vec<(String, String)> = nodes
+            .iter()
+            .map(|n| (n.id.clone(), n.client_url.clone()))
+            .collect();
+        crate::targets::await_etcd(http, &urls, net).await?;
+        workloads::Target::Etcd {
+            serializable: cfg.reads == "serializable",
+        }
+    } else {
+        await_leader(http, nodes).await?;
+        workloads::Target::Builtin
+    })
+}
+
 fn check_bugs(bin: &std::path::Path, bugs: &[String]) -> anyhow::Result<()> {
     let known = node_binary::bugs(bin)?;
     for b in bugs {
@@ -239,7 +275,7 @@ fn check_bugs(bin: &std::path::Path, bugs: &[String]) -> anyhow::Result<()> {
 
 /// Starts the nodes on the configured runtime with a proxy on every link; on
 /// failure nothing is left running.
-async fn start_cluster(
+pub(crate) async fn start_cluster(
     cfg: &TestConfig,
     bin: &std::path::Path,
     dir: &std::path::Path,
@@ -389,28 +425,7 @@ async fn drive(
     root_rng: Rng,
     quiet: bool,
 ) -> anyhow::Result<Validity> {
-    let target = if cfg.target == "redis" {
-        let addrs: Vec<String> = nodes
-            .iter()
-            .map(|n| n.client_url.trim_start_matches("redis://").to_string())
-            .collect();
-        crate::targets::await_redis(&addrs).await?;
-        workloads::Target::Redis {
-            replica_reads: cfg.reads == "replica",
-        }
-    } else if cfg.target == "etcd" {
-        let urls: Vec<(String, String)> = nodes
-            .iter()
-            .map(|n| (n.id.clone(), n.client_url.clone()))
-            .collect();
-        crate::targets::await_etcd(&http, &urls, &net).await?;
-        workloads::Target::Etcd {
-            serializable: cfg.reads == "serializable",
-        }
-    } else {
-        await_leader(&http, nodes).await?;
-        workloads::Target::Builtin
-    };
+    let target = ready(cfg, &http, nodes, &net).await?;
     let options = WorkloadOptions {
         keys: cfg.keys,
         ops_per_key: cfg.ops_per_key,

@@ -1,0 +1,268 @@
+//! `harness bench`: the same closed-loop kv load against each target in one
+//! invocation, one concurrency after another, with durable settings on every
+//! target (the builtin node fsyncs each batch before acknowledging; etcd
+//! fsyncs its WAL by default; Redis runs with `appendfsync always`). Prints and
+//! stores throughput, p50 and p99 per operation with each target's ratio to the
+//! first, and the leader failover time: SIGKILL the leader, time until the
+//! first acknowledged write, over several trials.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+use tokio::time::Instant;
+use workloads::{Completion, Endpoint, Invocation, Rng, WorkloadOptions};
+
+use crate::run::{self, BadInput, TestConfig};
+
+/// What `harness bench` was asked.
+pub struct BenchPlan {
+    /// Targets, the first being the baseline of the ratios.
+    pub targets: Vec<String>,
+    /// Client counts.
+    pub concurrency: Vec<usize>,
+    /// Seconds of load per (target, concurrency).
+    pub time_limit: f64,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Leader kills per target.
+    pub failover_trials: usize,
+    /// Run store.
+    pub store: PathBuf,
+    /// Builtin node binary, if given.
+    pub node_bin: Option<PathBuf>,
+    /// Seed of the load.
+    pub seed: u64,
+}
+
+fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
+    TestConfig {
+        workload: "kv".into(),
+        target: target.into(),
+        reads: "linearizable".into(),
+        runtime: "process".into(),
+        nodes: plan.nodes,
+        concurrency,
+        rate: None,
+        time_limit: plan.time_limit,
+        nemesis: Vec::new(),
+        nemesis_interval: 1.0,
+        bugs: Vec::new(),
+        seed: plan.seed,
+        store: plan.store.clone(),
+        keys: 6,
+        ops_per_key: 150,
+        op_timeout_ms: 1500,
+        recovery: 0.5,
+        check_time_limit: 60.0,
+        node_bin: plan.node_bin.clone(),
+        command: format!("harness bench --targets {target} --concurrency {concurrency}"),
+    }
+}
+
+/// One load run's figures.
+fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Result<Value> {
+    let results: Value = serde_json::from_slice(&std::fs::read(dir.join("results.json"))?)?;
+    let perf = &results["checkers"]["perf"];
+    let mut ops = serde_json::Map::new();
+    for (f, l) in perf["latency_ms"].as_object().into_iter().flatten() {
+        ops.insert(f.clone(), json!({"p50_ms": l["p50"], "p99_ms": l["p99"], "count": l["count"]}));
+    }
+    Ok(json!({"target": target, "concurrency": concurrency,
+              "ok_per_second": perf["ok_per_second"], "ops": ops,
+              "valid": valid, "run": dir.display().to_string()}))
+}
+
+/// Runs the whole bench; answers the stored folder.
+pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
+    for t in &plan.targets {
+        crate::targets::faults(t).map_err(|e| BadInput(format!("--targets: {e}")))?;
+    }
+    let out = plan
+        .store
+        .join("bench")
+        .join(crate::store::timestamp(std::time::SystemTime::now()));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut rows = Vec::new();
+    for t in &plan.targets {
+        for &c in &plan.concurrency {
+            eprintln!("bench: {t} with {c} clients for {} s", plan.time_limit);
+            let outcome = run::run(config(plan, t, c), true).await?;
+            rows.push(row(t, c, &outcome.dir, &format!("{:?}", outcome.valid).to_lowercase())?);
+        }
+    }
+    let mut failover = serde_json::Map::new();
+    for t in &plan.targets {
+        if t == "redis" {
+            continue; // one primary and no election: nothing fails over
+        }
+        let mut trials = Vec::new();
+        for i in 0..plan.failover_trials {
+            let dir = out.join(format!("failover-{t}-{i}"));
+            let ms = failover_once(&config(plan, t, 1), &dir, plan.seed + i as u64).await?;
+            eprintln!("bench: {t} failover trial {i}: {ms:.0} ms");
+            trials.push(ms);
+        }
+        failover.insert(t.clone(), json!(trials));
+    }
+    let result = json!({"targets": plan.targets, "concurrency": plan.concurrency,
+                        "time_limit": plan.time_limit, "nodes": plan.nodes,
+                        "rows": rows, "failover_ms": failover});
+    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(&result)?)?;
+    let table = render(&result);
+    std::fs::write(out.join("bench.md"), &table)?;
+    print!("{table}");
+    Ok(out)
+}
+
+/// The table: one line per (concurrency, target, op), ratios to the first target.
+pub fn render(result: &Value) -> String {
+    let rows = result["rows"].as_array().cloned().unwrap_or_default();
+    let first = result["targets"][0].as_str().unwrap_or("builtin").to_string();
+    let base = |c: &Value, f: &str, field: &str| -> Option<f64> {
+        rows.iter()
+            .find(|r| r["target"] == first.as_str() && r["concurrency"] == *c)
+            .and_then(|r| {
+                if f.is_empty() {
+                    r["ok_per_second"].as_f64()
+                } else {
+                    r["ops"][f][field].as_f64()
+                }
+            })
+    };
+    let ratio = |v: Option<f64>, b: Option<f64>| match (v, b) {
+        (Some(v), Some(b)) if b > 0.0 => format!("{:.2}x", v / b),
+        _ => "-".into(),
+    };
+    let mut s = String::new();
+    let _ = writeln!(s, "| clients | target | ok ops/s (ratio) | op | p50 ms (ratio) | p99 ms (ratio) | valid |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in &rows {
+        let c = &r["concurrency"];
+        let ops = r["ops"].as_object().cloned().unwrap_or_default();
+        for (f, o) in ops.iter().filter(|(f, _)| matches!(f.as_str(), "read" | "write" | "cas")) {
+            let (p50, p99) = (o["p50_ms"].as_f64(), o["p99_ms"].as_f64());
+            let _ = writeln!(
+                s,
+                "| {c} | {} | {:.0} ({}) | {f} | {:.1} ({}) | {:.1} ({}) | {} |",
+                r["target"].as_str().unwrap_or("?"),
+                r["ok_per_second"].as_f64().unwrap_or(0.0),
+                ratio(r["ok_per_second"].as_f64(), base(c, "", "")),
+                p50.unwrap_or(0.0),
+                ratio(p50, base(c, f, "p50_ms")),
+                p99.unwrap_or(0.0),
+                ratio(p99, base(c, f, "p99_ms")),
+                r["valid"].as_str().unwrap_or("?"),
+            );
+        }
+    }
+    let _ = writeln!(s, "\nLeader failover (SIGKILL the leader, time to the first acknowledged write):");
+    for (t, trials) in result["failover_ms"].as_object().into_iter().flatten() {
+        let ms: Vec<String> = trials
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_f64)
+            .map(|m| format!("{m:.0}"))
+            .collect();
+        let _ = writeln!(s, "  {t}: {} ms", ms.join(", "));
+    }
+    s
+}
+
+/// The node that leads now, as the cluster says.
+async fn leader(cfg: &TestConfig, http: &reqwest::Client, nodes: &[crate::runtime::NodeAddrs]) -> Option<String> {
+    for n in nodes {
+        if cfg.target == "etcd" {
+            let r = http
+                .post(format!("{}/v3/maintenance/status", n.client_url))
+                .json(&json!({}))
+                .send()
+                .await
+                .ok()?;
+            let s: Value = r.json().await.ok()?;
+            if s["leader"].is_string() && s["leader"] == s["header"]["member_id"] {
+                return Some(n.id.clone());
+            }
+        } else {
+            let r = http
+                .get(format!("{}/cluster/status", n.client_url))
+                .send()
+                .await
+                .ok()?;
+            let s: Value = r.json().await.ok()?;
+            if s["role"] == "leader" {
+                return Some(n.id.clone());
+            }
+        }
+    }
+    None
+}
+
+/// Starts a cluster, kills its leader with SIGKILL and times the first
+/// acknowledged write after the kill, in ms.
+async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Result<f64> {
+    std::fs::create_dir_all(dir)?;
+    let bin = run::binary(cfg, true)?;
+    let ids: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
+    let mut reserved = crate::runtime::ports::Reserved::new();
+    let mut ports = Vec::new();
+    for _ in &ids {
+        ports.push((reserved.take()?, reserved.take()?, reserved.take()?));
+    }
+    reserved.release();
+    let (mut runtime, net) =
+        run::start_cluster(cfg, &bin, dir, &ids, &ports, &Rng::new(seed), &[]).await?;
+    let result = async {
+        let nodes = runtime.nodes();
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()?;
+        let target = run::ready(cfg, &http, &nodes, &net).await?;
+        let options = WorkloadOptions {
+            keys: 1,
+            ops_per_key: 1,
+            op_timeout: Duration::from_millis(500),
+            target,
+        };
+        let endpoints: Vec<Endpoint> = nodes
+            .iter()
+            .map(|n| Endpoint {
+                id: n.id.clone(),
+                url: n.client_url.clone(),
+            })
+            .collect();
+        let client: Arc<dyn workloads::Client> =
+            workloads::workload("kv").map_err(BadInput)?.client(endpoints, &options);
+        let mut session = client.open(0);
+        let write = Invocation {
+            f: "write".into(),
+            key: Some("failover".into()),
+            value: json!(1),
+        };
+        let ok = |c: &Completion| matches!(c, Completion::Ok(_));
+        let warm = Instant::now();
+        while !ok(&session.invoke(&write).await.0) {
+            if warm.elapsed() > Duration::from_secs(10) {
+                bail!("no write acknowledged before the kill");
+            }
+        }
+        let Some(leader) = leader(cfg, &http, &nodes).await else {
+            bail!("no node says it leads");
+        };
+        runtime.kill(&leader).await?;
+        let killed = Instant::now();
+        while !ok(&session.invoke(&write).await.0) {
+            if killed.elapsed() > Duration::from_secs(30) {
+                bail!("no write acknowledged within 30 s of killing leader {leader}");
+            }
+        }
+        Ok(killed.elapsed().as_secs_f64() * 1000.0)
+    }
+    .await;
+    let _ = runtime.teardown().await;
+    result
+}
