@@ -69,7 +69,10 @@ fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Res
     let perf = &results["checkers"]["perf"];
     let mut ops = serde_json::Map::new();
     for (f, l) in perf["latency_ms"].as_object().into_iter().flatten() {
-        ops.insert(f.clone(), json!({"p50_ms": l["p50"], "p99_ms": l["p99"], "count": l["count"]}));
+        ops.insert(
+            f.clone(),
+            json!({"p50_ms": l["p50"], "p99_ms": l["p99"], "count": l["count"]}),
+        );
     }
     Ok(json!({"target": target, "concurrency": concurrency,
               "ok_per_second": perf["ok_per_second"], "ops": ops,
@@ -91,7 +94,12 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
         for &c in &plan.concurrency {
             eprintln!("bench: {t} with {c} clients for {} s", plan.time_limit);
             let outcome = run::run(config(plan, t, c), true).await?;
-            rows.push(row(t, c, &outcome.dir, &format!("{:?}", outcome.valid).to_lowercase())?);
+            rows.push(row(
+                t,
+                c,
+                &outcome.dir,
+                &format!("{:?}", outcome.valid).to_lowercase(),
+            )?);
         }
     }
     let mut failover = serde_json::Map::new();
@@ -121,7 +129,10 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
 /// The table: one line per (concurrency, target, op), ratios to the first target.
 pub fn render(result: &Value) -> String {
     let rows = result["rows"].as_array().cloned().unwrap_or_default();
-    let first = result["targets"][0].as_str().unwrap_or("builtin").to_string();
+    let first = result["targets"][0]
+        .as_str()
+        .unwrap_or("builtin")
+        .to_string();
     let base = |c: &Value, f: &str, field: &str| -> Option<f64> {
         rows.iter()
             .find(|r| r["target"] == first.as_str() && r["concurrency"] == *c)
@@ -138,12 +149,18 @@ pub fn render(result: &Value) -> String {
         _ => "-".into(),
     };
     let mut s = String::new();
-    let _ = writeln!(s, "| clients | target | ok ops/s (ratio) | op | p50 ms (ratio) | p99 ms (ratio) | valid |");
+    let _ = writeln!(
+        s,
+        "| clients | target | ok ops/s (ratio) | op | p50 ms (ratio) | p99 ms (ratio) | valid |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for r in &rows {
         let c = &r["concurrency"];
         let ops = r["ops"].as_object().cloned().unwrap_or_default();
-        for (f, o) in ops.iter().filter(|(f, _)| matches!(f.as_str(), "read" | "write" | "cas")) {
+        for (f, o) in ops
+            .iter()
+            .filter(|(f, _)| matches!(f.as_str(), "read" | "write" | "cas"))
+        {
             let (p50, p99) = (o["p50_ms"].as_f64(), o["p99_ms"].as_f64());
             let _ = writeln!(
                 s,
@@ -159,7 +176,10 @@ pub fn render(result: &Value) -> String {
             );
         }
     }
-    let _ = writeln!(s, "\nLeader failover (SIGKILL the leader, time to the first acknowledged write):");
+    let _ = writeln!(
+        s,
+        "\nLeader failover (SIGKILL the leader, time to the first acknowledged write):"
+    );
     for (t, trials) in result["failover_ms"].as_object().into_iter().flatten() {
         let ms: Vec<String> = trials
             .as_array()
@@ -174,7 +194,11 @@ pub fn render(result: &Value) -> String {
 }
 
 /// The node that leads now, as the cluster says.
-async fn leader(cfg: &TestConfig, http: &reqwest::Client, nodes: &[crate::runtime::NodeAddrs]) -> Option<String> {
+async fn leader(
+    cfg: &TestConfig,
+    http: &reqwest::Client,
+    nodes: &[crate::runtime::NodeAddrs],
+) -> Option<String> {
     for n in nodes {
         if cfg.target == "etcd" {
             let r = http
@@ -235,8 +259,9 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
                 url: n.client_url.clone(),
             })
             .collect();
-        let client: Arc<dyn workloads::Client> =
-            workloads::workload("kv").map_err(BadInput)?.client(endpoints, &options);
+        let client: Arc<dyn workloads::Client> = workloads::workload("kv")
+            .map_err(BadInput)?
+            .client(endpoints, &options);
         let mut session = client.open(0);
         let write = Invocation {
             f: "write".into(),

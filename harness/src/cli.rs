@@ -281,8 +281,10 @@ fn bench(args: &BenchArgs) -> ExitCode {
             .map(String::from)
             .collect()
     };
-    let concurrency: Result<Vec<usize>, _> =
-        list(&args.concurrency).iter().map(|c| c.parse::<usize>()).collect();
+    let concurrency: Result<Vec<usize>, _> = list(&args.concurrency)
+        .iter()
+        .map(|c| c.parse::<usize>())
+        .collect();
     let bad = |m: String| {
         eprintln!("harness bench: {m}");
         ExitCode::from(crate::EXIT_BAD_INPUT)
@@ -297,7 +299,10 @@ fn bench(args: &BenchArgs) -> ExitCode {
         }
     };
     if args.workload != "kv" {
-        return bad(format!("--workload {}: only kv runs on every target", args.workload));
+        return bad(format!(
+            "--workload {}: only kv runs on every target",
+            args.workload
+        ));
     }
     let targets = list(&args.targets);
     if targets.is_empty() {
@@ -313,7 +318,10 @@ fn bench(args: &BenchArgs) -> ExitCode {
         node_bin: args.node_bin.clone(),
         seed: args.seed,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("harness bench: cannot start the async runtime: {e}");

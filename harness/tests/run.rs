@@ -490,6 +490,49 @@ fn redis_replica_reads_are_caught_stale() {
 }
 
 #[test]
+fn bench_runs_each_target_at_each_client_count_and_times_failover() {
+    let store = tempfile::tempdir().unwrap();
+    let mut cmd = harness();
+    cmd.args(["bench", "--targets", "builtin,etcd", "--concurrency", "1,4"])
+        .args(["--time-limit", "2", "--failover-trials", "1", "--store"])
+        .arg(store.path());
+    if let Some(bin) = node_bin() {
+        cmd.arg("--node-bin").arg(bin);
+    }
+    let out = cmd.output().expect("run harness bench");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let dir = std::fs::read_dir(store.path().join("bench"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let b: Value = serde_json::from_slice(&std::fs::read(dir.join("bench.json")).unwrap()).unwrap();
+    let rows = b["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{b}");
+    for r in rows {
+        assert!(r["ok_per_second"].as_f64().unwrap() > 0.0, "{r}");
+        assert_eq!(r["valid"], "valid", "{r}");
+        assert!(r["ops"]["write"]["p99_ms"].as_f64().unwrap() > 0.0, "{r}");
+    }
+    for t in ["builtin", "etcd"] {
+        let ms = b["failover_ms"][t][0].as_f64().unwrap();
+        assert!(ms > 0.0, "{b}");
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| 4 | etcd |") && table.contains("x) |"),
+        "{table}"
+    );
+    // Bad lists are refused before anything starts.
+    let bad = harness()
+        .args(["bench", "--concurrency", "1,zero"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
+}
+
+#[test]
 fn bad_input_exits_254_and_says_what_is_accepted() {
     let store = tempfile::tempdir().unwrap();
     for (args, needle) in [
