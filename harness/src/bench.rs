@@ -43,6 +43,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         workload: "kv".into(),
         target: target.into(),
         reads: "linearizable".into(),
+        maelstrom_bin: None,
         runtime: "process".into(),
         nodes: plan.nodes,
         concurrency,

@@ -109,9 +109,12 @@ pub struct RunArgs {
     /// Workload (see `harness list`).
     #[arg(long)]
     pub workload: String,
-    /// System under test: builtin, etcd or redis (see `harness list`).
+    /// System under test: builtin, etcd, redis or maelstrom (see `harness list`).
     #[arg(long, default_value = "builtin")]
     pub target: String,
+    /// The command each Maelstrom node runs (`--target maelstrom`), through `sh -c`.
+    #[arg(long)]
+    pub bin: Option<String>,
     /// Read mode: linearizable (default); redis: replica (read from the
     /// replicas); etcd: serializable (served by any member without a quorum).
     #[arg(long, default_value = "linearizable")]

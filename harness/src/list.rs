@@ -27,7 +27,6 @@ pub fn print() {
         println!("  {name:<14} {what}");
         println!("  {:<14} faults: {}", "", faults.join(", "));
     }
-    println!("  (maelstrom is not built yet)");
     println!("runtimes (harness run --runtime R):");
     println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("models (harness check --model M):");

@@ -5,6 +5,7 @@ mod check;
 mod cli;
 mod compare_cmd;
 mod list;
+mod maelstrom;
 mod nemesis;
 mod net;
 mod progress;

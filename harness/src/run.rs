@@ -33,6 +33,9 @@ pub struct TestConfig {
     /// Where reads go on targets with replicas: `primary` or `replica`.
     #[serde(default = "linearizable")]
     pub reads: String,
+    /// The command of each Maelstrom node (`--target maelstrom`).
+    #[serde(default)]
+    pub maelstrom_bin: Option<String>,
     /// Where nodes run.
     pub runtime: String,
     /// Cluster size.
@@ -219,7 +222,15 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
 
 /// The binary the nodes of `cfg.target` run (built first for the builtin system).
 pub(crate) fn binary(cfg: &TestConfig, quiet: bool) -> anyhow::Result<PathBuf> {
-    Ok(if cfg.target != "builtin" {
+    Ok(if cfg.target == "maelstrom" {
+        // Nodes run through `sh -c`; the command itself is checked at start.
+        match &cfg.maelstrom_bin {
+            Some(_) => PathBuf::from("sh"),
+            None => bail!(BadInput(
+                "--target maelstrom needs --bin 'COMMAND ARGS' for each node".into()
+            )),
+        }
+    } else if cfg.target != "builtin" {
         crate::targets::locate(&cfg.target).map_err(|e| BadInput(e.to_string()))?
     } else if cfg.runtime == "docker" {
         crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
@@ -235,6 +246,12 @@ pub(crate) async fn ready(
     nodes: &[crate::runtime::NodeAddrs],
     net: &Net,
 ) -> anyhow::Result<workloads::Target> {
+    if let Some(router) = net.router() {
+        // Every node answered `init` when it started.
+        return Ok(workloads::Target::Maelstrom(workloads::maelstrom::Link(
+            router,
+        )));
+    }
     Ok(if cfg.target == "redis" {
         let addrs: Vec<String> = nodes
             .iter()
@@ -284,7 +301,19 @@ pub(crate) async fn start_cluster(
     rng: &Rng,
     node_args: &[String],
 ) -> anyhow::Result<(Box<dyn Runtime>, Net)> {
-    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.target == "etcd" {
+    let (mut runtime, net): (Box<dyn Runtime>, Net) = if cfg.target == "maelstrom" {
+        let router = crate::maelstrom::Router::new(rng.fork(77));
+        let command = cfg.maelstrom_bin.clone().unwrap_or_default();
+        (
+            Box::new(crate::maelstrom::MaelstromRuntime::new(
+                &command,
+                dir,
+                ids,
+                router.clone(),
+            )?),
+            Net::routed(router),
+        )
+    } else if cfg.target == "etcd" {
         let peers: Vec<(String, String)> = ids
             .iter()
             .zip(ports)

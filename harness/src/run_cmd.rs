@@ -32,6 +32,9 @@ fn replay_command(c: &TestConfig) -> String {
     if c.target != "builtin" {
         parts.push(format!("--target {}", c.target));
     }
+    if let Some(bin) = &c.maelstrom_bin {
+        parts.push(format!("--bin '{bin}'"));
+    }
     if c.reads != "linearizable" {
         parts.push(format!("--reads {}", c.reads));
     }
@@ -73,6 +76,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         workload: args.workload.clone(),
         target: args.target.clone(),
         reads: args.reads.clone(),
+        maelstrom_bin: args.bin.clone(),
         runtime: args.runtime.clone(),
         nodes: args.nodes as usize,
         concurrency: args.concurrency as usize,

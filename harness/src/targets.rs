@@ -24,6 +24,11 @@ pub const TARGETS: &[(&str, &str, &[&str])] = &[
         &["partition", "kill", "pause", "delay"],
     ),
     (
+        "maelstrom",
+        "processes speaking Maelstrom's protocol (--bin 'CMD ARGS'), every message routed by the harness; workload kv as lin-kv; services lin-kv, seq-kv, lww-kv",
+        &["partition", "kill", "pause", "delay", "loss"],
+    ),
+    (
         "redis",
         "Debian's redis-server: n1 primary (AOF, fsync always), the rest replicas through byte-stream proxies; workload kv; --reads replica reads from them",
         &["partition", "kill", "pause", "delay"],
@@ -38,10 +43,7 @@ pub fn faults(target: &str) -> Result<&'static [&'static str], String> {
         .map(|(_, _, f)| *f)
         .ok_or_else(|| {
             let names: Vec<&str> = TARGETS.iter().map(|(n, _, _)| *n).collect();
-            format!(
-                "unknown target `{target}` (known: {}; maelstrom is not built yet)",
-                names.join(", ")
-            )
+            format!("unknown target `{target}` (known: {})", names.join(", "))
         })
 }
 

@@ -532,6 +532,75 @@ fn bench_runs_each_target_at_each_client_count_and_times_failover() {
     assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
 }
 
+/// `--target maelstrom` with one of our Maelstrom-protocol nodes in tests/maelstrom.
+fn run_maelstrom(store: &Path, node: &str, nemesis: &str) -> (Output, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/maelstrom")
+        .join(node);
+    let mut cmd = harness();
+    cmd.args([
+        "run",
+        "--workload",
+        "kv",
+        "--target",
+        "maelstrom",
+        "--quiet",
+    ])
+    .arg("--bin")
+    .arg(format!("python3 {}", script.display()))
+    .arg("--store")
+    .arg(store)
+    .args([
+        "--nodes",
+        "3",
+        "--nemesis",
+        nemesis,
+        "--nemesis-interval",
+        "1.5",
+    ])
+    .args(["--time-limit", "5", "--seed", "4"]);
+    let out = cmd.output().expect("run harness");
+    (out, store.join("latest"))
+}
+
+#[test]
+fn maelstrom_nodes_are_routed_and_checked() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_maelstrom(store.path(), "lin_kv_proxy.py", "partition,kill,pause,loss");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(true),
+        "{r}"
+    );
+    assert!(
+        r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
+        "{r}"
+    );
+    // The node that answers reads from its own memory is caught.
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_maelstrom(store.path(), "stale_cache.py", "none");
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(false),
+        "{r}"
+    );
+    // No command, no run.
+    let bad = harness()
+        .args(["run", "--workload", "kv", "--target", "maelstrom"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("--bin"),
+        "{}",
+        describe(&bad)
+    );
+}
+
 #[test]
 fn bad_input_exits_254_and_says_what_is_accepted() {
     let store = tempfile::tempdir().unwrap();

@@ -33,6 +33,13 @@ impl Workload for Kv {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+        if let crate::Target::Maelstrom(link) = &options.target {
+            return Arc::new(crate::maelstrom::MaelstromKvClient::new(
+                link.clone(),
+                nodes,
+                options.op_timeout,
+            ));
+        }
         if let crate::Target::Etcd { serializable } = options.target {
             return Arc::new(crate::etcd::EtcdKvClient::new(
                 nodes,

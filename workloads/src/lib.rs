@@ -7,6 +7,7 @@ pub mod etcd;
 mod http;
 pub mod kv;
 pub mod lock;
+pub mod maelstrom;
 pub mod queue;
 pub mod redis;
 pub mod rng;
@@ -91,7 +92,7 @@ pub struct WorkloadOptions {
 }
 
 /// Which system the clients talk to.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub enum Target {
     /// The Faultline reference system (HTTP/JSON, SPEC.md section 5).
     #[default]
@@ -106,6 +107,8 @@ pub enum Target {
         /// Serializable reads (served locally by any member) instead of linearizable.
         serializable: bool,
     },
+    /// Processes speaking Maelstrom's protocol, reached through the harness's router.
+    Maelstrom(maelstrom::Link),
 }
 
 /// A workload: what to run and how to check it.

@@ -27,6 +27,8 @@ pub struct Net {
     ids: proxy::SenderIds,
     /// Proxies shared by the links into one node.
     shared_proxies: Vec<tokio::task::JoinHandle<()>>,
+    /// The message router, when the harness carries every message itself.
+    router: Option<Arc<crate::maelstrom::Router>>,
 }
 
 impl Drop for Net {
@@ -59,6 +61,7 @@ impl Net {
             filter: None,
             ids: Default::default(),
             shared_proxies: Vec::new(),
+            router: None,
         })
     }
 
@@ -88,6 +91,7 @@ impl Net {
             filter: None,
             ids: Default::default(),
             shared_proxies: Vec::new(),
+            router: None,
         })
     }
 
@@ -126,7 +130,25 @@ impl Net {
             filter: None,
             ids,
             shared_proxies,
+            router: None,
         })
+    }
+
+    /// A network that is a message router (Maelstrom nodes): faults go to it.
+    pub fn routed(router: Arc<crate::maelstrom::Router>) -> Net {
+        Net {
+            links: BTreeMap::new(),
+            stream: false,
+            filter: None,
+            ids: Default::default(),
+            shared_proxies: Vec::new(),
+            router: Some(router),
+        }
+    }
+
+    /// The message router, if this network is one.
+    pub fn router(&self) -> Option<Arc<crate::maelstrom::Router>> {
+        self.router.clone()
     }
 
     /// Records which node announces itself as `id`.
@@ -170,6 +192,15 @@ impl Net {
             }
             return filter.set_cut(cut);
         }
+        if let Some(router) = &self.router {
+            let mut cut = BTreeSet::new();
+            for (receiver, senders) in grudge {
+                for sender in senders {
+                    cut.insert((sender.clone(), receiver.clone()));
+                }
+            }
+            router.set_cut(cut);
+        }
         for ((from, to), link) in &self.links {
             let drops = |a: &String, b: &String| grudge.get(a).is_some_and(|s| s.contains(b));
             let cut = drops(to, from) || (self.stream && drops(from, to));
@@ -193,6 +224,9 @@ impl Net {
                 proxy = LinkPolicy::default();
             }
         }
+        if let Some(router) = &self.router {
+            router.set_shape(shape.clone());
+        }
         for link in self.links.values() {
             link.update(|p| {
                 p.loss = proxy.loss;
@@ -206,6 +240,10 @@ impl Net {
 
     /// Restores every link to a clean, connected state.
     pub fn heal(&self) -> anyhow::Result<()> {
+        if let Some(router) = &self.router {
+            router.set_cut(BTreeSet::new());
+            router.set_shape(LinkPolicy::default());
+        }
         for link in self.links.values() {
             link.set_policy(LinkPolicy::default());
         }
@@ -226,6 +264,10 @@ impl Net {
 
     /// Frames dropped so far over all links.
     pub fn dropped(&self) -> u64 {
-        self.links.values().map(|l| l.counters().dropped).sum()
+        self.links
+            .values()
+            .map(|l| l.counters().dropped)
+            .sum::<u64>()
+            + self.router.as_ref().map_or(0, |r| r.dropped())
     }
 }
