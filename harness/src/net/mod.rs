@@ -43,26 +43,7 @@ impl Net {
     /// Starts a proxy on `bind` (an IP address) for every ordered pair of
     /// `nodes`, forwarding to each receiver's peer address.
     pub async fn start(nodes: &[(String, String)], bind: &str, rng: &Rng) -> std::io::Result<Net> {
-        let mut links = BTreeMap::new();
-        let mut stream = 0u64;
-        for (from, _) in nodes {
-            for (to, to_addr) in nodes {
-                if from != to {
-                    stream += 1;
-                    let proxy =
-                        LinkProxy::start(bind, to_addr.clone(), rng.fork(1000 + stream)).await?;
-                    links.insert((from.clone(), to.clone()), proxy);
-                }
-            }
-        }
-        Ok(Net {
-            links,
-            stream: false,
-            filter: None,
-            ids: Default::default(),
-            shared_proxies: Vec::new(),
-            router: None,
-        })
+        Self::start_links(nodes, bind, rng, false).await
     }
 
     /// Like [`Net::start`], with byte-stream proxies for protocols that are
@@ -72,22 +53,34 @@ impl Net {
         bind: &str,
         rng: &Rng,
     ) -> std::io::Result<Net> {
+        Self::start_links(nodes, bind, rng, true).await
+    }
+
+    async fn start_links(
+        nodes: &[(String, String)],
+        bind: &str,
+        rng: &Rng,
+        stream: bool,
+    ) -> std::io::Result<Net> {
         let mut links = BTreeMap::new();
-        let mut stream = 0u64;
+        let mut n = 0u64;
         for (from, _) in nodes {
             for (to, to_addr) in nodes {
                 if from != to {
-                    stream += 1;
-                    let proxy =
-                        LinkProxy::start_stream(bind, to_addr.clone(), rng.fork(1000 + stream))
-                            .await?;
+                    n += 1;
+                    let (target, rng) = (to_addr.clone(), rng.fork(1000 + n));
+                    let proxy = if stream {
+                        LinkProxy::start_stream(bind, target, rng).await?
+                    } else {
+                        LinkProxy::start(bind, target, rng).await?
+                    };
                     links.insert((from.clone(), to.clone()), proxy);
                 }
             }
         }
         Ok(Net {
             links,
-            stream: true,
+            stream,
             filter: None,
             ids: Default::default(),
             shared_proxies: Vec::new(),

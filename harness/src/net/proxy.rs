@@ -61,25 +61,7 @@ pub struct LinkProxy {
 impl LinkProxy {
     /// Starts a proxy on a free port of address `bind` forwarding to `target`.
     pub async fn start(bind: &str, target: String, rng: Rng) -> std::io::Result<LinkProxy> {
-        let listener = TcpListener::bind((bind, 0)).await?;
-        let port = listener.local_addr()?.port();
-        let shared = Arc::new(Mutex::new(Shared {
-            policy: LinkPolicy::default(),
-            rng,
-            counters: LinkCounters::default(),
-        }));
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
-                };
-                let _ = inbound.set_nodelay(true);
-                tokio::spawn(relay(inbound, target.clone(), s.clone()));
-            }
-        });
-        Ok(LinkProxy { port, shared, task })
+        Self::serve(bind, target, rng, relay).await
     }
 
     /// Starts a byte-stream proxy: for protocols that are not our framing
@@ -88,6 +70,20 @@ impl LinkProxy {
     /// endpoints time out) and delay holds each chunk; loss and duplication do
     /// not apply to a byte stream.
     pub async fn start_stream(bind: &str, target: String, rng: Rng) -> std::io::Result<LinkProxy> {
+        Self::serve(bind, target, rng, relay_stream).await
+    }
+
+    /// Listens on a free port of `bind` and hands each connection to `handle`.
+    async fn serve<F, Fut>(
+        bind: &str,
+        target: String,
+        rng: Rng,
+        handle: F,
+    ) -> std::io::Result<LinkProxy>
+    where
+        F: Fn(TcpStream, String, Arc<Mutex<Shared>>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind((bind, 0)).await?;
         let port = listener.local_addr()?.port();
         let shared = Arc::new(Mutex::new(Shared {
@@ -103,21 +99,7 @@ impl LinkProxy {
                     continue;
                 };
                 let _ = inbound.set_nodelay(true);
-                let (target, s) = (target.clone(), s.clone());
-                tokio::spawn(async move {
-                    let Ok(Ok(outbound)) =
-                        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target))
-                            .await
-                    else {
-                        return;
-                    };
-                    let _ = outbound.set_nodelay(true);
-                    let (in_r, in_w) = inbound.into_split();
-                    let (out_r, out_w) = outbound.into_split();
-                    let up = tokio::spawn(pump(in_r, out_w, s.clone()));
-                    pump(out_r, in_w, s).await;
-                    up.abort();
-                });
+                tokio::spawn(handle(inbound, target.clone(), s.clone()));
             }
         });
         Ok(LinkProxy { port, shared, task })
@@ -204,6 +186,21 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
     }
     drop(tx);
     let _ = writer.await;
+}
+
+/// Carries one connection as a byte stream, both directions.
+async fn relay_stream(inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>>) {
+    let Ok(Ok(outbound)) =
+        tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await
+    else {
+        return;
+    };
+    let _ = outbound.set_nodelay(true);
+    let (in_r, in_w) = inbound.into_split();
+    let (out_r, out_w) = outbound.into_split();
+    let up = tokio::spawn(pump(in_r, out_w, shared.clone()));
+    pump(out_r, in_w, shared).await;
+    up.abort();
 }
 
 /// Copies one direction of a byte stream, holding chunks while the link is
