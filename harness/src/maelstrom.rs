@@ -271,11 +271,30 @@ impl MaelstromRuntime {
 
     fn signal(&mut self, id: &str, sig: libc::c_int) -> anyhow::Result<()> {
         let p = self.proc_mut(id)?;
-        if let Some(pid) = p.child.as_ref().and_then(Child::id) {
-            // SAFETY: kill(2) on a child we spawned; no memory involved.
-            unsafe { libc::kill(pid as libc::pid_t, sig) };
+        if let Some(child) = &p.child {
+            signal_group(child, sig);
         }
         Ok(())
+    }
+}
+
+/// Signals a node's whole process group: `sh -c` and interpreter shims put
+/// the real node process below the one we spawned.
+fn signal_group(child: &Child, sig: libc::c_int) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill(2) on the process group of a child we spawned as its
+        // leader; no memory involved.
+        unsafe { libc::kill(-(pid as libc::pid_t), sig) };
+    }
+}
+
+impl Drop for MaelstromRuntime {
+    fn drop(&mut self) {
+        for p in &mut self.procs {
+            if let Some(child) = p.child.take() {
+                signal_group(&child, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -311,6 +330,7 @@ impl Runtime for MaelstromRuntime {
                 .stdout(Stdio::piped())
                 .stderr(log)
                 .kill_on_drop(true)
+                .process_group(0)
                 .spawn()
                 .with_context(|| format!("cannot start `{command}`"))?;
             let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -362,8 +382,9 @@ impl Runtime for MaelstromRuntime {
                 .remove(id);
             let p = self.proc_mut(id)?;
             if let Some(mut child) = p.child.take() {
+                signal_group(&child, libc::SIGKILL);
                 child
-                    .kill()
+                    .wait()
                     .await
                     .with_context(|| format!("SIGKILL {id}"))?;
             }
@@ -383,7 +404,8 @@ impl Runtime for MaelstromRuntime {
         Box::pin(async move {
             for p in &mut self.procs {
                 if let Some(mut child) = p.child.take() {
-                    let _ = child.kill().await;
+                    signal_group(&child, libc::SIGKILL);
+                    let _ = child.wait().await;
                 }
             }
             Ok(())
