@@ -165,6 +165,18 @@ fn bench_genkv(c: &mut Criterion) {
     g.bench_function("1m_1000_10_corrupted_refute", |b| {
         b.iter(|| check_named("cas-register", &bad, &opts).unwrap())
     });
+    // The lost-writes pass beside the search, on the same parsed history.
+    let h = checker::format::jsonl::read(text.as_bytes()).unwrap();
+    g.bench_function("1m_1000_10_check_only", |b| {
+        b.iter(|| check_named("cas-register", &h, &opts).unwrap())
+    });
+    g.bench_function("1m_1000_10_lost_writes", |b| {
+        b.iter(|| {
+            let r = checker::lost_writes::check(&h);
+            assert_eq!(r.valid, checker::Validity::Valid);
+            r
+        })
+    });
     g.finish();
 }
 

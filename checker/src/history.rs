@@ -302,7 +302,12 @@ impl HistoryBuilder {
                         ),
                     ));
                 };
+                // The node that answered is known at completion (the harness records it there).
+                let node = ev.node.map(|n| self.node(n));
                 let op = &mut self.history.ops[index];
+                if node.is_some() {
+                    op.node = node;
+                }
                 if *op.f != *ev.f {
                     return Err(ReadError::at(
                         ev.line,

@@ -7,6 +7,7 @@ pub mod format;
 pub mod generate;
 pub mod history;
 pub mod linearizability;
+pub mod lost_writes;
 pub mod model;
 pub mod validity;
 pub mod value;
