@@ -8,6 +8,7 @@ pub mod data;
 pub mod html;
 pub mod index;
 mod locks;
+mod lost_writes;
 mod plots;
 mod queue;
 pub mod report;

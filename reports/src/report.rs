@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
-use crate::{cache, counterexample, locks, plots, queue, timeline, ReportError};
+use crate::{cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError};
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
 pub fn render(dir: &Path) -> Result<PathBuf, ReportError> {
@@ -57,6 +57,7 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
                     "{} keys read after healing, {} unanswered",
                     result["keys"], result["unanswered"]
                 ),
+                "lost-writes" => lost_writes::details(result),
                 "fencing-tokens" => format!(
                     "{} grants over {} locks, {} problem(s)",
                     result["grants"], result["locks"], result["problems"]
@@ -173,6 +174,7 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         }
         focus = failures[0]["op"]["invoke_line"].as_u64();
     }
+    body.push_str(&lost_writes::section(&r["checkers"]["lost-writes"]));
 
     body.push_str(&timeline::section(run, focus));
 

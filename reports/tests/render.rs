@@ -13,9 +13,10 @@ fn run_dir(root: &Path, name: &str, history: &str) -> std::path::PathBuf {
     std::fs::write(dir.join("history.jsonl"), history).unwrap();
     let h = checker::format::jsonl::read(history.as_bytes()).unwrap();
     let lin = check_named("kv", &h, &CheckOptions::default()).unwrap();
+    let lost = checker::lost_writes::check(&h);
     let results = json!({
-        "valid": lin.valid,
-        "checkers": {"linearizable": lin, "perf": {"valid": true, "ok_per_second": 3.0, "availability": 1.0, "latency_ms": {}}},
+        "valid": lin.valid.merge(lost.valid),
+        "checkers": {"linearizable": lin, "lost-writes": lost, "perf": {"valid": true, "ok_per_second": 3.0, "availability": 1.0, "latency_ms": {}}},
     });
     std::fs::write(
         dir.join("results.json"),
@@ -61,6 +62,7 @@ fn valid_run_report_shows_verdicts_plots_faults_and_logs() {
     assert!(html.contains("href=\"nodes/n1/node.log\""));
     assert!(html.contains("id=\"timeline\""));
     assert!(!html.contains("Counterexample"));
+    assert!(!html.contains("<h2>Lost writes</h2>"));
     // Self-contained: nothing fetched from elsewhere.
     assert!(!html.contains("src=\"http"));
     assert!(!html.contains("<link"));
@@ -73,6 +75,13 @@ fn invalid_run_report_draws_the_counterexample_naming_its_ops() {
     let html = std::fs::read_to_string(reports::render_run(&dir).unwrap()).unwrap();
     assert!(html.contains("verdict invalid"));
     assert!(html.contains("Counterexample"));
+    // The same read shows write 2 lost: a row naming it, its lines and the value read.
+    assert!(html.contains("<h2>Lost writes</h2>"));
+    assert!(
+        html.contains("<td>write 2</td><td>?</td><td>0.004</td><td>1</td><td>?</td><td>0.005</td><td>3, 5</td><td>lost</td>"),
+        "{}",
+        &html[html.find("Lost writes").unwrap_or(0)..][..1500.min(html.len() - html.find("Lost writes").unwrap_or(0))]
+    );
     // The stale read (line 5) is the op that cannot be linearized; the state after
     // the prefix (both writes) is 2.
     assert!(
