@@ -2,8 +2,12 @@
 //! Writes and cas go to the primary (cas as a Lua script, which Redis runs
 //! atomically); reads go to the primary or, with replica reads, to a replica
 //! chosen by the process, which is what a read-scaling deployment does, and
-//! what linearizability forbids. Speaks RESP over one connection per node.
+//! what linearizability forbids. With Sentinel, each process asks its node's
+//! sentinel which node is the primary and sticks to that answer until the
+//! node refuses it (a replica answers READONLY) or cannot be reached, as
+//! Sentinel-aware client libraries do. Speaks RESP over one connection per node.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,6 +20,18 @@ use crate::{BoxFut, Client, Completion, Endpoint, Invocation, Session};
 /// Sets the key to ARGV[2] if it holds ARGV[1]; answers 1 if it did.
 const CAS: &str = "if redis.call('GET', KEYS[1]) == ARGV[1] then \
                    redis.call('SET', KEYS[1], ARGV[2]) return 1 else return 0 end";
+
+/// The name the sentinels monitor the primary under.
+pub const MASTER: &str = "faultline";
+
+/// How Sentinel clients find the primary.
+#[derive(Clone, Debug, Default)]
+pub struct Sentinels {
+    /// Each node's sentinel, `host:port`, in node order.
+    pub addrs: Vec<String>,
+    /// Redis addresses the sentinels announce (`host:port`) to node ids.
+    pub announced: BTreeMap<String, String>,
+}
 
 /// A RESP reply.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,16 +134,23 @@ impl Conn {
 pub struct RedisKvClient {
     nodes: Arc<Vec<Endpoint>>,
     replica_reads: bool,
+    sentinels: Option<Arc<Sentinels>>,
     timeout: Duration,
 }
 
 impl RedisKvClient {
-    /// A client for `nodes` (the first is the primary), reading from replicas
-    /// when `replica_reads`.
-    pub fn new(nodes: Vec<Endpoint>, replica_reads: bool, timeout: Duration) -> Self {
+    /// A client for `nodes` (the first is the primary unless `sentinels` say
+    /// otherwise), reading from replicas when `replica_reads`.
+    pub fn new(
+        nodes: Vec<Endpoint>,
+        replica_reads: bool,
+        sentinels: Option<Sentinels>,
+        timeout: Duration,
+    ) -> Self {
         RedisKvClient {
             nodes: Arc::new(nodes),
             replica_reads,
+            sentinels: sentinels.map(Arc::new),
             timeout,
         }
     }
@@ -141,10 +164,16 @@ impl Client for RedisKvClient {
         } else {
             0
         };
+        let sentinel = self
+            .sentinels
+            .clone()
+            .map(|s| (s, process as usize % n.max(1)));
         Box::new(RedisSession {
             nodes: self.nodes.clone(),
             conns: (0..n).map(|_| None).collect(),
             reader,
+            primary: if sentinel.is_some() { None } else { Some(0) },
+            sentinel,
             timeout: self.timeout,
         })
     }
@@ -154,6 +183,10 @@ struct RedisSession {
     nodes: Arc<Vec<Endpoint>>,
     conns: Vec<Option<Conn>>,
     reader: usize,
+    /// The node taken for the primary (`None`: ask the sentinel).
+    primary: Option<usize>,
+    /// The sentinels and the one this process asks (its node's).
+    sentinel: Option<(Arc<Sentinels>, usize)>,
     timeout: Duration,
 }
 
@@ -187,10 +220,56 @@ impl RedisSession {
         }
     }
 
+    /// The primary's node index: the one in use, or the sentinel's answer.
+    async fn primary(&mut self) -> Result<usize, String> {
+        if let Some(p) = self.primary {
+            return Ok(p);
+        }
+        let Some((sentinels, mine)) = self.sentinel.clone() else {
+            return Ok(0);
+        };
+        let addr = &sentinels.addrs[mine % sentinels.addrs.len().max(1)];
+        let ask = async {
+            let mut conn = Conn::open(addr).await?;
+            conn.call(&[b"SENTINEL", b"get-master-addr-by-name", MASTER.as_bytes()])
+                .await
+                .map_err(|e| format!("sentinel {addr}: {e}"))
+        };
+        let reply = tokio::time::timeout(self.timeout, ask)
+            .await
+            .map_err(|_| format!("sentinel {addr} did not answer"))??;
+        let text = |r: Option<&Reply>| match r {
+            Some(Reply::Bulk(Some(b))) => String::from_utf8_lossy(b).to_string(),
+            _ => String::new(),
+        };
+        let Reply::Array(items) = reply else {
+            return Err(format!("sentinel {addr} answered {reply:?}"));
+        };
+        let at = format!("{}:{}", text(items.first()), text(items.get(1)));
+        let id = sentinels
+            .announced
+            .get(&at)
+            .ok_or_else(|| format!("sentinel {addr} names {at}, no node of this run"))?;
+        let node = self
+            .nodes
+            .iter()
+            .position(|n| &n.id == id)
+            .ok_or_else(|| format!("no endpoint for node {id}"))?;
+        self.primary = Some(node);
+        Ok(node)
+    }
+
     async fn attempt(&mut self, op: &Invocation) -> (Completion, Option<String>) {
         let key = op.key.clone().unwrap_or_default();
         let int = |v: &Value| v.as_i64().map(|i| i.to_string()).unwrap_or_default();
+        let primary = match self.primary().await {
+            Ok(p) => p,
+            Err(e) => return (Completion::Fail(e), None),
+        };
         let (node, result) = match op.f.as_str() {
+            "read" if self.sentinel.is_some() => {
+                (primary, self.call(primary, &[b"GET", key.as_bytes()]).await)
+            }
             "read" => {
                 let node = self.reader;
                 (node, self.call(node, &[b"GET", key.as_bytes()]).await)
@@ -198,8 +277,9 @@ impl RedisSession {
             "write" => {
                 let v = int(&op.value);
                 (
-                    0,
-                    self.call(0, &[b"SET", key.as_bytes(), v.as_bytes()]).await,
+                    primary,
+                    self.call(primary, &[b"SET", key.as_bytes(), v.as_bytes()])
+                        .await,
                 )
             }
             "cas" => {
@@ -216,11 +296,16 @@ impl RedisSession {
                     a.as_bytes(),
                     b.as_bytes(),
                 ];
-                (0, self.call(0, &args).await)
+                (primary, self.call(primary, &args).await)
             }
             other => return (Completion::Fail(format!("kv has no op `{other}`")), None),
         };
         let id = Some(self.nodes[node].id.clone());
+        // A replica refusing a write, or a node out of reach: ask the sentinel again.
+        let refused = matches!(&result, Ok(Reply::Error(e)) if e.starts_with("READONLY"));
+        if self.sentinel.is_some() && node == primary && (refused || result.is_err()) {
+            self.primary = None;
+        }
         let done = match result {
             Ok(Reply::Error(e)) => Completion::Fail(e),
             Ok(Reply::Bulk(None)) if op.f == "read" => Completion::Ok(Value::Null),

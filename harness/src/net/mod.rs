@@ -27,6 +27,8 @@ pub struct Net {
     ids: proxy::SenderIds,
     /// Proxies shared by the links into one node.
     shared_proxies: Vec<tokio::task::JoinHandle<()>>,
+    /// Each node's shared proxy ports, one per address it was started with.
+    inbound: BTreeMap<String, Vec<u16>>,
     /// The message router, when the harness carries every message itself.
     router: Option<Arc<crate::maelstrom::Router>>,
 }
@@ -84,29 +86,44 @@ impl Net {
             filter: None,
             ids: Default::default(),
             shared_proxies: Vec::new(),
+            inbound: BTreeMap::new(),
             router: None,
         })
     }
 
-    /// One proxy per receiver, for peers that share one advertised address
-    /// each and name themselves in `header` on every connection (etcd). The
-    /// ids they announce are mapped to node names with [`Net::learn_ids`].
+    /// One proxy per address of each receiver, for peers that share one
+    /// advertised address per service and node and are told apart as
+    /// `announce` says (see [`proxy::start_announced`]); the proxies into one
+    /// node share its links' policies. The ids senders announce are mapped to
+    /// node names with [`Net::learn_id`].
     pub async fn start_announced(
-        nodes: &[(String, String)],
+        nodes: &[(String, Vec<String>)],
         bind: &str,
-        header: &'static str,
+        announce: proxy::Announce,
         rng: &Rng,
     ) -> std::io::Result<Net> {
         let ids: proxy::SenderIds = Default::default();
         let mut links = BTreeMap::new();
         let mut shared_proxies = Vec::new();
         let mut stream = 0u64;
-        for (to, to_addr) in nodes {
+        let mut inbound = BTreeMap::new();
+        for (to, to_addrs) in nodes {
             let senders: proxy::Senders = Default::default();
-            let (port, task) =
-                proxy::start_announced(bind, to_addr.clone(), header, senders.clone(), ids.clone())
-                    .await?;
-            shared_proxies.push(task);
+            let mut ports = Vec::new();
+            for to_addr in to_addrs {
+                let (port, task) = proxy::start_announced(
+                    bind,
+                    to_addr.clone(),
+                    announce,
+                    senders.clone(),
+                    ids.clone(),
+                )
+                .await?;
+                shared_proxies.push(task);
+                ports.push(port);
+            }
+            let port = ports.first().copied().unwrap_or(0);
+            inbound.insert(to.clone(), ports);
             for (from, _) in nodes.iter().filter(|(f, _)| f != to) {
                 stream += 1;
                 let link = LinkProxy::policy_only(port, rng.fork(1000 + stream));
@@ -123,6 +140,7 @@ impl Net {
             filter: None,
             ids,
             shared_proxies,
+            inbound,
             router: None,
         })
     }
@@ -135,6 +153,7 @@ impl Net {
             filter: None,
             ids: Default::default(),
             shared_proxies: Vec::new(),
+            inbound: BTreeMap::new(),
             router: Some(router),
         }
     }
@@ -163,6 +182,12 @@ impl Net {
             .iter()
             .map(|(k, l)| (k.clone(), l.port))
             .collect()
+    }
+
+    /// The shared proxy ports into `to`, in the order of its addresses (see
+    /// [`Net::start_announced`]).
+    pub fn inbound(&self, to: &str) -> Vec<u16> {
+        self.inbound.get(to).cloned().unwrap_or_default()
     }
 
     /// The port `from` must use to reach `to`.

@@ -10,6 +10,27 @@ use super::Grudge;
 /// says it leads (Jepsen's "primaries"), the others are drawn at random.
 pub const SHAPES: &[&str] = &["one", "halves", "majority", "bridge", "ring", "leader"];
 
+/// Parses `--partitions`: `all` (answered as empty), or shapes from [`SHAPES`].
+pub fn parse_shapes(list: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item == "all" {
+            return Ok(Vec::new());
+        }
+        if !SHAPES.contains(&item) {
+            return Err(format!(
+                "unknown partition shape `{item}` (accepted: {}, all)",
+                SHAPES.join(", ")
+            ));
+        }
+        out.push(item.to_string());
+    }
+    if out.is_empty() {
+        return Err("no partition shape given (accepted: all, or some of the shapes)".into());
+    }
+    Ok(out)
+}
+
 /// `node` cut off from all the others.
 pub fn isolate(node: &str, nodes: &[String]) -> Grudge {
     let others: Vec<String> = nodes.iter().filter(|n| *n != node).cloned().collect();

@@ -265,15 +265,25 @@ pub type Senders = Arc<Mutex<std::collections::HashMap<String, Arc<Mutex<Shared>
 /// Announced sender id (e.g. an etcd member id in hex) to node name.
 pub type SenderIds = Arc<Mutex<std::collections::HashMap<String, String>>>;
 
-/// Peers that talk HTTP and name themselves in a header (etcd's
-/// `X-Server-From`) share one advertised address per node, so one proxy per
-/// receiver reads each connection's request head, learns the sender, and
-/// applies that link's policy (byte-stream semantics, as
-/// [`LinkProxy::start_stream`]). Connections from unknown senders pass.
+/// How a shared proxy learns which node a connection comes from.
+#[derive(Clone, Copy, Debug)]
+pub enum Announce {
+    /// The value of this HTTP request header (etcd's `X-Server-From`).
+    Header(&'static str),
+    /// The connection's source IP address, for nodes that each bind their own
+    /// loopback address (Redis and Sentinel with a bind address).
+    SourceIp,
+}
+
+/// Peers that share one advertised address per node (etcd, Redis Sentinel's
+/// announced addresses) go through one proxy per receiver, which learns each
+/// connection's sender as `announce` says and applies that link's policy
+/// (byte-stream semantics, as [`LinkProxy::start_stream`]). Connections from
+/// unknown senders (the harness's clients) pass.
 pub async fn start_announced(
     bind: &str,
     target: String,
-    header: &'static str,
+    announce: Announce,
     senders: Senders,
     ids: SenderIds,
 ) -> std::io::Result<(u16, tokio::task::JoinHandle<()>)> {
@@ -281,15 +291,19 @@ pub async fn start_announced(
     let port = listener.local_addr()?.port();
     let task = tokio::spawn(async move {
         loop {
-            let Ok((mut inbound, _)) = listener.accept().await else {
+            let Ok((mut inbound, peer)) = listener.accept().await else {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             };
             let _ = inbound.set_nodelay(true);
             let (target, senders, ids) = (target.clone(), senders.clone(), ids.clone());
             tokio::spawn(async move {
-                let Some((head, from)) = read_head(&mut inbound, header).await else {
-                    return;
+                let (head, from) = match announce {
+                    Announce::Header(header) => match read_head(&mut inbound, header).await {
+                        Some(found) => found,
+                        None => return,
+                    },
+                    Announce::SourceIp => (Vec::new(), Some(peer.ip().to_string())),
                 };
                 let Ok(Ok(mut outbound)) =
                     tokio::time::timeout(Duration::from_secs(1), TcpStream::connect(&target)).await
