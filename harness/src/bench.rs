@@ -51,6 +51,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         time_limit: plan.time_limit,
         nemesis: Vec::new(),
         nemesis_interval: 1.0,
+        partitions: Vec::new(),
         bugs: Vec::new(),
         seed: plan.seed,
         store: plan.store.clone(),
@@ -200,6 +201,9 @@ async fn leader(
     http: &reqwest::Client,
     nodes: &[crate::runtime::NodeAddrs],
 ) -> Option<String> {
+    if cfg.target == "redis-sentinel" {
+        return crate::sentinel::primaries(nodes).await.into_iter().next();
+    }
     for n in nodes {
         if cfg.target == "etcd" {
             let r = http

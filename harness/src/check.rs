@@ -46,21 +46,62 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
+    // Register models also get the lost-writes check: linear, and it can
+    // refute a history the search gives up on.
+    let lost = matches!(args.model.as_str(), "register" | "cas-register" | "kv")
+        .then(|| checker::lost_writes::check(&history));
+    let valid = lost
+        .as_ref()
+        .map_or(result.valid, |l| result.valid.merge(l.valid));
     if args.json {
+        let mut checkers = json!({
+            "linearizable": result,
+            "stats": {"valid": true, "history": history.stats},
+        });
+        if let Some(l) = &lost {
+            checkers["lost-writes"] = json!(l);
+        }
         let object = json!({
-            "valid": result.valid,
-            "checkers": {
-                "linearizable": result,
-                "stats": {"valid": true, "history": history.stats},
-            },
+            "valid": valid,
+            "checkers": checkers,
             "file": args.file,
             "read_ms": read_ms,
         });
         println!("{object}");
     } else {
         print_human(args, &history, &result, read_ms);
+        if let Some(l) = &lost {
+            print_lost(l);
+        }
+        if valid != result.valid {
+            println!("  overall: INVALID: lost-writes refutes what the search left undecided");
+        }
     }
-    ExitCode::from(result.valid.exit_code() as u8)
+    ExitCode::from(valid.exit_code() as u8)
+}
+
+fn print_lost(l: &checker::lost_writes::LostWrites) {
+    if l.reads == 0 {
+        println!("  lost-writes: no read missed an acknowledged write");
+        return;
+    }
+    println!(
+        "  lost-writes: INVALID: {} acknowledged write(s) lost for good, {} missed by stale reads, on {} key(s)",
+        l.lost, l.missed, l.keys
+    );
+    for e in l.examples.iter().take(3) {
+        let key = e
+            .key
+            .as_ref()
+            .map(|k| format!("key {k}: "))
+            .unwrap_or_default();
+        println!(
+            "    {key}{} acknowledged, then {}: {}",
+            describe(&e.write),
+            describe(&e.read),
+            e.reason
+        );
+    }
 }
 
 fn print_human(args: &CheckArgs, history: &checker::History, r: &Linearizability, read_ms: f64) {

@@ -140,6 +140,10 @@ pub struct RunArgs {
     /// Seconds each fault lasts, and the calm after it.
     #[arg(long, default_value_t = 3.0, value_parser = positive)]
     pub nemesis_interval: f64,
+    /// Shapes the partition nemesis draws from: comma-separated one, halves,
+    /// majority, bridge, ring, leader (isolate the leader or primary), or all.
+    #[arg(long, default_value = "all")]
+    pub partitions: String,
     /// A planted bug to switch on in every node (repeatable; see `harness list`).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,

@@ -13,6 +13,7 @@ mod recorder;
 mod run;
 mod run_cmd;
 mod runtime;
+mod sentinel;
 mod serve;
 mod store;
 mod targets;
@@ -27,6 +28,12 @@ pub const EXIT_BAD_INPUT: u8 = 254;
 pub const EXIT_INTERNAL: u8 = 255;
 
 fn main() -> ExitCode {
+    // Output piped into `head` and closed early ends the process quietly, as
+    // for other command-line tools, instead of a panic on a failed print.
+    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = match cli::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {

@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use workloads::{Completion, Endpoint, Generator, Rng, WorkloadOptions};
 
 use crate::nemesis::{self, Ctx};
-use crate::net::Net;
+use crate::net::{proxy::Announce, Net};
 use crate::recorder::Recorder;
 use crate::runtime::docker::{DockerPlan, DockerRuntime};
 use crate::runtime::process::{NodePlan, ProcessRuntime};
@@ -50,6 +50,9 @@ pub struct TestConfig {
     pub nemesis: Vec<String>,
     /// Seconds a fault lasts, and the calm after it.
     pub nemesis_interval: f64,
+    /// Partition shapes to draw from (empty: all).
+    #[serde(default)]
+    pub partitions: Vec<String>,
     /// Planted bugs passed to the nodes.
     pub bugs: Vec<String>,
     /// Seed of every random choice.
@@ -252,14 +255,24 @@ pub(crate) async fn ready(
             router,
         )));
     }
-    Ok(if cfg.target == "redis" {
-        let addrs: Vec<String> = nodes
+    let redis_addrs = || -> Vec<String> {
+        nodes
             .iter()
             .map(|n| n.client_url.trim_start_matches("redis://").to_string())
-            .collect();
-        crate::targets::await_redis(&addrs).await?;
+            .collect()
+    };
+    Ok(if cfg.target == "redis" {
+        crate::targets::await_redis(&redis_addrs()).await?;
         workloads::Target::Redis {
             replica_reads: cfg.reads == "replica",
+            sentinels: None,
+        }
+    } else if cfg.target == "redis-sentinel" {
+        let sentinels = crate::sentinel::sentinels(nodes, net);
+        crate::sentinel::await_ready(&redis_addrs(), &sentinels).await?;
+        workloads::Target::Redis {
+            replica_reads: false,
+            sentinels: Some(sentinels),
         }
     } else if cfg.target == "etcd" {
         let urls: Vec<(String, String)> = nodes
@@ -314,12 +327,12 @@ pub(crate) async fn start_cluster(
             Net::routed(router),
         )
     } else if cfg.target == "etcd" {
-        let peers: Vec<(String, String)> = ids
+        let peers: Vec<(String, Vec<String>)> = ids
             .iter()
             .zip(ports)
-            .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
+            .map(|(id, p)| (id.clone(), vec![format!("127.0.0.1:{}", p.1)]))
             .collect();
-        let net = Net::start_announced(&peers, "127.0.0.1", "X-Server-From", rng)
+        let net = Net::start_announced(&peers, "127.0.0.1", Announce::Header("X-Server-From"), rng)
             .await
             .context("cannot start link proxies")?;
         let at = |id: &str| {
@@ -339,6 +352,9 @@ pub(crate) async fn start_cluster(
             Box::new(ProcessRuntime::from_launches(bin.to_path_buf(), launches)?),
             net,
         )
+    } else if cfg.target == "redis-sentinel" {
+        let (rt, net) = crate::sentinel::start(bin, dir, ids, ports, rng).await?;
+        (Box::new(rt), net)
     } else if cfg.target == "redis" {
         // Each replica reaches the primary through its own byte-stream proxy.
         let addrs: Vec<(String, String)> = ids
@@ -485,6 +501,7 @@ async fn drive(
         nodes: nodes.to_vec(),
         http: http.clone(),
         in_force: in_force.clone(),
+        shapes: cfg.partitions.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nemesis = tokio::spawn(nemesis::run(

@@ -26,6 +26,11 @@ fn replay_command(c: &TestConfig) -> String {
             }
         ),
         format!("--nemesis-interval {}", c.nemesis_interval),
+        if c.partitions.is_empty() {
+            String::new()
+        } else {
+            format!("--partitions {}", c.partitions.join(","))
+        },
         format!("--keys {} --ops-per-key {}", c.keys, c.ops_per_key),
         format!("--seed {}", c.seed),
     ];
@@ -44,6 +49,7 @@ fn replay_command(c: &TestConfig) -> String {
     for b in &c.bugs {
         parts.push(format!("--bug {b}"));
     }
+    parts.retain(|p| !p.is_empty());
     parts.join(" ")
 }
 
@@ -58,6 +64,13 @@ pub fn run(args: &RunArgs) -> ExitCode {
         Ok(n) => n,
         Err(e) => {
             eprintln!("harness run: --nemesis: {e}");
+            return ExitCode::from(EXIT_BAD_INPUT);
+        }
+    };
+    let partitions = match crate::net::partition::parse_shapes(&args.partitions) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("harness run: --partitions: {e}");
             return ExitCode::from(EXIT_BAD_INPUT);
         }
     };
@@ -84,6 +97,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         time_limit: args.time_limit,
         nemesis,
         nemesis_interval: args.nemesis_interval,
+        partitions,
         bugs: args.bugs.clone(),
         seed,
         store: args.store.clone(),

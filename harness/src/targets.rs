@@ -33,6 +33,11 @@ pub const TARGETS: &[(&str, &str, &[&str])] = &[
         "Debian's redis-server: n1 primary (AOF, fsync always), the rest replicas through byte-stream proxies; workload kv; --reads replica reads from them",
         &["partition", "kill", "pause", "delay"],
     ),
+    (
+        "redis-sentinel",
+        "Debian's redis-server with a sentinel beside each node: n1 starts as primary, the sentinels fail over when a majority lose it; nodes bind their own loopback addresses and all Redis and Sentinel traffic between them crosses source-address proxies; clients ask their node's sentinel for the primary; kill and pause hit the servers",
+        &["partition", "kill", "pause", "delay"],
+    ),
 ];
 
 /// The faults `target` supports, or an error naming the known targets.
@@ -60,6 +65,7 @@ pub fn reads(target: &str) -> &'static [&'static str] {
 pub fn locate(target: &str) -> anyhow::Result<PathBuf> {
     let (bin, package) = match target {
         "etcd" => ("etcd", "etcd-server"),
+        "redis-sentinel" => ("redis-server", "redis-server"),
         _ => ("redis-server", "redis-server"),
     };
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -228,7 +234,8 @@ pub fn redis_launches(
         .collect()
 }
 
-async fn command(addr: &str, args: &[&[u8]]) -> Option<Reply> {
+/// Sends one command on a fresh connection; `None` if no reply came in time.
+pub(crate) async fn command(addr: &str, args: &[&[u8]]) -> Option<Reply> {
     let stream = tokio::time::timeout(Duration::from_millis(300), TcpStream::connect(addr))
         .await
         .ok()?

@@ -382,30 +382,29 @@ fn skip_invalidate_is_caught_as_stale_reads() {
     );
 }
 
-/// A third-party target on three nodes (for redis: n1 primary, n2 and n3 replicas).
-fn run_target(target: &str, store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+/// A third-party target on three nodes running the kv workload with `args`.
+fn run_third_party(target: &str, store: &Path, args: &[&str]) -> (Output, PathBuf) {
     let mut cmd = harness();
-    cmd.args([
-        "run",
-        "--workload",
-        "kv",
-        "--target",
-        target,
-        "--quiet",
-        "--store",
-    ])
-    .arg(store)
-    .args(["--nodes", "3", "--reads", reads, "--nemesis", nemesis])
-    .args([
+    cmd.args(["run", "--workload", "kv", "--target", target])
+        .args(["--quiet", "--nodes", "3", "--store"])
+        .arg(store)
+        .args(args);
+    let out = cmd.output().expect("run harness");
+    (out, store.join("latest"))
+}
+
+/// A third-party target (for redis: n1 primary, n2 and n3 replicas) under short faults.
+fn run_target(target: &str, store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+    let faults = [
         "--nemesis-interval",
         "1.5",
         "--time-limit",
         "6",
         "--seed",
         "3",
-    ]);
-    let out = cmd.output().expect("run harness");
-    (out, store.join("latest"))
+    ];
+    let args = [&["--reads", reads, "--nemesis", nemesis][..], &faults[..]].concat();
+    run_third_party(target, store, &args)
 }
 
 #[test]
@@ -487,6 +486,76 @@ fn redis_replica_reads_are_caught_stale() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not apply"));
+}
+
+/// Redis with Sentinel on three nodes; `extra` picks the faults.
+fn run_sentinel(store: &Path, extra: &[&str]) -> (Output, PathBuf) {
+    run_third_party(
+        "redis-sentinel",
+        store,
+        &[&["--seed", "1"][..], extra].concat(),
+    )
+}
+
+#[test]
+fn redis_sentinel_without_faults_is_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_sentinel(store.path(), &["--nemesis", "none", "--time-limit", "4"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(
+        r["checkers"]["lost-writes"]["valid"],
+        Value::Bool(true),
+        "{r}"
+    );
+    assert_eq!(
+        r["checkers"]["linearizable"]["valid"],
+        Value::Bool(true),
+        "{r}"
+    );
+    assert!(
+        r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
+        "{r}"
+    );
+}
+
+#[test]
+fn redis_sentinel_failover_away_from_a_cut_off_primary_loses_acknowledged_writes() {
+    // Cut off the primary: the sentinels with the majority promote a replica
+    // while clients that still hold the old primary keep writing to it; when
+    // it rejoins it is made a replica and drops what it acknowledged.
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_sentinel(
+        store.path(),
+        &[
+            "--nemesis",
+            "partition",
+            "--partitions",
+            "leader",
+            "--nemesis-interval",
+            "4",
+            "--time-limit",
+            "9",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    let lost = &r["checkers"]["lost-writes"];
+    assert_eq!(lost["valid"], Value::Bool(false), "{r}");
+    assert!(lost["lost"].as_u64().unwrap() > 0, "{lost}");
+    let first = &lost["examples"][0];
+    assert_eq!(first["lost"], Value::Bool(true), "{first}");
+    // n1 was the primary the partition cut off.
+    assert_eq!(first["write_node"], "n1", "{first}");
+    let switched = std::fs::read_dir(latest.join("nodes"))
+        .unwrap()
+        .filter_map(|d| std::fs::read_to_string(d.unwrap().path().join("sentinel/node.log")).ok())
+        .any(|log| log.contains("+switch-master"));
+    assert!(switched, "no sentinel logged a failover");
+    // An unknown partition shape is refused up front.
+    let (bad, _) = run_sentinel(store.path(), &["--partitions", "square"]);
+    assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("unknown partition shape `square`"));
 }
 
 #[test]
@@ -633,4 +702,40 @@ fn bad_input_exits_254_and_says_what_is_accepted() {
         .unwrap();
     assert_eq!(out.status.code(), Some(254));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/no/such/file"));
+}
+
+#[test]
+fn check_names_lost_writes_next_to_linearizability() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("lost.jsonl");
+    let lines = [
+        r#"{"process":0,"type":"invoke","f":"write","key":"a","value":1}"#,
+        r#"{"process":0,"type":"ok","f":"write","key":"a","value":1,"node":"n1"}"#,
+        r#"{"process":0,"type":"invoke","f":"write","key":"a","value":2}"#,
+        r#"{"process":0,"type":"ok","f":"write","key":"a","value":2,"node":"n1"}"#,
+        r#"{"process":1,"type":"invoke","f":"read","key":"a","value":null}"#,
+        r#"{"process":1,"type":"ok","f":"read","key":"a","value":1,"node":"n2"}"#,
+    ];
+    std::fs::write(&file, lines.join("\n")).unwrap();
+    let out = harness()
+        .args(["check", "--model", "kv", "--json"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let lost = &r["checkers"]["lost-writes"];
+    assert_eq!(
+        (lost["lost"].as_u64(), lost["reads"].as_u64()),
+        (Some(1), Some(1)),
+        "{r}"
+    );
+    assert_eq!(lost["examples"][0]["write_node"], "n1", "{r}");
+    let out = harness()
+        .args(["check", "--model", "kv"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("lost-writes: INVALID: 1 acknowledged write(s) lost"));
 }

@@ -9,9 +9,11 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
+use checker::{CheckOptions, History};
+
 use crate::http::Nodes;
 use crate::{
-    BoxFut, Client, Completion, Endpoint, Generator, Invocation, Rng, Session, Workload,
+    BoxFut, Checked, Client, Completion, Endpoint, Generator, Invocation, Rng, Session, Workload,
     WorkloadOptions,
 };
 
@@ -47,10 +49,15 @@ impl Workload for Kv {
                 options.op_timeout,
             ));
         }
-        if let crate::Target::Redis { replica_reads } = options.target {
+        if let crate::Target::Redis {
+            replica_reads,
+            sentinels,
+        } = &options.target
+        {
             return Arc::new(crate::redis::RedisKvClient::new(
                 nodes,
-                replica_reads,
+                *replica_reads,
+                sentinels.clone(),
                 options.op_timeout,
             ));
         }
@@ -62,6 +69,25 @@ impl Workload for Kv {
 
     fn model(&self) -> &'static str {
         "kv"
+    }
+
+    /// Linearizability, and `lost-writes`: acknowledged writes that a later
+    /// read shows gone, named with the nodes involved (failover's typical loss).
+    fn check(&self, history: &History, options: &CheckOptions) -> Result<Checked, String> {
+        let lin =
+            checker::check_named(self.model(), history, options).map_err(|e| e.to_string())?;
+        let lost = checker::lost_writes::check(history);
+        let valid = lin.valid.merge(lost.valid);
+        let mut checkers = serde_json::Map::new();
+        checkers.insert(
+            "linearizable".into(),
+            serde_json::to_value(lin).map_err(|e| e.to_string())?,
+        );
+        checkers.insert(
+            "lost-writes".into(),
+            serde_json::to_value(lost).map_err(|e| e.to_string())?,
+        );
+        Ok(Checked { valid, checkers })
     }
 }
 

@@ -97,10 +97,13 @@ pub enum Target {
     /// The Faultline reference system (HTTP/JSON, SPEC.md section 5).
     #[default]
     Builtin,
-    /// Redis: the first node is the primary, the rest its replicas.
+    /// Redis: the first node is the primary, the rest its replicas, unless
+    /// sentinels are given: then they name the primary.
     Redis {
         /// Read from the replicas instead of the primary.
         replica_reads: bool,
+        /// The sentinels clients ask for the primary (target `redis-sentinel`).
+        sentinels: Option<redis::Sentinels>,
     },
     /// etcd through its v3 HTTP/JSON gateway.
     Etcd {

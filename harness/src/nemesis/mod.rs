@@ -21,7 +21,7 @@ use crate::runtime::{NodeAddrs, Runtime};
 pub const KINDS: &[(&str, &str)] = &[
     (
         "partition",
-        "cut links between groups of nodes (shapes: one, halves, majority, bridge, ring)",
+        "cut links between groups of nodes (shapes: one, halves, majority, bridge, ring, leader; --partitions picks)",
     ),
     (
         "kill",
@@ -75,6 +75,8 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// A short description of the faults in force, for the progress line.
     pub in_force: Arc<Mutex<String>>,
+    /// Partition shapes to draw from (empty: all of [`partition::SHAPES`]).
+    pub shapes: Vec<String>,
 }
 
 /// A fault in force, with what healing it takes.
@@ -110,6 +112,16 @@ fn targets(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
 impl Ctx {
     /// The node that says it leads, if any answers so.
     async fn leader(&self) -> Option<String> {
+        if self
+            .nodes
+            .iter()
+            .any(|n| n.client_url.starts_with("redis://"))
+        {
+            return crate::sentinel::primaries(&self.nodes)
+                .await
+                .into_iter()
+                .next();
+        }
         for n in &self.nodes {
             let status = self
                 .http
@@ -135,7 +147,13 @@ impl Ctx {
         let nodes = ids(&self.nodes);
         let (active, value): (Active, Value) = match kind {
             "partition" => {
-                let shape = rng.pick(partition::SHAPES).copied().unwrap_or("halves");
+                let all: Vec<String> = partition::SHAPES.iter().map(|s| s.to_string()).collect();
+                let shapes = if self.shapes.is_empty() {
+                    &all
+                } else {
+                    &self.shapes
+                };
+                let shape = rng.pick(shapes).map_or("halves", String::as_str);
                 let grudge = match shape {
                     "leader" => match self.leader().await {
                         Some(l) => partition::isolate(&l, &nodes),
