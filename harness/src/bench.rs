@@ -195,42 +195,6 @@ pub fn render(result: &Value) -> String {
     s
 }
 
-/// The node that leads now, as the cluster says.
-async fn leader(
-    cfg: &TestConfig,
-    http: &reqwest::Client,
-    nodes: &[crate::runtime::NodeAddrs],
-) -> Option<String> {
-    if cfg.target == "redis-sentinel" {
-        return crate::sentinel::primaries(nodes).await.into_iter().next();
-    }
-    for n in nodes {
-        if cfg.target == "etcd" {
-            let r = http
-                .post(format!("{}/v3/maintenance/status", n.client_url))
-                .json(&json!({}))
-                .send()
-                .await
-                .ok()?;
-            let s: Value = r.json().await.ok()?;
-            if s["leader"].is_string() && s["leader"] == s["header"]["member_id"] {
-                return Some(n.id.clone());
-            }
-        } else {
-            let r = http
-                .get(format!("{}/cluster/status", n.client_url))
-                .send()
-                .await
-                .ok()?;
-            let s: Value = r.json().await.ok()?;
-            if s["role"] == "leader" {
-                return Some(n.id.clone());
-            }
-        }
-    }
-    None
-}
-
 /// Starts a cluster, kills its leader with SIGKILL and times the first
 /// acknowledged write after the kill, in ms.
 async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Result<f64> {
@@ -280,7 +244,7 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
                 bail!("no write acknowledged before the kill");
             }
         }
-        let Some(leader) = leader(cfg, &http, &nodes).await else {
+        let Some(leader) = crate::leader::leader(&cfg.target, &http, &nodes).await else {
             bail!("no node says it leads");
         };
         runtime.kill(&leader).await?;

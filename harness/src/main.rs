@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod cli;
 mod compare_cmd;
+mod leader;
 mod list;
 mod maelstrom;
 mod nemesis;

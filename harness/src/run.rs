@@ -502,6 +502,7 @@ async fn drive(
         http: http.clone(),
         in_force: in_force.clone(),
         shapes: cfg.partitions.clone(),
+        target: cfg.target.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nemesis = tokio::spawn(nemesis::run(

@@ -77,6 +77,8 @@ pub struct Ctx {
     pub in_force: Arc<Mutex<String>>,
     /// Partition shapes to draw from (empty: all of [`partition::SHAPES`]).
     pub shapes: Vec<String>,
+    /// The target (`builtin`, `etcd`, ...), which says how to find its leader.
+    pub target: String,
 }
 
 /// A fault in force, with what healing it takes.
@@ -110,35 +112,6 @@ fn targets(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
 }
 
 impl Ctx {
-    /// The node that says it leads, if any answers so.
-    async fn leader(&self) -> Option<String> {
-        if self
-            .nodes
-            .iter()
-            .any(|n| n.client_url.starts_with("redis://"))
-        {
-            return crate::sentinel::primaries(&self.nodes)
-                .await
-                .into_iter()
-                .next();
-        }
-        for n in &self.nodes {
-            let status = self
-                .http
-                .get(format!("{}/cluster/status", n.client_url))
-                .send()
-                .await;
-            if let Ok(r) = status {
-                if let Ok(s) = r.json::<Value>().await {
-                    if s["role"] == "leader" {
-                        return Some(n.id.clone());
-                    }
-                }
-            }
-        }
-        None
-    }
-
     fn set_in_force(&self, text: String) {
         *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
@@ -155,10 +128,12 @@ impl Ctx {
                 };
                 let shape = rng.pick(shapes).map_or("halves", String::as_str);
                 let grudge = match shape {
-                    "leader" => match self.leader().await {
-                        Some(l) => partition::isolate(&l, &nodes),
-                        None => partition::grudge("one", &nodes, rng),
-                    },
+                    "leader" => {
+                        match crate::leader::leader(&self.target, &self.http, &self.nodes).await {
+                            Some(l) => partition::isolate(&l, &nodes),
+                            None => partition::grudge("one", &nodes, rng),
+                        }
+                    }
                     _ => partition::grudge(shape, &nodes, rng),
                 };
                 self.net.partition(&grudge)?;
