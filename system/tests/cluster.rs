@@ -230,6 +230,46 @@ async fn an_isolated_leader_cannot_commit_and_the_majority_moves_on() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_off_follower_asks_for_pre_votes_and_keeps_its_term() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.leader(ALL3).await;
+    c.put_acked(ALL3, "k", json!(1)).await;
+    let follower = *ALL3.iter().find(|n| **n != leader).unwrap();
+    let before = c.status(follower).await.unwrap();
+    c.isolate(follower, true);
+    // Ten election timeouts and more alone: no one answers its pre-votes, so
+    // it never campaigns and its term stays (without pre-vote it would climb,
+    // and on its return the higher term would depose the leader).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cut = c.status(follower).await.unwrap();
+    assert_eq!(cut["role"], "pre-candidate", "{cut}");
+    assert_eq!(cut["term"], before["term"], "{before} then {cut}");
+    assert!(
+        !c.log_text(follower).contains("campaigning"),
+        "{}",
+        c.log_text(follower)
+    );
+    c.isolate(follower, false);
+    wait_for("the follower to follow a leader again", || async {
+        c.status(follower)
+            .await
+            .is_some_and(|s| s["role"] == "follower" && s["leader"].is_string())
+    })
+    .await;
+    c.put_acked(ALL3, "k", json!(2)).await;
+    let leader = c.leader(ALL3).await;
+    let target = c.status(&leader).await.unwrap()["commit_index"]
+        .as_u64()
+        .unwrap();
+    wait_for("the follower to apply the write", || async {
+        c.status(follower)
+            .await
+            .is_some_and(|s| s["applied_index"].as_u64() >= Some(target))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_get_a_4xx_and_the_node_keeps_serving() {
     let c = Cluster::start(1, &[]).await;
     let leader = c.leader(&["n1"]).await;

@@ -19,6 +19,25 @@ pub enum Message {
         /// Term of its last log entry.
         last_term: u64,
     },
+    /// Would the receiver vote for the sender in `term` (our term + 1)? Asked
+    /// before campaigning, without changing anyone's term (Raft thesis 9.6), so a
+    /// node that cannot win, such as one just back from a partition, never raises
+    /// the term and deposes a working leader.
+    PreVote {
+        /// The term the sender would campaign in.
+        term: u64,
+        /// Index of its last log entry.
+        last_index: u64,
+        /// Term of its last log entry.
+        last_term: u64,
+    },
+    /// Answer to [`Message::PreVote`].
+    PreVoteReply {
+        /// The term asked about when granted; the voter's own term when refused.
+        term: u64,
+        /// Whether the voter would vote.
+        granted: bool,
+    },
     /// Answer to [`Message::Vote`].
     VoteReply {
         /// Voter's term.

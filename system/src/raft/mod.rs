@@ -1,5 +1,6 @@
-//! Raft: leader election, log replication, commitment, snapshots, single-server
-//! membership changes and ReadIndex reads, driven by one thread per node.
+//! Raft: leader election (with pre-vote), log replication, commitment, snapshots,
+//! single-server membership changes and ReadIndex reads, driven by one thread
+//! per node.
 //!
 //! The thread owns all Raft state and the state machine. It takes events (peer
 //! messages, client proposals and reads) from a bounded inbox, handles every event
@@ -135,6 +136,8 @@ pub struct RaftConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
     Follower,
+    /// Asking for pre-votes; becomes a candidate once a majority would vote.
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -385,6 +388,27 @@ impl<S: StateMachine> Raft<S> {
         self.reset_election_timer(now);
     }
 
+    /// Asks whether a majority would vote for us in the next term before
+    /// raising it; our term and vote stay as they are.
+    fn start_pre_vote(&mut self, now: Instant) {
+        self.role = Role::PreCandidate;
+        self.leader = None;
+        self.votes = BTreeSet::from([self.cfg.id.clone()]);
+        self.reset_election_timer(now);
+        if self.votes.len() >= self.quorum() {
+            self.start_election(now);
+            return;
+        }
+        let msg = Message::PreVote {
+            term: self.meta.term + 1,
+            last_index: self.log.last_index(),
+            last_term: self.log.last_term(),
+        };
+        for peer in self.members.keys().filter(|p| **p != self.cfg.id) {
+            self.send(peer, msg.clone());
+        }
+    }
+
     fn start_election(&mut self, now: Instant) {
         self.meta.term += 1;
         self.meta.voted_for = Some(self.cfg.id.clone());
@@ -563,6 +587,7 @@ impl<S: StateMachine> Raft<S> {
             role: match self.role {
                 Role::Leader => "leader",
                 Role::Candidate => "candidate",
+                Role::PreCandidate => "pre-candidate",
                 Role::Follower => "follower",
             },
             term: self.meta.term,
@@ -582,6 +607,28 @@ impl<S: StateMachine> Raft<S> {
                 last_index,
                 last_term,
             } => self.on_vote(from, term, last_index, last_term, now),
+            Message::PreVote {
+                term,
+                last_index,
+                last_term,
+            } => self.on_pre_vote(from, term, last_index, last_term, now),
+            Message::PreVoteReply { term, granted } => {
+                if !granted && term > self.meta.term {
+                    // Refused by a node further on: catch up with its term.
+                    self.become_follower(term, None);
+                    return;
+                }
+                if self.role == Role::PreCandidate
+                    && term == self.meta.term + 1
+                    && granted
+                    && self.members.contains_key(&from)
+                {
+                    self.votes.insert(from);
+                    if self.votes.len() >= self.quorum() {
+                        self.start_election(now);
+                    }
+                }
+            }
             Message::VoteReply { term, granted } => {
                 if term > self.meta.term {
                     self.become_follower(term, None);
@@ -667,10 +714,11 @@ impl<S: StateMachine> Raft<S> {
         }
     }
 
-    fn on_vote(&mut self, from: NodeId, term: u64, last_index: u64, last_term: u64, now: Instant) {
-        // A node that heard from a live leader recently ignores campaigns, so a
-        // node returning from a partition cannot depose a healthy leader.
-        let leader_alive = match self.role {
+    /// True while this node leads, or heard from a leader within an election
+    /// timeout: it then refuses campaigns, so a node returning from a partition
+    /// cannot depose a healthy leader.
+    fn leader_alive(&self, now: Instant) -> bool {
+        match self.role {
             Role::Leader => true,
             _ => {
                 self.leader.is_some()
@@ -678,7 +726,35 @@ impl<S: StateMachine> Raft<S> {
                         .leader_contact
                         .is_some_and(|t| now.duration_since(t) < self.cfg.election_timeout)
             }
-        };
+        }
+    }
+
+    /// Whether a candidate whose log ends at (`last_index`, `last_term`) is at
+    /// least as up to date as ours (the election restriction).
+    fn up_to_date(&self, last_index: u64, last_term: u64) -> bool {
+        last_term > self.log.last_term()
+            || (last_term == self.log.last_term() && last_index >= self.log.last_index())
+    }
+
+    /// Answers a pre-vote without touching our term or vote: yes when `term` is
+    /// newer than ours, the log is up to date and no leader is alive.
+    fn on_pre_vote(
+        &mut self,
+        from: NodeId,
+        term: u64,
+        last_index: u64,
+        last_term: u64,
+        now: Instant,
+    ) {
+        let granted = term > self.meta.term
+            && self.up_to_date(last_index, last_term)
+            && !self.leader_alive(now);
+        let term = if granted { term } else { self.meta.term };
+        self.send(&from, Message::PreVoteReply { term, granted });
+    }
+
+    fn on_vote(&mut self, from: NodeId, term: u64, last_index: u64, last_term: u64, now: Instant) {
+        let leader_alive = self.leader_alive(now);
         if term > self.meta.term && leader_alive && self.leader.as_ref() != Some(&from) {
             self.send(
                 &from,
@@ -692,8 +768,7 @@ impl<S: StateMachine> Raft<S> {
         if term > self.meta.term {
             self.become_follower(term, None);
         }
-        let up_to_date = last_term > self.log.last_term()
-            || (last_term == self.log.last_term() && last_index >= self.log.last_index());
+        let up_to_date = self.up_to_date(last_index, last_term);
         let free = match &self.meta.voted_for {
             None => true,
             Some(v) => *v == from || self.cfg.bugs.has(Bug::VoteTwice),
@@ -951,7 +1026,7 @@ impl<S: StateMachine> Raft<S> {
             _ => {
                 if now >= self.election_deadline {
                     if self.members.contains_key(&self.cfg.id) {
-                        self.start_election(now);
+                        self.start_pre_vote(now);
                     } else {
                         self.reset_election_timer(now);
                     }
