@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::{Completion, Endpoint, WorkloadOptions};
 
-/// Redirects followed within one op (the op's interval covers them all).
+/// Redirects followed within one op at least (the op's interval covers them all).
 const REDIRECTS: usize = 2;
 
 /// An HTTP client tuned for many short requests with the run's op timeout.
@@ -28,17 +28,32 @@ pub(crate) struct Nodes {
     http: reqwest::Client,
     nodes: Arc<Vec<Endpoint>>,
     target: usize,
+    /// The node each op starts at, for a process bound to its node.
+    home: Option<usize>,
 }
 
 impl Nodes {
-    /// Starts at a node chosen by the process number, so load spreads.
+    /// Starts at a node chosen by the process number, so load spreads, and
+    /// then stays with the leader it is sent to.
     pub(crate) fn new(http: reqwest::Client, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
         let target = (process as usize) % nodes.len().max(1);
         Nodes {
             http,
             nodes,
             target,
+            home: None,
         }
+    }
+
+    /// Like [`Nodes::new`], but every op starts at the process's own node and
+    /// follows a leader hint for that op only (Jepsen binds a client to a node
+    /// the same way). Reads then reach every node, so a node that answers them
+    /// from a stale copy is seen; a client that stayed with the leader would
+    /// only ever ask the node least likely to be behind.
+    pub(crate) fn homed(http: reqwest::Client, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
+        let mut n = Nodes::new(http, nodes, process);
+        n.home = Some(n.target);
+        n
     }
 
     fn rotate(&mut self) {
@@ -54,16 +69,24 @@ impl Nodes {
         make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> (Result<Value, (Completion, Value)>, Option<String>) {
         let none = || Value::Null;
-        for _ in 0..=REDIRECTS {
+        if let Some(home) = self.home {
+            self.target = home;
+        }
+        // Enough to follow a hint and to go round every node once.
+        let attempts = REDIRECTS.max(self.nodes.len());
+        for attempt in 0..=attempts {
             let node = &self.nodes[self.target];
             let id = Some(node.id.clone());
             let response = match make(&self.http, &node.url).send().await {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
-                    // Nothing was sent: a definite failure; try another node next time,
-                    // after a pause so a dead cluster is not hammered.
+                    // Nothing was sent: try another node, after a pause so a dead
+                    // cluster is not hammered; a definite failure if none answers.
                     self.rotate();
                     tokio::time::sleep(Duration::from_millis(20)).await;
+                    if attempt < attempts {
+                        continue;
+                    }
                     return (Err((Completion::Fail("connect failed".into()), none())), id);
                 }
                 Err(e) if e.is_timeout() => {
@@ -92,7 +115,11 @@ impl Nodes {
                         continue;
                     }
                     _ => {
+                        // Refused, so nothing happened: ask the next node.
                         self.rotate();
+                        if attempt < attempts {
+                            continue;
+                        }
                         return (Err((Completion::Fail("not-leader".into()), body)), id);
                     }
                 }

@@ -145,7 +145,7 @@ struct KvClient {
 impl Client for KvClient {
     fn open(&self, process: u64) -> Box<dyn Session> {
         Box::new(KvSession {
-            nodes: Nodes::new(self.http.clone(), self.nodes.clone(), process),
+            nodes: Nodes::homed(self.http.clone(), self.nodes.clone(), process),
         })
     }
 }
