@@ -397,8 +397,19 @@ fn run_third_party(target: &str, store: &Path, args: &[&str]) -> (Output, PathBu
     (out, store.join("latest"))
 }
 
-/// A third-party target (for redis: n1 primary, n2 and n3 replicas) under short faults.
-fn run_target(target: &str, store: &Path, reads: &str, nemesis: &str) -> (Output, PathBuf) {
+/// Partitions that cut off the leader (the Redis primary): the others fall
+/// behind at once, so stale reads show on slow machines too.
+const LEADER_CUT_OFF: [&str; 2] = ["--partitions", "leader"];
+
+/// A third-party target (for redis: n1 primary, n2 and n3 replicas) under
+/// short faults; `extra` adds flags.
+fn run_target(
+    target: &str,
+    store: &Path,
+    reads: &str,
+    nemesis: &str,
+    extra: &[&str],
+) -> (Output, PathBuf) {
     let faults = [
         "--nemesis-interval",
         "1.5",
@@ -407,14 +418,19 @@ fn run_target(target: &str, store: &Path, reads: &str, nemesis: &str) -> (Output
         "--seed",
         "3",
     ];
-    let args = [&["--reads", reads, "--nemesis", nemesis][..], &faults[..]].concat();
+    let args = [
+        &["--reads", reads, "--nemesis", nemesis][..],
+        &faults[..],
+        extra,
+    ]
+    .concat();
     run_third_party(target, store, &args)
 }
 
 #[test]
 fn etcd_linearizable_reads_are_valid_under_partitions_and_kills() {
     let store = tempfile::tempdir().unwrap();
-    let (out, latest) = run_target("etcd", store.path(), "linearizable", "partition,kill");
+    let (out, latest) = run_target("etcd", store.path(), "linearizable", "partition,kill", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(
@@ -431,7 +447,13 @@ fn etcd_linearizable_reads_are_valid_under_partitions_and_kills() {
 #[test]
 fn etcd_serializable_reads_are_caught_stale_under_partitions() {
     let store = tempfile::tempdir().unwrap();
-    let (out, latest) = run_target("etcd", store.path(), "serializable", "partition");
+    let (out, latest) = run_target(
+        "etcd",
+        store.path(),
+        "serializable",
+        "partition",
+        &LEADER_CUT_OFF,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(
@@ -449,6 +471,7 @@ fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
         store.path(),
         "linearizable",
         "partition,kill,pause",
+        &[],
     );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
@@ -466,7 +489,13 @@ fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
 #[test]
 fn redis_replica_reads_are_caught_stale() {
     let store = tempfile::tempdir().unwrap();
-    let (out, latest) = run_target("redis", store.path(), "replica", "partition");
+    let (out, latest) = run_target(
+        "redis",
+        store.path(),
+        "replica",
+        "partition",
+        &LEADER_CUT_OFF,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(
