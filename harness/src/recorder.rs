@@ -72,6 +72,8 @@ pub struct Second {
     pub ok: u64,
     /// `fail` completions.
     pub fail: u64,
+    /// Of those, refusals that were the system's answer ([`workloads::is_answer`]).
+    pub refused: u64,
     /// `info` completions.
     pub info: u64,
 }
@@ -85,7 +87,8 @@ pub struct Summary {
     pub latency_ms: BTreeMap<String, Quantiles>,
     /// Completions per second.
     pub throughput: Vec<Second>,
-    /// Fraction of completions that were `ok`.
+    /// Fraction of completions the system answered: `ok`, or a refusal that
+    /// is an answer (a cas mismatch is the system working, not unavailable).
     pub availability: f64,
     /// Mean `ok` completions per second.
     pub ok_per_second: f64,
@@ -214,10 +217,13 @@ async fn write_all(
                     seconds.resize_with(second + 1, Second::default);
                 }
                 let s = &mut seconds[second];
-                match kind {
-                    "ok" => s.ok += 1,
-                    "fail" => s.fail += 1,
-                    _ => s.info += 1,
+                match &done {
+                    Completion::Ok(_) => s.ok += 1,
+                    Completion::Fail(e) => {
+                        s.fail += 1;
+                        s.refused += u64::from(workloads::is_answer(e));
+                    }
+                    Completion::Info(_) => s.info += 1,
                 }
                 if kind == "ok" {
                     let us = at.saturating_duration_since(invoked).as_micros() as u64;
@@ -254,6 +260,7 @@ async fn write_all(
     }
     let total: u64 = seconds.iter().map(|s| s.ok + s.fail + s.info).sum();
     let ok: u64 = seconds.iter().map(|s| s.ok).sum();
+    let answered: u64 = ok + seconds.iter().map(|s| s.refused).sum::<u64>();
     let latency_ms = hist
         .into_iter()
         .map(|(f, h)| {
@@ -276,7 +283,7 @@ async fn write_all(
         availability: if total == 0 {
             0.0
         } else {
-            ok as f64 / total as f64
+            answered as f64 / total as f64
         },
         ok_per_second: if seconds.is_empty() {
             0.0

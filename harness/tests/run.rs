@@ -550,6 +550,12 @@ fn redis_sentinel_without_faults_is_valid() {
         r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
         "{r}"
     );
+    // Without faults every op is answered: a cas that does not match is an
+    // answer too (about a quarter of the ops), not unavailability.
+    let cas_failed = r["checkers"]["stats"]["by_f"]["cas"]["fail"].as_u64();
+    assert!(cas_failed > Some(100), "{r}");
+    let availability = r["checkers"]["perf"]["availability"].as_f64().unwrap();
+    assert!(availability > 0.99, "{r}");
 }
 
 #[test]

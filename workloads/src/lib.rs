@@ -46,6 +46,27 @@ pub enum Completion {
     Info(String),
 }
 
+/// Refusals that are the system's answer, not a sign it was unavailable: the
+/// op was judged and declined (a cas whose expected value did not match, a
+/// lock someone else holds, an ack of a message not delivered).
+pub const ANSWERS: &[&str] = &[
+    "precondition-failed",
+    "busy",
+    "queued",
+    "deadlock",
+    "not-owner",
+    "stale-token",
+    "not-delivered",
+    "dead-lettered",
+];
+
+/// True when a failure's error is one of [`ANSWERS`] (the code may be
+/// followed by `: detail`).
+pub fn is_answer(error: &str) -> bool {
+    let code = error.split(':').next().unwrap_or_default().trim();
+    ANSWERS.contains(&code)
+}
+
 /// A node a client can talk to.
 #[derive(Clone, Debug)]
 pub struct Endpoint {
@@ -189,4 +210,32 @@ pub fn workload(name: &str) -> Result<Box<dyn Workload>, String> {
             let names: Vec<&str> = WORKLOADS.iter().map(|(n, _, _)| *n).collect();
             format!("unknown workload `{name}` (known: {})", names.join(", "))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_answer;
+
+    #[test]
+    fn refusals_that_answer_are_told_from_unavailability() {
+        for e in [
+            "precondition-failed",
+            "precondition-failed: error 22: expected 3, had 4",
+            "busy",
+            "stale-token",
+        ] {
+            assert!(is_answer(e), "{e}");
+        }
+        for e in [
+            "not-leader",
+            "connect failed",
+            "timeout",
+            "no reply",
+            "error 11: temporarily unavailable",
+            "READONLY You can't write against a read only replica.",
+            "",
+        ] {
+            assert!(!is_answer(e), "{e}");
+        }
+    }
 }

@@ -111,7 +111,13 @@ impl MaelstromSession {
             None => Completion::Info("no reply".into()),
             Some(r) if r["type"] == "error" => {
                 let code = r["code"].as_i64().unwrap_or(13);
-                let text = format!("error {code}: {}", r["text"].as_str().unwrap_or(""));
+                let detail = r["text"].as_str().unwrap_or("");
+                let text = if code == 22 {
+                    // The cas did not match: an answer, named as our clients name it.
+                    format!("precondition-failed: error 22: {detail}")
+                } else {
+                    format!("error {code}: {detail}")
+                };
                 if code == 20 && is_read {
                     Completion::Ok(Value::Null) // key-does-not-exist
                 } else if definite(code) || is_read {
