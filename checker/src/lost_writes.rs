@@ -322,46 +322,55 @@ mod tests {
 
     #[test]
     fn concurrent_and_indeterminate_writers_excuse_the_read() {
-        // Write 1 overlaps write 2, so 1 may come last.
-        let overlapping = history(&[
-            "0 invoke write 1",
-            "1 invoke write 2",
-            "1 ok write 2",
-            "0 ok write 1",
-            "2 invoke read",
-            "2 ok read 1",
-        ]);
-        assert_eq!(check(&overlapping).valid, Validity::Valid);
-        // A write of 1 that never answered may take effect at any time.
-        let pending = history(&[
-            "0 invoke write 1",
-            "0 info write 1",
-            "1 invoke write 2",
-            "1 ok write 2",
-            "2 invoke read",
-            "2 ok read 1",
-        ]);
-        assert_eq!(check(&pending).valid, Validity::Valid);
-        // A cas to 1 that ended after write 2 began.
-        let cas = history(&[
-            "0 invoke write 2",
-            "1 invoke cas [2,1]",
-            "0 ok write 2",
-            "1 ok cas [2,1]",
-            "2 invoke read",
-            "2 ok read 1",
-        ]);
-        assert_eq!(check(&cas).valid, Validity::Valid);
-        // A read concurrent with the write may see the old value.
-        let racing = history(&[
-            "0 invoke write 1",
-            "0 ok write 1",
-            "0 invoke write 2",
-            "1 invoke read",
-            "0 ok write 2",
-            "1 ok read 1",
-        ]);
-        assert_eq!(check(&racing).valid, Validity::Valid);
+        let cases: [(&str, &[&str]); 4] = [
+            (
+                "write 1 overlaps write 2, so 1 may come last",
+                &[
+                    "0 invoke write 1",
+                    "1 invoke write 2",
+                    "1 ok write 2",
+                    "0 ok write 1",
+                    "2 invoke read",
+                    "2 ok read 1",
+                ],
+            ),
+            (
+                "a write of 1 that never answered may take effect at any time",
+                &[
+                    "0 invoke write 1",
+                    "0 info write 1",
+                    "1 invoke write 2",
+                    "1 ok write 2",
+                    "2 invoke read",
+                    "2 ok read 1",
+                ],
+            ),
+            (
+                "a cas to 1 ended after write 2 began",
+                &[
+                    "0 invoke write 2",
+                    "1 invoke cas [2,1]",
+                    "0 ok write 2",
+                    "1 ok cas [2,1]",
+                    "2 invoke read",
+                    "2 ok read 1",
+                ],
+            ),
+            (
+                "a read concurrent with the write may see the old value",
+                &[
+                    "0 invoke write 1",
+                    "0 ok write 1",
+                    "0 invoke write 2",
+                    "1 invoke read",
+                    "0 ok write 2",
+                    "1 ok read 1",
+                ],
+            ),
+        ];
+        for (why, lines) in cases {
+            assert_eq!(check(&history(lines)).valid, Validity::Valid, "{why}");
+        }
     }
 
     #[test]

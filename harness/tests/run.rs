@@ -38,6 +38,15 @@ fn results(run: &Path) -> Value {
     serde_json::from_slice(&std::fs::read(run.join("results.json")).expect("results.json")).unwrap()
 }
 
+/// Asserts the verdict of checker `name` in the results `r`.
+fn assert_verdict(r: &Value, name: &str, valid: bool) {
+    assert_eq!(
+        r["checkers"][name]["valid"],
+        Value::Bool(valid),
+        "{name}: {r}"
+    );
+}
+
 fn describe(out: &Output) -> String {
     format!(
         "exit {:?}\nstdout: {}\nstderr: {}",
@@ -68,7 +77,7 @@ fn correct_system_under_partitions_and_kills_is_valid_and_the_run_is_stored() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
     assert_eq!(r["valid"], Value::Bool(true), "{r}");
-    assert_eq!(r["checkers"]["linearizable"]["valid"], Value::Bool(true));
+    assert_verdict(&r, "linearizable", true);
     assert!(r["faults"].as_u64().unwrap() >= 2, "{r}");
     assert!(
         r["checkers"]["perf"]["latency_ms"]["read"]["p99"]
@@ -125,7 +134,7 @@ fn stale_read_under_partitions_is_caught() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(r["checkers"]["linearizable"]["valid"], Value::Bool(false));
+    assert_verdict(&r, "linearizable", false);
     assert!(!r["checkers"]["linearizable"]["failures"]
         .as_array()
         .unwrap()
@@ -192,7 +201,7 @@ fn lock_workload_is_valid_under_partitions_kills_and_pauses() {
         "deadlocks",
         "final-reads",
     ] {
-        assert_eq!(c[checker]["valid"], Value::Bool(true), "{checker}: {r}");
+        assert_verdict(&r, checker, true);
     }
     assert_eq!(c["linearizable"]["model"], "mutex");
     // The checkers had something to check.
@@ -235,11 +244,7 @@ fn planted_lock_bugs_are_caught_by_their_checkers() {
         );
         assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
         let r = results(&latest);
-        assert_eq!(
-            r["checkers"][checker]["valid"],
-            Value::Bool(false),
-            "{bug}: {r}"
-        );
+        assert_verdict(&r, checker, false);
     }
 }
 
@@ -265,12 +270,8 @@ fn queue_workload_is_valid_under_partitions_kills_and_pauses() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
     let c = &r["checkers"];
-    assert_eq!(
-        c["acknowledged-messages"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
-    assert_eq!(c["delivery"]["valid"], Value::Bool(true), "{r}");
+    assert_verdict(&r, "acknowledged-messages", true);
+    assert_verdict(&r, "delivery", true);
     assert!(
         c["acknowledged-messages"]["sent_ok"].as_u64().unwrap() > 100,
         "{r}"
@@ -312,11 +313,7 @@ fn planted_broker_bugs_are_caught_by_their_checkers() {
         );
         assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
         let r = results(&latest);
-        assert_eq!(
-            r["checkers"][checker]["valid"],
-            Value::Bool(false),
-            "{bug}: {r}"
-        );
+        assert_verdict(&r, checker, false);
     }
 }
 
@@ -343,7 +340,7 @@ fn cache_workload_is_valid_under_partitions_kills_and_pauses() {
     let r = results(&latest);
     let c = &r["checkers"];
     for checker in ["stale-reads", "ttl", "eviction", "convergence"] {
-        assert_eq!(c[checker]["valid"], Value::Bool(true), "{checker}: {r}");
+        assert_verdict(&r, checker, true);
     }
     // Reads hit cached copies, and the small capacity forced evictions.
     assert!(c["stale-reads"]["hits"].as_u64().unwrap() > 100, "{r}");
@@ -379,11 +376,7 @@ fn skip_invalidate_is_caught_as_stale_reads() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["stale-reads"]["valid"],
-        Value::Bool(false),
-        "{r}"
-    );
+    assert_verdict(&r, "stale-reads", false);
 }
 
 /// A third-party target on three nodes running the kv workload with `args`.
@@ -433,11 +426,7 @@ fn etcd_linearizable_reads_are_valid_under_partitions_and_kills() {
     let (out, latest) = run_target("etcd", store.path(), "linearizable", "partition,kill", &[]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", true);
     assert!(
         r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 100,
         "{r}"
@@ -456,11 +445,7 @@ fn etcd_serializable_reads_are_caught_stale_under_partitions() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(false),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", false);
 }
 
 #[test]
@@ -475,11 +460,7 @@ fn redis_primary_reads_are_linearizable_under_partitions_kills_and_pauses() {
     );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", true);
     assert!(
         r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
         "{r}"
@@ -498,11 +479,7 @@ fn redis_replica_reads_are_caught_stale() {
     );
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(false),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", false);
     // A fault the target cannot take is refused up front.
     let mut cmd = harness();
     let bad = cmd
@@ -536,16 +513,8 @@ fn redis_sentinel_without_faults_is_valid() {
     let (out, latest) = run_sentinel(store.path(), &["--nemesis", "none", "--time-limit", "4"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["lost-writes"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
+    assert_verdict(&r, "lost-writes", true);
+    assert_verdict(&r, "linearizable", true);
     assert!(
         r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
         "{r}"
@@ -677,11 +646,7 @@ fn maelstrom_nodes_are_routed_and_checked() {
     let (out, latest) = run_maelstrom(store.path(), "lin_kv_proxy.py", "partition,kill,pause,loss");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(true),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", true);
     assert!(
         r["checkers"]["stats"]["history"]["ok"].as_u64().unwrap() > 500,
         "{r}"
@@ -691,11 +656,7 @@ fn maelstrom_nodes_are_routed_and_checked() {
     let (out, latest) = run_maelstrom(store.path(), "stale_cache.py", "none");
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let r = results(&latest);
-    assert_eq!(
-        r["checkers"]["linearizable"]["valid"],
-        Value::Bool(false),
-        "{r}"
-    );
+    assert_verdict(&r, "linearizable", false);
     // No command, no run.
     let bad = harness()
         .args(["run", "--workload", "kv", "--target", "maelstrom"])
