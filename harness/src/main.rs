@@ -4,6 +4,7 @@ mod bench;
 mod check;
 mod cli;
 mod compare_cmd;
+mod election_safety;
 mod leader;
 mod list;
 mod maelstrom;

@@ -2,7 +2,7 @@
 //! breaks things, heal, let the cluster recover, run the final reads, check the
 //! history and store the run.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use checker::{CheckOptions, Validity};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::sync::Mutex as AsyncMutex;
 use tokio::time::Instant;
 use workloads::{Completion, Endpoint, Generator, Rng, WorkloadOptions};
@@ -216,7 +216,11 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
         _ = &mut signal => Err(Interrupted.into()),
     };
     let _ = runtime.lock().await.teardown().await;
-    let valid = result?;
+    let mut valid = result?;
+    if cfg.target == "builtin" {
+        // After teardown: the Docker runtime copies the node logs out only then.
+        valid = valid.merge(add_election_safety(&dir)?);
+    }
     store::point_latest(&cfg.store, &dir)?;
     reports::render_run(&dir).context("cannot render report.html")?;
     reports::index::render(&cfg.store).context("cannot render the store index")?;
@@ -663,4 +667,25 @@ async fn drive(
         serde_json::to_vec_pretty(&results)?,
     )?;
     Ok(valid)
+}
+
+/// Adds the `election-safety` verdict (from the node logs) to results.json
+/// and answers it; valid when there are no logs to read.
+fn add_election_safety(dir: &Path) -> anyhow::Result<Validity> {
+    let Some(verdict) = crate::election_safety::check(dir) else {
+        return Ok(Validity::Valid);
+    };
+    let path = dir.join("results.json");
+    let mut results: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    let split = verdict["valid"] == false;
+    results["checkers"]["election-safety"] = verdict;
+    if split {
+        results["valid"] = json!(Validity::Invalid);
+    }
+    std::fs::write(&path, serde_json::to_vec_pretty(&results)?)?;
+    Ok(if split {
+        Validity::Invalid
+    } else {
+        Validity::Valid
+    })
 }

@@ -78,6 +78,12 @@ fn correct_system_under_partitions_and_kills_is_valid_and_the_run_is_stored() {
     let r = results(&latest);
     assert_eq!(r["valid"], Value::Bool(true), "{r}");
     assert_verdict(&r, "linearizable", true);
+    // One leader per term, read from the node logs, which had elections to show.
+    assert_verdict(&r, "election-safety", true);
+    assert!(
+        r["checkers"]["election-safety"]["elections"].as_u64() >= Some(1),
+        "{r}"
+    );
     assert!(r["faults"].as_u64().unwrap() >= 2, "{r}");
     assert!(
         r["checkers"]["perf"]["latency_ms"]["read"]["p99"]

@@ -80,6 +80,19 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
                     result["waits"],
                     result["cycles"].as_array().map_or(0, |a| a.len())
                 ),
+                "election-safety" => format!(
+                    "{} elections in {} node logs, {} term(s) with two leaders{}",
+                    result["elections"],
+                    result["logs"],
+                    result["split_terms"],
+                    result["examples"][0]["leaders"]
+                        .as_array()
+                        .map(|l| {
+                            let at: Vec<&str> = l.iter().filter_map(|x| x["at"].as_str()).collect();
+                            format!(", first in term {}: {}", result["examples"][0]["term"], at.join(", "))
+                        })
+                        .unwrap_or_default()
+                ),
                 "perf" => format!(
                     "{:.0} ok ops/s, availability {:.1}%",
                     result["ok_per_second"].as_f64().unwrap_or(0.0),

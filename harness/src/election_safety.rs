@@ -1,0 +1,124 @@
+//! Election safety, read from the builtin nodes' logs: at most one node
+//! becomes leader in a term (Raft's first safety property). Two leaders in one
+//! term can each commit a different entry at the same index, and the logs then
+//! diverge. The client history shows that only if a client happens to read the
+//! divergent entry in time. The nodes' own `leader in term T` lines always show it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::{json, Value};
+
+/// At most this many split terms are listed.
+const EXAMPLES: usize = 10;
+
+/// The term of a log line `<time> <id> leader in term <T>`, if it is one.
+fn leader_term(line: &str) -> Option<u64> {
+    line.split_once(" leader in term ")?.1.trim().parse().ok()
+}
+
+/// Checks the logs of one node each, given as (node id, log text).
+pub fn check_logs(logs: &[(String, String)]) -> Value {
+    // term -> (node, line number) of every claim
+    let mut claims: BTreeMap<u64, Vec<(&str, usize)>> = BTreeMap::new();
+    for (node, text) in logs {
+        for (i, line) in text.lines().enumerate() {
+            if let Some(term) = leader_term(line) {
+                claims.entry(term).or_default().push((node, i + 1));
+            }
+        }
+    }
+    let elections: usize = claims.values().map(Vec::len).sum();
+    let split: Vec<(&u64, &Vec<(&str, usize)>)> = claims
+        .iter()
+        .filter(|(_, c)| c.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>().len() > 1)
+        .collect();
+    let examples: Vec<Value> = split
+        .iter()
+        .take(EXAMPLES)
+        .map(|(term, c)| {
+            let leaders: Vec<Value> = c
+                .iter()
+                .map(|(n, line)| json!({"node": n, "at": format!("nodes/{n}/node.log:{line}")}))
+                .collect();
+            json!({"term": term, "leaders": leaders})
+        })
+        .collect();
+    json!({
+        "valid": split.is_empty(),
+        "logs": logs.len(),
+        "elections": elections,
+        "split_terms": split.len(),
+        "examples": examples,
+    })
+}
+
+/// Checks `nodes/<id>/node.log` under a run folder; `None` when there is no log.
+pub fn check(run_dir: &Path) -> Option<Value> {
+    let mut logs = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("nodes")).ok()?.flatten() {
+        let id = entry.file_name().to_string_lossy().into_owned();
+        if let Ok(text) = std::fs::read_to_string(entry.path().join("node.log")) {
+            logs.push((id, text));
+        }
+    }
+    logs.sort();
+    (!logs.is_empty()).then(|| check_logs(&logs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logs(of: &[(&str, &str)]) -> Vec<(String, String)> {
+        of.iter()
+            .map(|(n, t)| (n.to_string(), t.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn one_leader_per_term_is_valid() {
+        let r = check_logs(&logs(&[
+            (
+                "n1",
+                "1.0 n1 campaigning in term 1\n1.1 n1 leader in term 1\n",
+            ),
+            (
+                "n2",
+                "3.0 n2 campaigning in term 2\n3.1 n2 leader in term 2\n",
+            ),
+            ("n3", "0.9 n3 recovered: term 0, log 1..=0\n"),
+        ]));
+        assert_eq!(r["valid"], true, "{r}");
+        assert_eq!(r["elections"], 2, "{r}");
+        assert_eq!(r["split_terms"], 0, "{r}");
+    }
+
+    #[test]
+    fn two_leaders_in_one_term_are_named_with_their_log_lines() {
+        let r = check_logs(&logs(&[
+            (
+                "n1",
+                "1.0 n1 campaigning in term 2\n1.1 n1 leader in term 2\n",
+            ),
+            (
+                "n2",
+                "1.0 n2 campaigning in term 2\n1.2 n2 leader in term 2\n",
+            ),
+            ("n3", "5.0 n3 leader in term 3\n"),
+        ]));
+        assert_eq!(r["valid"], false, "{r}");
+        assert_eq!(r["split_terms"], 1, "{r}");
+        let e = &r["examples"][0];
+        assert_eq!(e["term"], 2, "{r}");
+        assert_eq!(e["leaders"][0]["at"], "nodes/n1/node.log:2", "{r}");
+        assert_eq!(e["leaders"][1]["at"], "nodes/n2/node.log:2", "{r}");
+    }
+
+    #[test]
+    fn lines_that_only_look_alike_are_not_claims() {
+        assert_eq!(leader_term("1.0 n1 leader in term 7"), Some(7));
+        assert_eq!(leader_term("1.0 n1 leader in term seven"), None);
+        assert_eq!(leader_term("1.0 n1 stepping down in term 7"), None);
+    }
+}
