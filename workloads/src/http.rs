@@ -3,7 +3,7 @@
 //! says whether the op certainly failed or may have happened (SPEC.md section 5).
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::{RequestBuilder, StatusCode};
 use serde_json::Value;
@@ -12,6 +12,9 @@ use crate::{Completion, Endpoint, WorkloadOptions};
 
 /// Redirects followed within one op at least (the op's interval covers them all).
 const REDIRECTS: usize = 2;
+
+/// How long a process passes over its home node after failing to reach it.
+const HOME_PAUSE: Duration = Duration::from_secs(1);
 
 /// An HTTP client tuned for many short requests with the run's op timeout.
 pub(crate) fn client(options: &WorkloadOptions) -> reqwest::Client {
@@ -30,6 +33,9 @@ pub(crate) struct Nodes {
     target: usize,
     /// The node each op starts at, for a process bound to its node.
     home: Option<usize>,
+    /// Until then ops start elsewhere: the home node could not be reached
+    /// (a killed container can take the whole connect timeout to say so).
+    home_down_until: Option<Instant>,
 }
 
 impl Nodes {
@@ -42,6 +48,7 @@ impl Nodes {
             nodes,
             target,
             home: None,
+            home_down_until: None,
         }
     }
 
@@ -70,7 +77,9 @@ impl Nodes {
     ) -> (Result<Value, (Completion, Value)>, Option<String>) {
         let none = || Value::Null;
         if let Some(home) = self.home {
-            self.target = home;
+            if self.home_down_until.is_none_or(|t| Instant::now() >= t) {
+                self.target = home;
+            }
         }
         // Enough to follow a hint and to go round every node once.
         let attempts = REDIRECTS.max(self.nodes.len());
@@ -80,6 +89,9 @@ impl Nodes {
             let response = match make(&self.http, &node.url).send().await {
                 Ok(r) => r,
                 Err(e) if e.is_connect() => {
+                    if self.home == Some(self.target) {
+                        self.home_down_until = Some(Instant::now() + HOME_PAUSE);
+                    }
                     // Nothing was sent: try another node, after a pause so a dead
                     // cluster is not hammered; a definite failure if none answers.
                     self.rotate();
