@@ -51,7 +51,7 @@ impl EventKind {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Process {
     /// A client process; it has at most one operation outstanding.
-    Client(u64),
+    Client(i64),
     /// The nemesis, whose events record faults rather than operations.
     Nemesis,
 }
@@ -71,8 +71,8 @@ pub const NEVER: u64 = u64::MAX;
 /// One client operation: its invocation paired with its completion.
 #[derive(Clone, Debug)]
 pub struct Op {
-    /// Client process that ran it.
-    pub process: u64,
+    /// Client process that ran it (any integer: Knossos-converted histories use -1).
+    pub process: i64,
     /// Operation name (`read`, `write`, `cas`, ...).
     pub f: Arc<str>,
     /// Index into [`History::keys`], when the op names a key.
@@ -185,7 +185,7 @@ pub struct EventRecord<'a> {
 #[derive(Default)]
 pub struct HistoryBuilder {
     history: History,
-    pending: HashMap<u64, usize, FxBuild>,
+    pending: HashMap<i64, usize, FxBuild>,
     names: HashMap<Box<str>, Arc<str>, FxBuild>,
     int_keys: HashMap<i64, u32, FxBuild>,
     str_keys: HashMap<Box<str>, u32, FxBuild>,

@@ -17,7 +17,7 @@ use std::collections::{HashMap, HashSet};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::history::{History, Outcome, NEVER};
+use crate::history::{History, Op, Outcome, NEVER};
 use crate::linearizability::OpView;
 use crate::value::{Key, Value};
 use crate::Validity;
@@ -62,11 +62,13 @@ pub struct LostWrites {
 }
 
 /// The value an op leaves in the register if it takes effect, for writes,
-/// cas and delete (which leaves null).
-fn written<'h>(f: &str, input: &'h Value) -> Option<&'h Value> {
-    match f {
-        "write" => Some(input),
-        "cas" => input.as_pair().map(|(_, new)| new),
+/// cas and delete (which leaves null). A cas that answered "no match"
+/// (`false`, Jepsen's `:fail :cas`) wrote nothing, so it is no writer at all.
+fn written(op: &Op) -> Option<&Value> {
+    match &*op.f {
+        "write" => Some(&op.input),
+        "cas" if op.output == Outcome::Ok(Value::Bool(false)) => None,
+        "cas" => op.input.as_pair().map(|(_, new)| new),
         "delete" => Some(&Value::Null),
         _ => None,
     }
@@ -158,7 +160,7 @@ fn check_key(history: &History, ops: &[usize]) -> KeyFindings {
     }
     let values: Vec<(usize, &Value)> = ops
         .iter()
-        .filter_map(|&i| Some((i, written(&history.ops[i].f, &history.ops[i].input)?)))
+        .filter_map(|&i| Some((i, written(&history.ops[i])?)))
         .collect();
     let index = KeyIndex::new(history, &values);
     let reads: Vec<(usize, &Value)> = ops
@@ -388,6 +390,29 @@ mod tests {
         ]);
         let r = check(&h);
         assert_eq!(r.valid, Validity::Valid, "{r:?}");
+    }
+
+    #[test]
+    fn a_cas_that_answered_no_match_wrote_nothing() {
+        // etcd_056's shape: the cas acknowledged `false` (no match), then a
+        // read of the initial null; the search finds it linearizable.
+        let h = history(&[
+            "1 invoke cas [2,1]",
+            "1 ok cas false",
+            "0 invoke read",
+            "0 ok read null",
+        ]);
+        assert_eq!(check(&h).valid, Validity::Valid);
+        // The same cas acknowledged as applied does overwrite null.
+        let applied = history(&[
+            "2 invoke write 2",
+            "2 ok write 2",
+            "1 invoke cas [2,1]",
+            "1 ok cas [2,1]",
+            "0 invoke read",
+            "0 ok read null",
+        ]);
+        assert_eq!(check(&applied).valid, Validity::Invalid);
     }
 
     #[test]

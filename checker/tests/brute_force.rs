@@ -14,12 +14,17 @@ enum Gen {
     Cas(i64, i64),
 }
 
-fn gen_op() -> impl Strategy<Value = Gen> {
-    prop_oneof![
-        Just(Gen::Read),
-        (0i64..3).prop_map(Gen::Write),
-        (0i64..3, 0i64..3).prop_map(|(a, b)| Gen::Cas(a, b)),
-    ]
+fn gen_op(with_cas: bool) -> BoxedStrategy<Gen> {
+    if with_cas {
+        prop_oneof![
+            Just(Gen::Read),
+            (0i64..3).prop_map(Gen::Write),
+            (0i64..3, 0i64..3).prop_map(|(a, b)| Gen::Cas(a, b)),
+        ]
+        .boxed()
+    } else {
+        prop_oneof![Just(Gen::Read), (0i64..3).prop_map(Gen::Write)].boxed()
+    }
 }
 
 /// A process's open op: its id, what it does, the dice for its outcome, what a read saw.
@@ -27,9 +32,19 @@ type Open = (u64, Gen, u8, Option<i64>);
 
 /// Interleaves up to 3 processes' ops into JSONL, with random results and outcomes.
 fn gen_history() -> impl Strategy<Value = String> {
+    gen_history_of(true)
+}
+
+/// As [`gen_history`]; without cas ops when `with_cas` is false (`register`).
+fn gen_history_of(with_cas: bool) -> impl Strategy<Value = String> {
     (
         proptest::collection::vec(
-            (0u64..3, gen_op(), 0u8..10, prop::option::of(0i64..3)),
+            (
+                0u64..3,
+                gen_op(with_cas),
+                0u8..10,
+                prop::option::of(0i64..3),
+            ),
             1..8,
         ),
         proptest::collection::vec(any::<bool>(), 16),
@@ -183,6 +198,83 @@ proptest! {
         let whole = CheckOptions { partition: false, ..CheckOptions::default() };
         prop_assert_eq!(check_named("cas-register", &history, &whole).unwrap().valid, want);
     }
+}
+
+/// Puts every op of process `p` on key `k{p % 2}`, for the `kv` model.
+fn with_keys(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let start = l.find("\"process\":").unwrap() + 10;
+            let digits: String = l[start..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            let p: u64 = digits.parse().unwrap();
+            l.replacen(
+                "\"process\":",
+                &format!("\"key\":\"k{}\",\"process\":", p % 2),
+                1,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// Brute force per key: a kv history is linearizable when every key's is.
+fn brute_force_by_key(history: &checker::History) -> bool {
+    (0..history.keys.len().max(1)).all(|k| {
+        let ops: Vec<Op> = history
+            .ops
+            .iter()
+            .filter(|op| op.key.map_or(0, |x| x as usize) == k)
+            .cloned()
+            .collect();
+        brute_force(&ops)
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// lost-writes is a necessary condition: it never refutes a history that
+    /// the complete search (and the brute force) finds linearizable, for every
+    /// register model, with failed, indeterminate and no-match cas ops.
+    #[test]
+    fn lost_writes_never_refutes_a_linearizable_history(
+        text in gen_history(),
+        plain in gen_history_of(false),
+    ) {
+        let cases = [("cas-register", text.clone()), ("register", plain), ("kv", with_keys(&text))];
+        for (model, text) in cases {
+            let history = checker::format::jsonl::read(text.as_bytes()).unwrap();
+            let linearizable = brute_force_by_key(&history);
+            let search = check_named(model, &history, &CheckOptions::default()).unwrap().valid;
+            prop_assert_eq!(search == Validity::Valid, linearizable, "{} search\n{}", model, text);
+            let lost = checker::lost_writes::check(&history);
+            if linearizable {
+                prop_assert_eq!(lost.valid, Validity::Valid, "{} lost-writes\n{}\n{:?}", model, text, lost);
+            }
+            // And the combined verdict `harness check` gives is the search's.
+            prop_assert_eq!(search.with_necessary(lost.valid), Ok(search));
+        }
+    }
+}
+
+/// The property above means something only if lost-writes does refute some
+/// of the generated histories.
+#[test]
+fn lost_writes_refutes_some_generated_histories() {
+    let mut runner = proptest::test_runner::TestRunner::deterministic();
+    let mut refuted = 0;
+    for _ in 0..2000 {
+        let text = gen_history().new_tree(&mut runner).unwrap().current();
+        let history = checker::format::jsonl::read(text.as_bytes()).unwrap();
+        if checker::lost_writes::check(&history).valid == Validity::Invalid {
+            refuted += 1;
+        }
+    }
+    assert!(refuted > 10, "only {refuted} of 2000 refuted");
 }
 
 #[test]

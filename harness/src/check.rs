@@ -21,6 +21,17 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
+    // Nothing to judge is not "valid": a recorder that wrote nothing must not pass.
+    let s = &history.stats;
+    if s.ok + s.fail + s.info + s.unfinished == 0 {
+        eprintln!(
+            "harness check: {}: the history holds no client operation ({} events read, {} of them the nemesis'): nothing to check",
+            args.file.display(),
+            s.events,
+            history.nemesis.len()
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     let time_limit = match args.time_limit {
         Some(s) if !(s.is_finite() && s >= 0.0) => {
             eprintln!(
@@ -50,9 +61,10 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     // refute a history the search gives up on.
     let lost = matches!(args.model.as_str(), "register" | "cas-register" | "kv")
         .then(|| checker::lost_writes::check(&history));
-    let valid = lost
+    let combined = lost
         .as_ref()
-        .map_or(result.valid, |l| result.valid.merge(l.valid));
+        .map_or(Ok(result.valid), |l| result.valid.with_necessary(l.valid));
+    let valid = combined.unwrap_or(Validity::Unknown);
     if args.json {
         let mut checkers = json!({
             "linearizable": result,
@@ -61,21 +73,28 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         if let Some(l) = &lost {
             checkers["lost-writes"] = json!(l);
         }
-        let object = json!({
+        let mut object = json!({
             "valid": valid,
             "checkers": checkers,
             "file": args.file,
             "read_ms": read_ms,
         });
+        if let Err(e) = &combined {
+            object["error"] = json!(e.to_string());
+        }
         println!("{object}");
     } else {
         print_human(args, &history, &result, read_ms);
         if let Some(l) = &lost {
             print_lost(l);
         }
-        if valid != result.valid {
+        if result.valid == Validity::Unknown && valid == Validity::Invalid {
             println!("  overall: INVALID: lost-writes refutes what the search left undecided");
         }
+    }
+    if let Err(e) = combined {
+        eprintln!("harness check: {}: {e}", args.file.display());
+        return ExitCode::from(crate::EXIT_INTERNAL);
     }
     ExitCode::from(valid.exit_code() as u8)
 }

@@ -24,6 +24,20 @@ pub(crate) enum Edn {
 }
 
 impl Edn {
+    /// A short EDN rendering for error messages (`-1`, `:foo`, `"x"`, `[...]`).
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Edn::Nil => "nil".into(),
+            Edn::Bool(b) => b.to_string(),
+            Edn::Int(i) => i.to_string(),
+            Edn::Str(s) => format!("{s:?}"),
+            Edn::Keyword(k) => format!(":{k}"),
+            Edn::Symbol(s) => s.clone(),
+            Edn::Vector(_) => "a vector".into(),
+            Edn::Map(_) => "a map".into(),
+        }
+    }
+
     /// The history value this EDN stands for; keywords become their names.
     pub(crate) fn to_value(&self) -> Value {
         match self {
@@ -38,7 +52,7 @@ impl Edn {
                     .map(|(k, v)| {
                         let name = match k {
                             Edn::Str(s) | Edn::Keyword(s) | Edn::Symbol(s) => s.clone(),
-                            other => format!("{other:?}"),
+                            other => other.describe(),
                         };
                         (name.into_boxed_str(), v.to_value())
                     })
@@ -258,13 +272,16 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
                 )
             })?;
         let process = match field(&entries, "process") {
-            Some(Edn::Int(p)) if *p >= 0 => Process::Client(*p as u64),
+            Some(Edn::Int(p)) => Process::Client(*p),
             Some(Edn::Keyword(k)) if k == "nemesis" => Process::Nemesis,
             other => {
                 return Err(ReadError::at(
                     n,
                     Some(":process"),
-                    format!("expected a non-negative integer or :nemesis, got {other:?}"),
+                    match other {
+                        None => "missing; expected an integer or :nemesis".to_string(),
+                        Some(v) => format!("expected an integer or :nemesis, got {}", v.describe()),
+                    },
                 ))
             }
         };
@@ -279,7 +296,7 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
                 return Err(ReadError::at(
                     n,
                     Some(":key"),
-                    format!("expected a string or integer, got {other:?}"),
+                    format!("expected a string or integer, got {}", other.describe()),
                 ))
             }
         };

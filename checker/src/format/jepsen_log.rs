@@ -37,7 +37,7 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
         let process = if process == ":nemesis" {
             Process::Nemesis
         } else {
-            Process::Client(process.parse::<u64>().map_err(|_| {
+            Process::Client(process.parse::<i64>().map_err(|_| {
                 ReadError::at(
                     n,
                     Some("process"),

@@ -40,12 +40,41 @@ pub(crate) struct RawEvent<'a> {
     pub(crate) error: Option<Cow<'a, str>>,
 }
 
-#[derive(Deserialize, Debug)]
-#[serde(untagged)]
+/// The `process` field: any integer, or a name (only `"nemesis"` is valid).
+#[derive(Debug)]
 pub(crate) enum RawProcess<'a> {
-    Int(u64),
-    #[serde(borrow)]
+    Int(i64),
     Name(Cow<'a, str>),
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for RawProcess<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = RawProcess<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("`process` to be an integer or \"nemesis\"")
+            }
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(RawProcess::Int(v))
+            }
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                i64::try_from(v)
+                    .map(RawProcess::Int)
+                    .map_err(|_| E::custom(format!("`process` {v} is larger than 2^63-1")))
+            }
+            fn visit_borrowed_str<E: serde::de::Error>(
+                self,
+                v: &'de str,
+            ) -> Result<Self::Value, E> {
+                Ok(RawProcess::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(RawProcess::Name(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 /// Parses one line; `Ok(None)` for a blank line.
@@ -333,5 +362,24 @@ mod tests {
         let e = read("{\"type\":\"invoke\",\"process\":0,\"f\":\"read\"}\n{oops\n".as_bytes())
             .unwrap_err();
         assert_eq!(e.line, 2);
+    }
+
+    #[test]
+    fn any_integer_is_a_process_and_other_processes_are_named_in_the_error() {
+        let text = "{\"type\":\"invoke\",\"process\":-1,\"f\":\"write\",\"value\":0}\n{\"type\":\"ok\",\"process\":-1,\"f\":\"write\",\"value\":0}\n{\"type\":\"invoke\",\"process\":-9223372036854775808,\"f\":\"read\",\"value\":null}\n";
+        let h = read(text.as_bytes()).unwrap();
+        assert_eq!((h.ops[0].process, h.ops[1].process), (-1, i64::MIN));
+        for (bad, needle) in [
+            ("true", "`process` to be an integer or \"nemesis\""),
+            ("[1]", "`process` to be an integer or \"nemesis\""),
+            ("1.5", "`process` to be an integer or \"nemesis\""),
+            ("18446744073709551615", "larger than 2^63-1"),
+            ("\"client\"", "neither an integer nor \"nemesis\""),
+        ] {
+            let line = format!("{{\"type\":\"invoke\",\"process\":{bad},\"f\":\"read\"}}\n");
+            let e = read(line.as_bytes()).unwrap_err();
+            assert!(e.message.contains(needle), "{bad}: {}", e.message);
+            assert_eq!(e.line, 1);
+        }
     }
 }

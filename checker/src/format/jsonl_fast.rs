@@ -143,9 +143,7 @@ pub(crate) fn parse(line: &str) -> Option<RawEvent<'_>> {
             // A repeated field is an error serde_json words better.
             let fresh = match (name, item) {
                 ("type", Item::Str(s)) => kind.replace(s).is_none(),
-                ("process", Item::Int(p)) if p >= 0 => {
-                    process.replace(RawProcess::Int(p as u64)).is_none()
-                }
+                ("process", Item::Int(p)) => process.replace(RawProcess::Int(p)).is_none(),
                 ("process", Item::Str(s)) => process
                     .replace(RawProcess::Name(Cow::Borrowed(s)))
                     .is_none(),
@@ -227,6 +225,8 @@ mod tests {
             r#"{"type":"info","process":1,"f":"write","value":1,"error":"timeout","time":null}"#,
             r#"{"type":"ok","process":1,"f":"read","value":[]}"#,
             r#"{"type":"ok","process":1,"f":"read","value":[-9223372036854775808,9223372036854775807,0,-7]}"#,
+            // Any integer is a process (Knossos-converted histories use -1).
+            r#"{"type":"ok","process":-1,"f":"read"}"#,
         ] {
             assert!(
                 parse(line).is_some(),
@@ -243,7 +243,6 @@ mod tests {
             r#"{"type":"ok","type":"ok","process":1,"f":"read"}"#,
             r#"{"type":"ok","process":1,"f":"read","value":01}"#,
             r#"{"type":"ok","process":1,"f":"read"} x"#,
-            r#"{"type":"ok","process":-1,"f":"read"}"#,
             r#"{"type":"ok","process":1}"#,
             r#"{"type":"ok","process":1,"f":"read","value":99999999999999999999}"#,
             r#"{"type":"ok","process":1,"f":"read","value":9223372036854775808}"#,

@@ -75,7 +75,7 @@ pub struct OpView {
     /// Index in the history's op list (invocation order).
     pub index: usize,
     /// Client process.
-    pub process: u64,
+    pub process: i64,
     /// Operation name.
     pub f: String,
     /// Key, if any.

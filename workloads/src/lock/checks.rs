@@ -240,8 +240,8 @@ fn fenced_writes(history: &History) -> Value {
 /// over [from, to] (ns), the shortest span the history proves.
 #[derive(Debug, Clone)]
 struct Edge {
-    process: u64,
-    holder: u64,
+    process: i64,
+    holder: i64,
     lock: String,
     from: i64,
     to: i64,
@@ -253,12 +253,12 @@ struct Edge {
 /// anything but another ask for that lock), so a cycle found here certainly existed. An expired lease still
 /// holds until replaced, as in the lock manager.
 fn deadlocks(history: &History) -> Value {
-    let mut by_process: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut by_process: HashMap<i64, Vec<usize>> = HashMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         by_process.entry(op.process).or_default().push(i);
     }
     // Grants per lock, by completion, to see when another grant ended a hold.
-    let mut grants: HashMap<Option<u32>, Vec<(i64, u64)>> = HashMap::new();
+    let mut grants: HashMap<Option<u32>, Vec<(i64, i64)>> = HashMap::new();
     for op in &history.ops {
         if &*op.f == "acquire" && !is_queued(op) && ok_output(op).is_some() {
             if let Some(call) = op.call_time {
@@ -268,7 +268,7 @@ fn deadlocks(history: &History) -> Value {
     }
     // Holds: (process, lock) -> [from, to]: from the grant's completion to the
     // release's invocation or another process's grant's invocation.
-    let mut holds: HashMap<(u64, String), Vec<(i64, i64)>> = HashMap::new();
+    let mut holds: HashMap<(i64, String), Vec<(i64, i64)>> = HashMap::new();
     for ops in by_process.values() {
         for (n, &i) in ops.iter().enumerate() {
             let op = &history.ops[i];
@@ -320,7 +320,7 @@ fn deadlocks(history: &History) -> Value {
                 let Some(holder) = h
                     .as_str()
                     .and_then(|s| s.strip_prefix('p'))
-                    .and_then(|s| s.parse::<u64>().ok())
+                    .and_then(|s| s.parse::<i64>().ok())
                 else {
                     continue;
                 };
