@@ -142,6 +142,7 @@ pub(crate) async fn ask(
             status: StatusCode::MISDIRECTED_REQUEST,
             body: json!({"error": "not-leader", "message": "this node is not the leader", "definite": true, "leader": leader}),
         }),
+        Reply::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", m, true)),
         Reply::Unavailable(m) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -312,6 +313,9 @@ struct LeaveBody {
 
 async fn leave(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let LeaveBody { id } = parse(&body, "expected {\"id\": ID}")?;
+    if id.is_empty() {
+        return Err(ApiError::malformed("`id` must be non-empty"));
+    }
     ask(&state, |reply| Event::Leave { id, reply }, true).await?;
     Ok(Json(json!({})))
 }

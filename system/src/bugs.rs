@@ -32,6 +32,13 @@ pub enum Bug {
     SkipRedelivery,
     /// Cache writes are acknowledged without invalidating the cached copies.
     SkipInvalidate,
+    /// A follower rejecting an Append of an older term echoes its read round in
+    /// a reply stamped with the newer term, and the leader credits any echoed
+    /// round: a stale copy of a previous incarnation's Append confirms reads.
+    EchoReadSeq,
+    /// When a truncation removes every config entry, keep the members in force
+    /// instead of falling back to the snapshot's or the initial ones.
+    KeepConfigOnTruncate,
 }
 
 /// Every bug with its name and what it breaks.
@@ -85,6 +92,16 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::SkipInvalidate,
         "skip-invalidate",
         "acknowledge cache writes without invalidating cached copies",
+    ),
+    (
+        Bug::EchoReadSeq,
+        "echo-read-seq",
+        "a stale Append's read round, echoed in a newer term, confirms reads",
+    ),
+    (
+        Bug::KeepConfigOnTruncate,
+        "keep-config-on-truncate",
+        "keep a truncated membership change in force",
     ),
 ];
 

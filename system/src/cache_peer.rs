@@ -298,7 +298,7 @@ impl CacheService {
             Ok(Ok(Reply::NotLeader(leader))) => {
                 Err(format!("not-leader:{}", leader.unwrap_or_default()))
             }
-            Ok(Ok(Reply::Unavailable(m) | Reply::Indeterminate(m))) => Err(m),
+            Ok(Ok(Reply::Unavailable(m) | Reply::Indeterminate(m) | Reply::NotFound(m))) => Err(m),
             _ => Err("no answer from the store in time".into()),
         }
     }

@@ -46,6 +46,8 @@ pub enum Reply {
     Unavailable(String),
     /// Proposed, but the outcome is unknown (leadership lost before commit).
     Indeterminate(String),
+    /// Refused because what it names does not exist (definite; nothing proposed).
+    NotFound(String),
 }
 
 /// The node's view of the cluster, for `/cluster/status`.
@@ -342,19 +344,24 @@ impl<S: StateMachine> Raft<S> {
     }
 
     /// Membership in force: the latest config entry in the log, else the snapshot's,
-    /// else the configured one.
+    /// else the configured one. After a truncation removed an uncommitted change,
+    /// this rolls the node back to the configuration it came from (Raft thesis 4.1).
     fn recompute_members(&mut self) {
         let from_log = self.log.iter().rev().find_map(|e| match &e.payload {
             Payload::Config { members } => Some(members.clone()),
             _ => None,
         });
-        if let Some(m) = from_log.or_else(|| {
+        let known = from_log.or_else(|| {
             self.snapshot
                 .as_ref()
                 .map(|s| s.members.clone())
                 .filter(|m| !m.is_empty())
-        }) {
-            self.members = m;
+        });
+        match known {
+            Some(m) => self.members = m,
+            // Planted: the removed change stays in force.
+            None if self.cfg.bugs.has(Bug::KeepConfigOnTruncate) => {}
+            None => self.members = self.cfg.members.clone(),
         }
     }
 
@@ -512,7 +519,10 @@ impl<S: StateMachine> Raft<S> {
                     return;
                 }
                 if !self.members.contains_key(&id) {
-                    let _ = reply.send(Reply::Ok(Value::Null));
+                    let _ = reply.send(Reply::NotFound(format!(
+                        "`{id}` is not a member (members: {})",
+                        self.members.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
                     return;
                 }
                 let mut members = self.members.clone();
@@ -673,7 +683,10 @@ impl<S: StateMachine> Raft<S> {
                     return;
                 };
                 p.last_ack = now;
-                p.acked_seq = p.acked_seq.max(read_seq);
+                // A round this leadership never handed out cannot confirm a read.
+                if read_seq <= self.read_seq || self.cfg.bugs.has(Bug::EchoReadSeq) {
+                    p.acked_seq = p.acked_seq.max(read_seq);
+                }
                 if success {
                     if match_index > p.matched {
                         p.matched = match_index;
@@ -801,6 +814,15 @@ impl<S: StateMachine> Raft<S> {
         now: Instant,
     ) {
         if term < self.meta.term {
+            // The reply carries our newer term, so it must not carry the old
+            // message's read round: that round belongs to an older leadership
+            // (perhaps an earlier incarnation of the same node) and would
+            // confirm reads of the current one.
+            let echoed = if self.cfg.bugs.has(Bug::EchoReadSeq) {
+                read_seq
+            } else {
+                0
+            };
             self.send(
                 &from,
                 Message::AppendReply {
@@ -808,7 +830,7 @@ impl<S: StateMachine> Raft<S> {
                     success: false,
                     match_index: 0,
                     hint: 0,
-                    read_seq,
+                    read_seq: echoed,
                 },
             );
             return;
@@ -853,10 +875,17 @@ impl<S: StateMachine> Raft<S> {
             match self.log.term_at(entry.index) {
                 Some(t) if t == entry.term => continue,
                 Some(_) => {
-                    debug_assert!(
-                        entry.index > self.commit,
-                        "Raft never truncates committed entries"
-                    );
+                    // Raft never truncates committed entries: a leader asking for
+                    // it is broken (or a message is forged); refuse, keep the log.
+                    if entry.index <= self.commit {
+                        log_line!(
+                            self.cfg.id,
+                            "refusing to truncate committed entry {} (commit {}) for {from} in term {term}",
+                            entry.index,
+                            self.commit
+                        );
+                        return;
+                    }
                     if let Err(e) = self.log.truncate_from(entry.index) {
                         log_line!(self.cfg.id, "cannot truncate the log: {e}; stopping");
                         std::process::exit(70);
@@ -997,8 +1026,12 @@ impl<S: StateMachine> Raft<S> {
                     // Check quorum: a leader cut off from a majority steps down.
                     let mut acks: Vec<Instant> = self.peers.values().map(|p| p.last_ack).collect();
                     acks.sort_unstable_by(|a, b| b.cmp(a));
-                    let needed = self.quorum().saturating_sub(1);
-                    if needed > 0 && self.members.contains_key(&self.cfg.id) {
+                    // A leader removing itself (the change not yet committed)
+                    // is no voter: it needs acks from a whole quorum of peers,
+                    // and steps down when cut off like any other leader.
+                    let counts_self = self.members.contains_key(&self.cfg.id);
+                    let needed = self.quorum().saturating_sub(counts_self as usize);
+                    if needed > 0 {
                         let oldest = acks.get(needed - 1).copied().unwrap_or(now);
                         if now.duration_since(oldest) > self.cfg.election_timeout * 2 {
                             log_line!(self.cfg.id, "lost contact with a majority");
@@ -1132,6 +1165,11 @@ impl<S: StateMachine> Raft<S> {
                     if self.role == Role::Leader && !members.contains_key(&self.cfg.id) {
                         log_line!(self.cfg.id, "removed from the cluster; stepping down");
                         self.applied = index;
+                        // The removal committed: say so before stepping down
+                        // answers every other waiter "indeterminate".
+                        if let Some((_, reply)) = self.waiters.remove(&index) {
+                            let _ = reply.send(Reply::Ok(Value::Null));
+                        }
                         self.become_follower(self.meta.term, None);
                         self.reset_election_timer(now);
                         continue;
