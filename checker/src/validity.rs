@@ -1,4 +1,4 @@
-//! The three-valued verdict of SPEC.md: `true`, `false` or `"unknown"`.
+//! The three-valued verdict (docs/results.md): `true`, `false` or `"unknown"`.
 
 use serde::{Serialize, Serializer};
 
@@ -37,7 +37,7 @@ impl Validity {
         }
     }
 
-    /// The process exit code of SPEC.md: 0 valid, 1 invalid, 2 unknown.
+    /// The process exit code (docs/cli.md): 0 valid, 1 invalid, 2 unknown.
     pub fn exit_code(self) -> i32 {
         match self {
             Validity::Valid => 0,

@@ -34,7 +34,7 @@ pub fn print() {
         println!("  {name:<19} {what}");
     }
     println!("history formats (harness check --format F):");
-    println!("  jsonl          Faultline JSON Lines (SPEC.md section 1), the default");
+    println!("  jsonl          Faultline JSON Lines (docs/history-format.md), the default");
     println!("  jepsen-log     Jepsen text logs: INFO  jepsen.util - P :type :f value");
     println!("  jepsen-edn     Jepsen EDN op maps, one per line");
 }

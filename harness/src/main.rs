@@ -1,4 +1,4 @@
-//! `harness`: Faultline's command line (SPEC.md section 2).
+//! `harness`: Faultline's command line (docs/cli.md).
 
 mod bench;
 mod check;
@@ -24,9 +24,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-/// Exit code for bad arguments or unreadable input (SPEC.md).
+/// Exit code for bad arguments or unreadable input (docs/cli.md).
 pub const EXIT_BAD_INPUT: u8 = 254;
-/// Exit code for an internal error (SPEC.md).
+/// Exit code for an internal error (docs/cli.md).
 pub const EXIT_INTERNAL: u8 = 255;
 
 fn main() -> ExitCode {

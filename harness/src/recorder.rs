@@ -1,5 +1,5 @@
 //! Records the history as it happens: every invoke and completion goes down a
-//! channel to one writer task that appends JSONL (SPEC.md section 1) and keeps the
+//! channel to one writer task that appends JSONL (docs/history-format.md) and keeps the
 //! live counters and latency histograms for the progress line and `results.json`.
 
 use std::collections::BTreeMap;

@@ -1,4 +1,4 @@
-//! The run store (SPEC.md section 4): `store/<workload>/<timestamp>/` per run and
+//! The run store (docs/run-store.md): `store/<workload>/<timestamp>/` per run and
 //! `store/latest` pointing at the newest.
 
 use std::path::{Path, PathBuf};

@@ -91,7 +91,7 @@ fn correct_system_under_partitions_and_kills_is_valid_and_the_run_is_stored() {
             .is_some(),
         "{r}"
     );
-    // SPEC.md section 4: the run folder's contents.
+    // docs/run-store.md: the run folder's contents.
     for f in [
         "test.json",
         "history.jsonl",

@@ -1,4 +1,4 @@
-//! The client API over HTTP/JSON (SPEC.md section 5).
+//! The client API over HTTP/JSON (docs/node-api.md).
 //!
 //! Every error says whether it is definite (the operation did not happen: bad
 //! request, cas mismatch, not the leader, refused before proposing) or not (proposed,
@@ -33,7 +33,7 @@ pub struct ApiState {
     pub cache: Arc<crate::cache_peer::CacheService>,
 }
 
-/// An error answer: HTTP status and the SPEC's JSON body.
+/// An error answer: HTTP status and the JSON error body of docs/node-api.md.
 pub struct ApiError {
     pub(crate) status: StatusCode,
     pub(crate) body: Value,
@@ -84,7 +84,7 @@ async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
         "not-found",
-        "no such endpoint (see SPEC.md section 5)",
+        "no such endpoint (see docs/node-api.md)",
         true,
     )
 }

@@ -1,5 +1,5 @@
 //! The broker's HTTP routes: produce, poll, ack, and reads of a topic's logs and
-//! a group's progress (SPEC.md section 5 errors).
+//! a group's progress (docs/node-api.md, errors).
 
 use std::sync::Arc;
 

@@ -1,4 +1,4 @@
-//! The lock manager's HTTP routes, beside the KV's (SPEC.md section 5 errors).
+//! The lock manager's HTTP routes, beside the KV's (docs/node-api.md, errors).
 //!
 //! Refusals (busy, queued, deadlock, not-owner, stale-token) are definite `409`s
 //! with the lock manager's details; lock commands carry this node's clock.

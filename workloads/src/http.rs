@@ -1,6 +1,6 @@
 //! The HTTP side every workload on the builtin system shares: find the leader
 //! (following `421 not-leader` hints), and turn each answer into a completion that
-//! says whether the op certainly failed or may have happened (SPEC.md section 5).
+//! says whether the op certainly failed or may have happened (docs/node-api.md).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -115,7 +115,7 @@ pub struct WorkloadOptions {
 /// Which system the clients talk to.
 #[derive(Clone, Debug, Default)]
 pub enum Target {
-    /// The Faultline reference system (HTTP/JSON, SPEC.md section 5).
+    /// The Faultline reference system (HTTP/JSON, docs/node-api.md).
     #[default]
     Builtin,
     /// Redis: the first node is the primary, the rest its replicas, unless

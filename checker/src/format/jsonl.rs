@@ -1,4 +1,4 @@
-//! The JSON Lines history format of SPEC.md section 1.
+//! The JSON Lines history format (docs/history-format.md).
 //!
 //! The reader streams in two stages: a reader thread cuts the input into blocks
 //! of whole lines and parses each block's lines on all cores into owned events;

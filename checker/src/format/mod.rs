@@ -16,7 +16,7 @@ use crate::history::History;
 /// A history file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// Faultline's JSON Lines (SPEC.md section 1).
+    /// Faultline's JSON Lines (docs/history-format.md).
     Jsonl,
     /// Jepsen text logs (`INFO  jepsen.util - P :type :f value`).
     JepsenLog,

@@ -174,7 +174,7 @@ pub struct UnknownCause {
     pub count: usize,
 }
 
-/// The linearizability checker's result (the `linearizable` entry of SPEC.md's result object).
+/// The linearizability checker's result (the `linearizable` entry of result object, docs/results.md).
 #[derive(Clone, Debug, Serialize)]
 pub struct Linearizability {
     /// true, false or "unknown".
