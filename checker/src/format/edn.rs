@@ -6,6 +6,7 @@
 
 use std::io::BufRead;
 
+use super::quote;
 use crate::error::ReadError;
 use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
 use crate::value::Value;
@@ -23,16 +24,35 @@ pub(crate) enum Edn {
     Map(Vec<(Edn, Edn)>),
 }
 
+/// Deepest nesting of maps, vectors and lists a value may have. Jepsen's deepest
+/// values (transactions) nest about four; the bound keeps every later walk of a
+/// value (conversion, comparison, drop) well inside a thread's stack.
+pub const MAX_DEPTH: usize = 1000;
+
 impl Edn {
-    /// A short EDN rendering for error messages (`-1`, `:foo`, `"x"`, `[...]`).
+    /// A short EDN rendering for error messages (`-1`, `:foo`, `"x"`, `a vector`).
     pub(crate) fn describe(&self) -> String {
         match self {
             Edn::Nil => "nil".into(),
             Edn::Bool(b) => b.to_string(),
             Edn::Int(i) => i.to_string(),
-            Edn::Str(s) => format!("{s:?}"),
-            Edn::Keyword(k) => format!(":{k}"),
-            Edn::Symbol(s) => s.clone(),
+            Edn::Str(s) => {
+                let mut out = String::from("\"");
+                for c in quote(s).chars() {
+                    match c {
+                        '"' => out.push_str("\\\""),
+                        '\\' => out.push_str("\\\\"),
+                        '\n' => out.push_str("\\n"),
+                        '\t' => out.push_str("\\t"),
+                        '\r' => out.push_str("\\r"),
+                        c => out.push(c),
+                    }
+                }
+                out.push('"');
+                out
+            }
+            Edn::Keyword(k) => format!(":{}", quote(k)),
+            Edn::Symbol(s) => quote(s),
             Edn::Vector(_) => "a vector".into(),
             Edn::Map(_) => "a map".into(),
         }
@@ -64,6 +84,26 @@ impl Edn {
     }
 }
 
+/// Why a line is not EDN, and in which field of the op map when known.
+#[derive(Debug)]
+pub(crate) struct EdnError {
+    pub(crate) message: String,
+    pub(crate) field: Option<&'static str>,
+}
+
+/// The op map fields an error can name.
+const FIELDS: &[&str] = &[
+    ":type", ":process", ":f", ":key", ":value", ":time", ":error",
+];
+
+/// A map or vector being read: what it holds so far.
+enum Open {
+    /// Entries, and a key still waiting for its value.
+    Map(Vec<(Edn, Edn)>, Option<Edn>),
+    /// Items, and the byte that opened it (`[` or `(`).
+    Seq(Vec<Edn>, u8),
+}
+
 /// A cursor over one line of EDN text.
 pub(crate) struct Parser<'a> {
     text: &'a [u8],
@@ -76,10 +116,6 @@ impl<'a> Parser<'a> {
             text: text.as_bytes(),
             pos: 0,
         }
-    }
-
-    fn err(&self, what: impl Into<String>) -> String {
-        format!("{} (column {})", what.into(), self.pos + 1)
     }
 
     fn skip_ws(&mut self) {
@@ -112,58 +148,85 @@ impl<'a> Parser<'a> {
         std::str::from_utf8(&self.text[start..self.pos]).unwrap_or("")
     }
 
-    /// Parses the next value.
-    pub(crate) fn value(&mut self) -> Result<Edn, String> {
-        self.skip_ws();
-        let Some(&b) = self.text.get(self.pos) else {
-            return Err(self.err("unexpected end of line"));
-        };
+    /// Parses the next value. Iterative, with an explicit stack of open maps and
+    /// vectors bounded by [`MAX_DEPTH`], so no input can exhaust the thread's stack.
+    pub(crate) fn value(&mut self) -> Result<Edn, EdnError> {
+        let mut open: Vec<Open> = Vec::new();
+        self.value_in(&mut open).map_err(|message| {
+            let message = format!("{message} (column {})", self.pos + 1);
+            // The op map field the error is in, when the line is an op map.
+            let field = match open.first() {
+                Some(Open::Map(_, Some(Edn::Keyword(k)))) => {
+                    FIELDS.iter().copied().find(|f| f[1..] == **k)
+                }
+                _ => None,
+            };
+            EdnError { message, field }
+        })
+    }
+
+    fn value_in(&mut self, open: &mut Vec<Open>) -> Result<Edn, String> {
+        loop {
+            self.skip_ws();
+            let Some(&b) = self.text.get(self.pos) else {
+                return Err(match open.last() {
+                    None => "unexpected end of line".into(),
+                    Some(Open::Map(_, Some(_))) => "map has a key without a value".into(),
+                    Some(Open::Map(_, None)) => "map is not closed with `}`".into(),
+                    Some(Open::Seq(_, opener)) => format!("`{}` is not closed", *opener as char),
+                });
+            };
+            let done = match (b, open.last_mut()) {
+                (b'}', Some(Open::Map(entries, None))) => {
+                    self.pos += 1;
+                    let map = Edn::Map(std::mem::take(entries));
+                    open.pop();
+                    map
+                }
+                (b'}', Some(Open::Map(_, Some(_)))) => {
+                    return Err("map has a key without a value".into())
+                }
+                (b']', Some(Open::Seq(items, b'['))) | (b')', Some(Open::Seq(items, b'('))) => {
+                    self.pos += 1;
+                    let vector = Edn::Vector(std::mem::take(items));
+                    open.pop();
+                    vector
+                }
+                (b'}' | b']' | b')', _) => return Err(format!("unexpected `{}`", b as char)),
+                (b'{' | b'[' | b'(', _) => {
+                    if open.len() >= MAX_DEPTH {
+                        return Err(format!("nesting deeper than {MAX_DEPTH}"));
+                    }
+                    self.pos += 1;
+                    open.push(if b == b'{' {
+                        Open::Map(Vec::new(), None)
+                    } else {
+                        Open::Seq(Vec::new(), b)
+                    });
+                    continue;
+                }
+                _ => self.atom(b)?,
+            };
+            match open.last_mut() {
+                None => return Ok(done),
+                Some(Open::Seq(items, _)) => items.push(done),
+                Some(Open::Map(entries, waiting)) => match waiting.take() {
+                    None => *waiting = Some(done),
+                    Some(key) => entries.push((key, done)),
+                },
+            }
+        }
+    }
+
+    /// A string, keyword, integer, `nil`, boolean or symbol starting with `b`.
+    fn atom(&mut self, b: u8) -> Result<Edn, String> {
         match b {
-            b'{' => {
-                self.pos += 1;
-                let mut entries = Vec::new();
-                loop {
-                    self.skip_ws();
-                    match self.text.get(self.pos) {
-                        Some(b'}') => {
-                            self.pos += 1;
-                            return Ok(Edn::Map(entries));
-                        }
-                        None => return Err(self.err("map is not closed with `}`")),
-                        _ => {
-                            let k = self.value()?;
-                            self.skip_ws();
-                            if matches!(self.text.get(self.pos), Some(b'}') | None) {
-                                return Err(self.err("map has a key without a value"));
-                            }
-                            let v = self.value()?;
-                            entries.push((k, v));
-                        }
-                    }
-                }
-            }
-            b'[' | b'(' => {
-                let close = if b == b'[' { b']' } else { b')' };
-                self.pos += 1;
-                let mut items = Vec::new();
-                loop {
-                    self.skip_ws();
-                    match self.text.get(self.pos) {
-                        Some(&c) if c == close => {
-                            self.pos += 1;
-                            return Ok(Edn::Vector(items));
-                        }
-                        None => return Err(self.err(format!("`{}` is not closed", b as char))),
-                        _ => items.push(self.value()?),
-                    }
-                }
-            }
             b'"' => {
                 self.pos += 1;
                 let mut out = Vec::new();
                 loop {
                     match self.text.get(self.pos) {
-                        None => return Err(self.err("string is not closed")),
+                        None => return Err("string is not closed".into()),
                         Some(b'"') => {
                             self.pos += 1;
                             break;
@@ -176,7 +239,7 @@ impl<'a> Parser<'a> {
                                 Some(b'r') => b'\r',
                                 Some(b'"') => b'"',
                                 Some(b'\\') => b'\\',
-                                _ => return Err(self.err("unknown escape in string")),
+                                _ => return Err("unknown escape in string".into()),
                             });
                             self.pos += 2;
                         }
@@ -188,14 +251,13 @@ impl<'a> Parser<'a> {
                 }
                 String::from_utf8(out)
                     .map(Edn::Str)
-                    .map_err(|_| self.err("string is not valid UTF-8"))
+                    .map_err(|_| "string is not valid UTF-8".into())
             }
-            b'}' | b']' | b')' => Err(self.err(format!("unexpected `{}`", b as char))),
             b':' => {
                 self.pos += 1;
                 let name = self.token();
                 if name.is_empty() {
-                    return Err(self.err("empty keyword"));
+                    return Err("empty keyword".into());
                 }
                 Ok(Edn::Keyword(name.to_string()))
             }
@@ -210,12 +272,14 @@ impl<'a> Parser<'a> {
                         if let Ok(i) = digits.parse::<i64>() {
                             Ok(Edn::Int(i))
                         } else if tok.is_empty() {
-                            Err(self.err(format!("unexpected `{}`", b as char)))
+                            Err(format!("unexpected `{}`", b as char))
                         } else if tok.as_bytes()[0].is_ascii_digit()
                             || tok.starts_with('-') && tok.len() > 1
                         {
-                            Err(self
-                                .err(format!("`{tok}` is not an integer this reader understands")))
+                            Err(format!(
+                                "`{}` is not an integer this reader understands (64-bit integers only)",
+                                quote(tok)
+                            ))
                         } else {
                             Ok(Edn::Symbol(tok.to_string()))
                         }
@@ -243,14 +307,15 @@ fn name_of(e: &Edn) -> Option<&str> {
 /// Reads a Jepsen EDN history (one op map per line).
 pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
     let mut builder = HistoryBuilder::new();
-    for (i, line) in input.lines().enumerate() {
-        let n = i as u64 + 1;
-        let line = line.map_err(|e| ReadError::at(n, None, format!("cannot read: {e}")))?;
+    for line in super::numbered_lines(input) {
+        let (n, line) = line?;
         let mut parser = Parser::new(&line);
         if parser.at_end() {
             continue;
         }
-        let edn = parser.value().map_err(|m| ReadError::at(n, None, m))?;
+        let edn = parser
+            .value()
+            .map_err(|e| ReadError::at(n, e.field, e.message))?;
         if !parser.at_end() {
             return Err(ReadError::at(n, None, "text after the op map"));
         }

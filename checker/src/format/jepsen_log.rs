@@ -10,6 +10,7 @@
 use std::io::BufRead;
 
 use super::edn::{Edn, Parser};
+use super::quote;
 use crate::error::ReadError;
 use crate::history::{EventKind, EventRecord, History, HistoryBuilder, Process};
 use crate::value::Value;
@@ -19,9 +20,8 @@ const PREFIX: &str = "jepsen.util -";
 /// Reads a Jepsen text log.
 pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
     let mut builder = HistoryBuilder::new();
-    for (i, line) in input.lines().enumerate() {
-        let n = i as u64 + 1;
-        let line = line.map_err(|e| ReadError::at(n, None, format!("cannot read: {e}")))?;
+    for line in super::numbered_lines(input) {
+        let (n, line) = line?;
         if line.trim().is_empty() {
             continue;
         }
@@ -41,7 +41,7 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
                 ReadError::at(
                     n,
                     Some("process"),
-                    format!("`{process}` is not a process id"),
+                    format!("`{}` is not a process id", quote(process)),
                 )
             })?)
         };
@@ -53,7 +53,7 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
                 ReadError::at(
                     n,
                     Some("type"),
-                    format!("`{kind_text}` is not :invoke, :ok, :fail or :info"),
+                    format!("`{}` is not :invoke, :ok, :fail or :info", quote(kind_text)),
                 )
             })?;
         let f_text = fields.next().unwrap_or("");
@@ -64,7 +64,7 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
                 ReadError::at(
                     n,
                     Some("f"),
-                    format!("`{f_text}` is not a keyword like :read"),
+                    format!("`{}` is not a keyword like :read", quote(f_text)),
                 )
             })?;
         let rest: Vec<&str> = fields.collect();
@@ -75,12 +75,12 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
         } else {
             let v = parser
                 .value()
-                .map_err(|m| ReadError::at(n, Some("value"), m))?;
+                .map_err(|e| ReadError::at(n, Some("value"), e.message))?;
             if !parser.at_end() {
                 return Err(ReadError::at(
                     n,
                     Some("value"),
-                    format!("text after the value in `{rest}`"),
+                    format!("text after the value in `{}`", quote(&rest)),
                 ));
             }
             v

@@ -280,15 +280,10 @@ fn produce<R: Read>(mut input: R, out: std::sync::mpsc::SyncSender<Block>) {
         let text = match std::str::from_utf8(&buf[..cut]) {
             Ok(t) => t,
             Err(e) => {
-                let line = first_line
-                    + buf[..e.valid_up_to()]
-                        .iter()
-                        .filter(|&&b| b == b'\n')
-                        .count() as u64;
-                return fail(
-                    &out,
-                    ReadError::at(line, None, "the line is not valid UTF-8"),
-                );
+                let valid = &buf[..e.valid_up_to()];
+                let line = first_line + valid.iter().filter(|&&b| b == b'\n').count() as u64;
+                let line_start = valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+                return fail(&out, super::not_utf8(line, valid.len() - line_start));
             }
         };
         let (block, lines) = parse_block(text, first_line);

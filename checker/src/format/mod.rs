@@ -6,7 +6,7 @@ pub mod jsonl;
 mod jsonl_fast;
 
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -48,4 +48,57 @@ pub fn read_file(path: &Path, format: Format) -> Result<History, ReadError> {
         Format::JepsenEdn => edn::read(BufReader::new(file)),
     };
     result.map_err(|e| e.in_file(path))
+}
+
+/// The lines of `input` numbered from 1, without their `\n` or `\r\n`; a line that
+/// is not UTF-8 or cannot be read is an error naming it, and ends the lines.
+pub(crate) fn numbered_lines<R: BufRead>(
+    mut input: R,
+) -> impl Iterator<Item = Result<(u64, String), ReadError>> {
+    let mut line = 0u64;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if failed {
+            return None;
+        }
+        line += 1;
+        let mut bytes = Vec::new();
+        let next = match input.read_until(b'\n', &mut bytes) {
+            Ok(0) => return None,
+            Ok(_) => {
+                if bytes.last() == Some(&b'\n') {
+                    bytes.pop();
+                    if bytes.last() == Some(&b'\r') {
+                        bytes.pop();
+                    }
+                }
+                String::from_utf8(bytes)
+                    .map(|text| (line, text))
+                    .map_err(|e| not_utf8(line, e.utf8_error().valid_up_to()))
+            }
+            Err(e) => Err(ReadError::at(line, None, format!("cannot read: {e}"))),
+        };
+        failed = next.is_err();
+        Some(next)
+    })
+}
+
+/// The error for a line whose bytes stop being UTF-8 after `valid` bytes.
+pub(crate) fn not_utf8(line: u64, valid: usize) -> ReadError {
+    ReadError::at(
+        line,
+        None,
+        format!("the line is not valid UTF-8 (byte {})", valid + 1),
+    )
+}
+
+/// Longest input text an error message quotes.
+const QUOTE_CHARS: usize = 40;
+
+/// `text` for an error message: cut to [`QUOTE_CHARS`] characters, `...` when longer.
+pub(crate) fn quote(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    }
 }

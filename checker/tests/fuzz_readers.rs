@@ -1,0 +1,119 @@
+//! Property-based fuzzing of every history reader: random, mutated and hostile
+//! input never panics or overflows the stack; it parses into a history that pairs
+//! and checks without a panic, or is refused with an error that names the line.
+
+use checker::format::{edn, jepsen_log, jsonl};
+use checker::{check_named, CheckOptions, History, ReadError};
+
+/// A small stack for the calling thread: no reader may recurse per nesting level.
+const SMALL_STACK: usize = 256 << 10;
+
+/// Runs `f` on a thread with [`SMALL_STACK`] bytes of stack.
+fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    std::thread::Builder::new()
+        .stack_size(SMALL_STACK)
+        .spawn(f)
+        .expect("spawn")
+        .join()
+        .expect("the reader panicked or overflowed")
+}
+
+/// `depth` vectors nested in one another, EDN.
+fn nested_edn(depth: usize) -> String {
+    format!("{}{}", "[".repeat(depth), "]".repeat(depth))
+}
+
+fn check_register(history: &History) {
+    let _ = check_named("register", history, &CheckOptions::default());
+}
+
+#[test]
+fn edn_and_jepsen_log_refuse_nesting_deeper_than_the_bound_on_a_small_stack() {
+    for depth in [100_000, 1_000_000] {
+        let e: ReadError = on_small_stack(move || {
+            let line = format!(
+                "{{:process 0, :type :invoke, :f :write, :value {}}}\n",
+                nested_edn(depth)
+            );
+            edn::read(line.as_bytes()).unwrap_err()
+        });
+        assert_eq!((e.line, e.field), (1, Some(":value")), "{e}");
+        assert!(e.message.contains("nesting deeper than 1000"), "{e}");
+        let e: ReadError = on_small_stack(move || {
+            let line = format!(
+                "INFO  jepsen.util - 0\t:invoke\t:write\t{}\n",
+                nested_edn(depth)
+            );
+            jepsen_log::read(line.as_bytes()).unwrap_err()
+        });
+        assert_eq!((e.line, e.field), (1, Some("value")), "{e}");
+        assert!(e.message.contains("nesting deeper than 1000"), "{e}");
+    }
+}
+
+#[test]
+fn edn_and_jepsen_log_read_and_check_a_value_nested_to_the_bound_on_a_small_stack() {
+    on_small_stack(|| {
+        let depth = edn::MAX_DEPTH - 1;
+        let text = format!(
+            "{{:process 0, :type :invoke, :f :write, :value {v}}}\n{{:process 0, :type :ok, :f :write, :value {v}}}\n{{:process 0, :type :invoke, :f :read}}\n{{:process 0, :type :ok, :f :read, :value {v}}}\n",
+            v = nested_edn(depth)
+        );
+        let h = edn::read(text.as_bytes()).unwrap();
+        assert_eq!(h.ops.len(), 2);
+        check_register(&h);
+        let v = nested_edn(edn::MAX_DEPTH);
+        let text = format!("INFO  jepsen.util - 0\t:invoke\t:write\t{v}\nINFO  jepsen.util - 0\t:ok\t:write\t{v}\n");
+        let h = jepsen_log::read(text.as_bytes()).unwrap();
+        check_register(&h);
+    });
+}
+
+#[test]
+fn the_nesting_bound_counts_the_op_map_in_edn_and_the_value_alone_in_jepsen_logs() {
+    let op = |depth| {
+        format!(
+            "{{:process 0, :type :invoke, :f :write, :value {}}}\n",
+            nested_edn(depth)
+        )
+    };
+    let log = |depth| {
+        format!(
+            "INFO  jepsen.util - 0\t:invoke\t:write\t{}\n",
+            nested_edn(depth)
+        )
+    };
+    assert!(edn::read(op(edn::MAX_DEPTH - 1).as_bytes()).is_ok());
+    assert!(edn::read(op(edn::MAX_DEPTH).as_bytes()).is_err());
+    assert!(jepsen_log::read(log(edn::MAX_DEPTH).as_bytes()).is_ok());
+    assert!(jepsen_log::read(log(edn::MAX_DEPTH + 1).as_bytes()).is_err());
+}
+
+#[test]
+fn invalid_utf8_is_refused_naming_the_line_in_every_reader() {
+    let edn_text = b"{:process 0, :type :invoke, :f :read}\n{:process 0, :type :ok, :f :read, :value \"\xff\"}\n";
+    let log_text =
+        b"INFO  jepsen.util - 0\t:invoke\t:read\tnil\nINFO  jepsen.util - 0\t:ok\t:read\t\xc3\n";
+    let json_text = b"{\"type\":\"invoke\",\"process\":0,\"f\":\"read\"}\n{\"type\":\"ok\",\"process\":0,\"f\":\"r\xe9ad\"}\n";
+    for e in [
+        edn::read(&edn_text[..]).unwrap_err(),
+        jepsen_log::read(&log_text[..]).unwrap_err(),
+        jsonl::read(&json_text[..]).unwrap_err(),
+    ] {
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("not valid UTF-8"), "{e}");
+    }
+}
+
+#[test]
+fn edn_errors_show_values_as_edn_not_as_rust_debug_text() {
+    let e = edn::read("{:process \"p\\\"1\", :type :invoke, :f :read}\n".as_bytes()).unwrap_err();
+    assert_eq!(e.field, Some(":process"));
+    assert!(e.message.ends_with(r#"got "p\"1""#), "{e}");
+    let e = edn::read("{:process 0, :type :invoke, :f :read, :key [1]}\n".as_bytes()).unwrap_err();
+    assert!(e.message.ends_with("got a vector"), "{e}");
+    let long = "x".repeat(10_000);
+    let e = edn::read(format!("{{:process :{long}, :type :invoke, :f :read}}\n").as_bytes())
+        .unwrap_err();
+    assert!(e.message.len() < 200, "{e}");
+}
