@@ -3,24 +3,13 @@
 //! manager, a message broker and a distributed cache. It depends on
 //! none of the harness crates: the system under test knows nothing of its tester.
 
-pub mod admin;
-pub mod api;
-pub mod broker;
-pub mod broker_api;
 pub mod bugs;
-pub mod cache;
-pub mod cache_api;
-pub mod cache_peer;
-pub mod cache_store;
 pub mod clock;
-pub mod kv;
-pub mod lock_api;
-pub mod locks;
+pub mod consensus;
+pub mod http;
 pub mod node;
-pub mod raft;
 pub mod ring;
 pub mod services;
-pub mod state_machine;
 pub mod storage;
 pub mod transport;
 pub mod types;

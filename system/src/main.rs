@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
-use system::cache_peer::CacheConfig;
 use system::node::{Node, NodeConfig};
+use system::services::cache::peer::CacheConfig;
 
 /// One node of the Faultline reference system: a durable Raft key-value store.
 /// `faultline-node --list-bugs` prints the planted bugs, one per line.

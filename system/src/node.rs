@@ -11,13 +11,13 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::net::TcpListener;
 
-use crate::admin::{self, AdminState};
-use crate::api::{self, ApiState};
 use crate::bugs::{Bug, Bugs};
-use crate::cache_peer::{CacheConfig, CacheService};
 use crate::clock::Clock;
+use crate::consensus::raft::{Event, Raft, RaftConfig};
+use crate::http::admin::{self, AdminState};
+use crate::http::{self, ApiState};
 use crate::log_line;
-use crate::raft::{Event, Raft, RaftConfig};
+use crate::services::cache::peer::{CacheConfig, CacheService};
 use crate::services::Services;
 use crate::transport::{self, Transport};
 use crate::types::{Members, NodeId};
@@ -147,7 +147,7 @@ impl Node {
                 cache,
             )),
             tokio::spawn(async move {
-                let _ = axum::serve(client_listener, api::router(api_state)).await;
+                let _ = axum::serve(client_listener, http::router(api_state)).await;
             }),
             tokio::spawn(async move {
                 let _ = axum::serve(admin_listener, admin::router(admin_state)).await;

@@ -16,8 +16,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::consensus::raft::{Event, Message};
 use crate::log_line;
-use crate::raft::{Event, Message};
 use crate::types::NodeId;
 
 /// Largest frame accepted (snapshots included).
@@ -174,7 +174,7 @@ pub async fn serve(
     me: NodeId,
     listener: TcpListener,
     inbox: SyncSender<Event>,
-    cache: std::sync::Arc<crate::cache_peer::CacheService>,
+    cache: std::sync::Arc<crate::services::cache::peer::CacheService>,
 ) {
     loop {
         let Ok((mut stream, remote)) = listener.accept().await else {

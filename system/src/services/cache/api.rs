@@ -12,9 +12,9 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::{ask, parse, ApiError, ApiState};
-use crate::cache_store::CachePut;
-use crate::raft::Event;
+use crate::consensus::raft::Event;
+use crate::http::{ask, parse, ApiError, ApiState};
+use crate::services::cache::store::CachePut;
 
 /// Routes under `/cache`.
 pub fn routes() -> Router<Arc<ApiState>> {

@@ -2,14 +2,19 @@
 //! and the message broker side by side on one Raft log, each command routed by
 //! its `op`.
 
+pub mod broker;
+pub mod cache;
+pub mod kv;
+pub mod locks;
+
 use serde_json::{json, Value};
 
-use crate::broker::{Broker, BrokerCommand};
 use crate::bugs::{Bug, Bugs};
-use crate::cache_store::{CachePut, Revisions};
-use crate::kv::KvStore;
-use crate::locks::{LockCommand, LockManager};
-use crate::state_machine::StateMachine;
+use crate::consensus::StateMachine;
+use crate::services::broker::{Broker, BrokerCommand};
+use crate::services::cache::store::{CachePut, Revisions};
+use crate::services::kv::KvStore;
+use crate::services::locks::{LockCommand, LockManager};
 
 /// Marks a snapshot written by [`Services`] (older ones hold the KV map alone).
 const FORMAT: &str = "services-v1";
@@ -151,7 +156,7 @@ mod tests {
         let mut copy = Services::new(&Bugs::default());
         copy.restore(&s.snapshot()).unwrap();
         assert_eq!(
-            copy.query(&crate::cache_store::read_query("c")),
+            copy.query(&crate::services::cache::store::read_query("c")),
             json!({"value": 6, "rev": 2, "read_rev": 2})
         );
         let bad = s.apply(&json!({"op": "lock-acquire", "lock": "l"}));

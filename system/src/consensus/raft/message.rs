@@ -92,7 +92,7 @@ pub enum Message {
         /// Matches the answer to the call.
         id: u64,
         /// What is asked.
-        call: crate::cache_peer::CacheCall,
+        call: crate::services::cache::peer::CacheCall,
     },
     /// The answer to the [`Message::CacheCall`] with the same `id`.
     CacheAnswer {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::state_machine::StateMachine;
+use crate::consensus::StateMachine;
 
 /// A KV command as it travels in the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

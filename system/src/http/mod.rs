@@ -4,6 +4,8 @@
 //! request, cas mismatch, not the leader, refused before proposing) or not (proposed,
 //! outcome unknown), so a client can record `fail` or `info` correctly.
 
+pub mod admin;
+
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,8 +20,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::kv::{command_ok, KvCommand};
-use crate::raft::{Event, Reply};
+use crate::consensus::raft::{Event, Reply};
+use crate::services::kv::{command_ok, KvCommand};
 
 /// What the handlers share.
 pub struct ApiState {
@@ -30,7 +32,7 @@ pub struct ApiState {
     /// The node's clock, which stamps lock commands (leases).
     pub clock: Arc<crate::clock::Clock>,
     /// The distributed cache's part on this node.
-    pub cache: Arc<crate::cache_peer::CacheService>,
+    pub cache: Arc<crate::services::cache::peer::CacheService>,
 }
 
 /// An error answer: HTTP status and the JSON error body of docs/node-api.md.
@@ -69,9 +71,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/kv/{key}", get(read).put(write).delete(delete))
         .route("/kv/{key}/cas", post(cas))
-        .merge(crate::lock_api::routes())
-        .merge(crate::broker_api::routes())
-        .merge(crate::cache_api::routes())
+        .merge(crate::services::locks::api::routes())
+        .merge(crate::services::broker::api::routes())
+        .merge(crate::services::cache::api::routes())
         .route("/cluster/status", get(status))
         .route("/cluster/join", post(join))
         .route("/cluster/leave", post(leave))

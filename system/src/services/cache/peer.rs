@@ -20,11 +20,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::cache::{Fill, LocalCache, State};
-use crate::cache_store::read_query;
+use crate::consensus::raft::{Event, Message, Reply};
 use crate::log_line;
-use crate::raft::{Event, Message, Reply};
 use crate::ring::Ring;
+use crate::services::cache::local::{Fill, LocalCache, State};
+use crate::services::cache::store::read_query;
 use crate::transport::{Envelope, Transport};
 use crate::types::NodeId;
 

@@ -22,8 +22,8 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::bugs::{Bug, Bugs};
+use crate::consensus::StateMachine;
 use crate::log_line;
-use crate::state_machine::StateMachine;
 use crate::storage::{Log, Meta, Snapshot};
 use crate::transport::{Envelope, Transport};
 use crate::types::{Entry, Members, NodeId, Payload};

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::ApiError;
 use crate::clock::Clock;
+use crate::http::ApiError;
 
 /// What the admin handlers share.
 pub struct AdminState {

@@ -1,0 +1,4 @@
+pub mod api;
+pub mod local;
+pub mod peer;
+pub mod store;

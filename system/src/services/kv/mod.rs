@@ -1,0 +1,3 @@
+mod state;
+
+pub use state::*;

@@ -1,0 +1,4 @@
+pub mod api;
+mod state;
+
+pub use state::*;
