@@ -1,23 +1,10 @@
 //! `harness`: Faultline's command line (docs/cli.md).
 
-mod bench;
-mod check;
-mod cli;
-mod compare_cmd;
-mod election_safety;
-mod leader;
-mod list;
-mod maelstrom;
+mod cmd;
 mod nemesis;
 mod net;
-mod progress;
-mod recorder;
 mod run;
-mod run_cmd;
 mod runtime;
-mod sentinel;
-mod serve;
-mod store;
 mod targets;
 
 use std::process::ExitCode;
@@ -36,7 +23,7 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let args = match cli::Cli::try_parse() {
+    let args = match cmd::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {
             let code = match e.kind() {
@@ -47,7 +34,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    match std::panic::catch_unwind(|| cli::dispatch(args)) {
+    match std::panic::catch_unwind(|| cmd::dispatch(args)) {
         Ok(code) => code,
         Err(_) => {
             eprintln!("harness: internal error (a bug in Faultline; please report it with the command line)");

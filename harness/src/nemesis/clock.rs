@@ -2,10 +2,41 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::json;
-use workloads::Rng;
+use serde_json::{json, Value};
+use workloads::{BoxFut, Rng};
 
-use super::Ctx;
+use super::{Ctx, Fault, Injected};
+
+/// Skews node clocks.
+pub struct Clock;
+
+impl Fault for Clock {
+    fn name(&self) -> &'static str {
+        "clock"
+    }
+
+    fn about(&self) -> &'static str {
+        "skew node clocks by up to ±2 s through the admin API"
+    }
+
+    fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
+        Box::pin(async move {
+            let offsets = skew(ctx, rng).await;
+            Ok(Injected {
+                in_force: "clocks skewed".into(),
+                value: json!(offsets),
+                nodes: Vec::new(),
+            })
+        })
+    }
+
+    fn heal<'a>(&'a self, ctx: &'a Ctx, _injected: Injected) -> BoxFut<'a, anyhow::Result<Value>> {
+        Box::pin(async move {
+            reset(ctx).await;
+            Ok(Value::Null)
+        })
+    }
+}
 
 /// Gives every node a random offset in ±2 s; returns the offsets set.
 pub async fn skew(ctx: &Ctx, rng: &mut Rng) -> BTreeMap<String, i64> {

@@ -1,60 +1,99 @@
 //! The nemesis: on a seeded schedule, starts one fault, lets it work for an
 //! interval, heals it, lets the cluster breathe for an interval, and so on. At the
-//! end of a test every fault is healed.
+//! end of a test every fault is healed. Each fault is one module implementing
+//! [`Fault`], listed in [`FAULTS`].
 
 pub mod clock;
+pub mod kill;
 pub mod link;
+pub mod partition;
+pub mod pause;
 pub mod process;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::Mutex as AsyncMutex;
-use workloads::Rng;
+use workloads::{BoxFut, Rng};
 
-use crate::net::{partition, Net};
-use crate::recorder::Recorder;
+use crate::net::Net;
+use crate::run::recorder::Recorder;
 use crate::runtime::{NodeAddrs, Runtime};
+use crate::targets::Target;
 
-/// Fault kinds `--nemesis` accepts.
-pub const KINDS: &[(&str, &str)] = &[
-    (
-        "partition",
-        "cut links between groups of nodes (shapes: one, halves, majority, bridge, ring, leader; --partitions picks)",
-    ),
-    (
-        "kill",
-        "SIGKILL one node (40%), a majority (35%) or all (25%); restart them at heal",
-    ),
-    ("pause", "SIGSTOP one node or a majority, SIGCONT at heal"),
-    (
-        "clock",
-        "skew node clocks by up to ±2 s through the admin API",
-    ),
-    (
-        "delay",
-        "delay messages 5-50 ms with up to 100 ms jitter (reordering), duplicate 5%",
-    ),
-    ("loss", "drop 10-40% of messages on every link"),
+/// Every fault `--nemesis` accepts, in the order `harness list` shows them.
+pub static FAULTS: &[&dyn Fault] = &[
+    &partition::Partition,
+    &kill::Kill,
+    &pause::Pause,
+    &clock::Clock,
+    &link::Delay,
+    &link::Loss,
 ];
 
-/// Parses `--nemesis` (`none`, `all`, or a comma-separated list of kinds).
+/// A fault the nemesis can inject and heal.
+pub trait Fault: Send + Sync {
+    /// Its `--nemesis` name.
+    fn name(&self) -> &'static str;
+    /// One line for `harness list`.
+    fn about(&self) -> &'static str;
+    /// Injects the fault.
+    fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>>;
+    /// Heals what [`Fault::start`] did; answers what to record.
+    fn heal<'a>(&'a self, ctx: &'a Ctx, injected: Injected) -> BoxFut<'a, anyhow::Result<Value>>;
+}
+
+/// A fault in force: what was done (recorded in the history), a short text
+/// for the progress line, and the nodes it hit.
+pub struct Injected {
+    /// The `start-*` event's value.
+    pub value: Value,
+    /// What the progress line shows.
+    pub in_force: String,
+    /// The nodes it hit, for faults that heal them one by one.
+    pub nodes: Vec<String>,
+}
+
+/// The fault called `name`, or an error naming the known ones.
+pub fn get(name: &str) -> Result<&'static dyn Fault, String> {
+    FAULTS
+        .iter()
+        .copied()
+        .find(|f| f.name() == name)
+        .ok_or_else(|| {
+            format!(
+                "unknown nemesis `{name}` (accepted: {}, none, all)",
+                names()
+            )
+        })
+}
+
+fn names() -> String {
+    FAULTS
+        .iter()
+        .map(|f| f.name())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Parses `--nemesis` (`none`, `all`, or a comma-separated list of faults).
 pub fn parse(list: &str) -> Result<Vec<String>, String> {
-    let known: Vec<&str> = KINDS.iter().map(|(k, _)| *k).collect();
     let mut out = Vec::new();
+    let mut named = false;
     for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        named = true;
         match item {
             "none" => {}
-            "all" => out.extend(known.iter().map(|k| k.to_string())),
-            k if known.contains(&k) => out.push(k.to_string()),
-            other => {
-                return Err(format!(
-                    "unknown nemesis `{other}` (accepted: {}, none, all)",
-                    known.join(", ")
-                ))
-            }
+            "all" => out.extend(FAULTS.iter().map(|f| f.name().to_string())),
+            k => out.push(get(k)?.name().to_string()),
         }
+    }
+    if !named {
+        return Err(format!(
+            "name at least one fault, or none (accepted: {}, none, all)",
+            names()
+        ));
     }
     out.sort();
     out.dedup();
@@ -75,27 +114,19 @@ pub struct Ctx {
     pub http: reqwest::Client,
     /// A short description of the faults in force, for the progress line.
     pub in_force: Arc<Mutex<String>>,
-    /// Partition shapes to draw from (empty: all of [`partition::SHAPES`]).
+    /// Partition shapes to draw from (empty: all of [`crate::net::partition::SHAPES`]).
     pub shapes: Vec<String>,
-    /// The target (`builtin`, `etcd`, ...), which says how to find its leader.
-    pub target: String,
+    /// The system under test, which says how to find its leader.
+    pub target: &'static dyn Target,
 }
 
-/// A fault in force, with what healing it takes.
-enum Active {
-    Partition,
-    Kill(Vec<String>),
-    Pause(Vec<String>),
-    Clock,
-    Link,
-}
-
-fn ids(nodes: &[NodeAddrs]) -> Vec<String> {
+/// Node ids of `nodes`.
+pub fn ids(nodes: &[NodeAddrs]) -> Vec<String> {
     nodes.iter().map(|n| n.id.clone()).collect()
 }
 
 /// Picks one node, a bare majority, or (when `all` allowed) every node.
-fn targets(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
+pub fn pick_nodes(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<String> {
     let mut shuffled = nodes.to_vec();
     rng.shuffle(&mut shuffled);
     let roll = rng.unit();
@@ -116,91 +147,19 @@ impl Ctx {
         *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
 
-    async fn start(&self, kind: &str, rng: &mut Rng) -> anyhow::Result<Active> {
-        let nodes = ids(&self.nodes);
-        let (active, value): (Active, Value) = match kind {
-            "partition" => {
-                let all: Vec<String> = partition::SHAPES.iter().map(|s| s.to_string()).collect();
-                let shapes = if self.shapes.is_empty() {
-                    &all
-                } else {
-                    &self.shapes
-                };
-                let shape = rng.pick(shapes).map_or("halves", String::as_str);
-                let grudge = match shape {
-                    "leader" => {
-                        match crate::leader::leader(&self.target, &self.http, &self.nodes).await {
-                            Some(l) => partition::isolate(&l, &nodes),
-                            None => partition::grudge("one", &nodes, rng),
-                        }
-                    }
-                    _ => partition::grudge(shape, &nodes, rng),
-                };
-                self.net.partition(&grudge)?;
-                self.set_in_force(format!(
-                    "partition {shape}: {}",
-                    partition::describe(&grudge)
-                ));
-                (Active::Partition, json!({"shape": shape, "grudge": grudge}))
-            }
-            "kill" => {
-                let t = targets(rng, &nodes, true);
-                process::kill(self, &t).await?;
-                self.set_in_force(format!("killed {}", t.join(",")));
-                (Active::Kill(t.clone()), json!(t))
-            }
-            "pause" => {
-                let t = targets(rng, &nodes, false);
-                process::pause(self, &t).await?;
-                self.set_in_force(format!("paused {}", t.join(",")));
-                (Active::Pause(t.clone()), json!(t))
-            }
-            "clock" => {
-                let offsets = clock::skew(self, rng).await;
-                self.set_in_force("clocks skewed".into());
-                (Active::Clock, json!(offsets))
-            }
-            "delay" => {
-                let shape = link::delay(rng);
-                self.net.degrade(&shape)?;
-                self.set_in_force(format!("delay {:?}+{:?} jitter", shape.delay, shape.jitter));
-                (
-                    Active::Link,
-                    json!({"delay_ms": shape.delay.as_millis() as u64, "jitter_ms": shape.jitter.as_millis() as u64, "duplicate": shape.duplicate}),
-                )
-            }
-            _ => {
-                let shape = link::loss(rng);
-                self.net.degrade(&shape)?;
-                self.set_in_force(format!("loss {:.0}%", shape.loss * 100.0));
-                (Active::Link, json!({"loss": shape.loss}))
-            }
-        };
-        self.recorder.nemesis(&format!("start-{kind}"), value);
-        Ok(active)
+    async fn start(&self, fault: &dyn Fault, rng: &mut Rng) -> anyhow::Result<Injected> {
+        let injected = fault.start(self, rng).await?;
+        self.set_in_force(injected.in_force.clone());
+        self.recorder
+            .nemesis(&format!("start-{}", fault.name()), injected.value.clone());
+        Ok(injected)
     }
 
-    async fn heal(&self, kind: &str, active: Active) -> anyhow::Result<()> {
-        let value = match active {
-            Active::Partition | Active::Link => {
-                self.net.heal()?;
-                Value::Null
-            }
-            Active::Kill(t) => {
-                process::restart(self, &t).await?;
-                json!(t)
-            }
-            Active::Pause(t) => {
-                process::resume(self, &t).await?;
-                json!(t)
-            }
-            Active::Clock => {
-                clock::reset(self).await;
-                Value::Null
-            }
-        };
+    async fn heal(&self, fault: &dyn Fault, injected: Injected) -> anyhow::Result<()> {
+        let value = fault.heal(self, injected).await?;
         self.set_in_force(String::new());
-        self.recorder.nemesis(&format!("stop-{kind}"), value);
+        self.recorder
+            .nemesis(&format!("stop-{}", fault.name()), value);
         Ok(())
     }
 
@@ -226,7 +185,12 @@ pub async fn run(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> anyhow::Result<u64> {
     let mut faults = 0;
-    if kinds.is_empty() {
+    let chosen: Vec<&'static dyn Fault> = kinds
+        .iter()
+        .map(|k| get(k))
+        .collect::<Result<_, _>>()
+        .map_err(anyhow::Error::msg)?;
+    if chosen.is_empty() {
         return Ok(0);
     }
     loop {
@@ -234,17 +198,19 @@ pub async fn run(
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return Ok(faults),
         }
-        let kind = rng.pick(&kinds).cloned().unwrap_or_default();
-        let active = ctx.start(&kind, &mut rng).await?;
+        let Some(&fault) = rng.pick(&chosen) else {
+            return Ok(faults);
+        };
+        let injected = ctx.start(fault, &mut rng).await?;
         faults += 1;
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => {
-                ctx.heal(&kind, active).await?;
+                ctx.heal(fault, injected).await?;
                 return Ok(faults);
             }
         }
-        ctx.heal(&kind, active).await?;
+        ctx.heal(fault, injected).await?;
     }
 }
 
@@ -259,7 +225,7 @@ mod tests {
             parse("kill,partition,kill").unwrap(),
             vec!["kill", "partition"]
         );
-        assert_eq!(parse("all").unwrap().len(), KINDS.len());
+        assert_eq!(parse("all").unwrap().len(), FAULTS.len());
         let e = parse("kill,meteor").unwrap_err();
         assert!(
             e.contains("meteor") && e.contains("partition") && e.contains("all"),
@@ -268,15 +234,25 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_list_is_refused_and_every_fault_has_its_name() {
+        assert!(parse("").unwrap_err().contains("none"));
+        assert!(parse(" , ").is_err());
+        for f in FAULTS {
+            assert_eq!(get(f.name()).unwrap().name(), f.name());
+        }
+        assert!(get("meteor").err().unwrap().contains("partition, kill"));
+    }
+
+    #[test]
     fn targets_are_one_a_majority_or_all() {
         let nodes: Vec<String> = (1..=5).map(|i| format!("n{i}")).collect();
         let mut rng = Rng::new(4);
         let sizes: std::collections::BTreeSet<usize> = (0..200)
-            .map(|_| targets(&mut rng, &nodes, true).len())
+            .map(|_| pick_nodes(&mut rng, &nodes, true).len())
             .collect();
         assert_eq!(sizes, [1, 3, 5].into());
         let sizes: std::collections::BTreeSet<usize> = (0..200)
-            .map(|_| targets(&mut rng, &nodes, false).len())
+            .map(|_| pick_nodes(&mut rng, &nodes, false).len())
             .collect();
         assert_eq!(sizes, [1, 3].into());
     }

@@ -30,7 +30,7 @@ pub struct Net {
     /// Each node's shared proxy ports, one per address it was started with.
     inbound: BTreeMap<String, Vec<u16>>,
     /// The message router, when the harness carries every message itself.
-    router: Option<Arc<crate::maelstrom::Router>>,
+    router: Option<Arc<crate::targets::maelstrom::Router>>,
 }
 
 impl Drop for Net {
@@ -146,7 +146,7 @@ impl Net {
     }
 
     /// A network that is a message router (Maelstrom nodes): faults go to it.
-    pub fn routed(router: Arc<crate::maelstrom::Router>) -> Net {
+    pub fn routed(router: Arc<crate::targets::maelstrom::Router>) -> Net {
         Net {
             links: BTreeMap::new(),
             stream: false,
@@ -159,7 +159,7 @@ impl Net {
     }
 
     /// The message router, if this network is one.
-    pub fn router(&self) -> Option<Arc<crate::maelstrom::Router>> {
+    pub fn router(&self) -> Option<Arc<crate::targets::maelstrom::Router>> {
         self.router.clone()
     }
 

@@ -8,15 +8,33 @@ use anyhow::{bail, Context};
 
 const NAME: &str = "faultline-node";
 
-/// The workspace this harness was built from, if it is still there.
+/// The workspace the running harness belongs to: its executable sits in
+/// `ROOT/target/<profile>/` (or `ROOT/target/<profile>/deps/` for tests), and
+/// ROOT holds `system/Cargo.toml`. Not where it was compiled: a harness copied
+/// or run from another checkout builds that checkout's node.
 pub(crate) fn workspace() -> Option<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()?
-        .to_path_buf();
-    root.join("system")
-        .join("Cargo.toml")
-        .exists()
-        .then_some(root)
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .take(5)
+        .find(|d| d.join("system").join("Cargo.toml").is_file() && d.join("Cargo.toml").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// The node binary beside this executable, if one is there (no build).
+pub fn existing() -> anyhow::Result<PathBuf> {
+    let exe = std::env::current_exe().context("cannot find this executable")?;
+    let dir = exe.parent().context("this executable has no folder")?;
+    // Test binaries live one level down, in `deps/`.
+    [dir.join(NAME), dir.join("..").join(NAME)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "no {NAME} beside {}: build it with `cargo build --release -p system`",
+                exe.display()
+            )
+        })
 }
 
 /// Where cargo puts build output for the workspace at `root`: `CARGO_TARGET_DIR`
@@ -32,8 +50,17 @@ pub(crate) fn target_dir(root: &Path) -> PathBuf {
 /// the source tree, else found next to this executable.
 pub fn locate(explicit: Option<&Path>, quiet: bool) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
+        if p.is_dir() {
+            bail!(crate::run::BadInput(format!(
+                "--node-bin {}: a folder, not the node binary",
+                p.display()
+            )));
+        }
         if !p.is_file() {
-            bail!("--node-bin {}: no such file", p.display());
+            bail!(crate::run::BadInput(format!(
+                "--node-bin {}: no such file",
+                p.display()
+            )));
         }
         return Ok(p.to_path_buf());
     }

@@ -6,7 +6,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use checker::Validity;
 
-use crate::cli::RunArgs;
+use crate::cmd::RunArgs;
 use crate::run::{BadInput, Interrupted, TestConfig};
 use crate::{EXIT_BAD_INPUT, EXIT_INTERNAL};
 
@@ -34,11 +34,14 @@ fn replay_command(c: &TestConfig) -> String {
         format!("--keys {} --ops-per-key {}", c.keys, c.ops_per_key),
         format!("--seed {}", c.seed),
     ];
-    if c.target != "builtin" {
+    if c.target != crate::targets::DEFAULT {
         parts.push(format!("--target {}", c.target));
     }
-    if let Some(bin) = &c.maelstrom_bin {
+    if let Some(bin) = &c.bin {
         parts.push(format!("--bin '{bin}'"));
+    }
+    if let Some(file) = &c.target_config {
+        parts.push(format!("--target-config {}", file.display()));
     }
     if c.reads != "linearizable" {
         parts.push(format!("--reads {}", c.reads));
@@ -57,8 +60,11 @@ fn replay_command(c: &TestConfig) -> String {
 pub fn run(args: &RunArgs) -> ExitCode {
     let nemesis = match crate::nemesis::parse(&args.nemesis) {
         // `all` means every fault that applies to the target.
-        Ok(n) if args.nemesis.trim() == "all" => match crate::targets::faults(&args.target) {
-            Ok(f) => n.into_iter().filter(|k| f.contains(&k.as_str())).collect(),
+        Ok(n) if args.nemesis.trim() == "all" => match crate::targets::get(&args.target) {
+            Ok(t) => n
+                .into_iter()
+                .filter(|k| t.faults().contains(&k.as_str()))
+                .collect(),
             Err(_) => n,
         },
         Ok(n) => n,
@@ -89,7 +95,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         workload: args.workload.clone(),
         target: args.target.clone(),
         reads: args.reads.clone(),
-        maelstrom_bin: args.bin.clone(),
+        bin: args.bin.clone(),
+        target_config: args.target_config.clone(),
         runtime: args.runtime.clone(),
         nodes: args.nodes as usize,
         concurrency: args.concurrency as usize,

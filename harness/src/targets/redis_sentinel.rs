@@ -13,17 +13,73 @@
 //! are the control plane: kills and pauses hit the Redis servers only.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use workloads::redis::{Reply, Sentinels, MASTER};
 use workloads::BoxFut;
 
+use super::redis::{addresses, await_redis, command};
+use super::{Start, Started, Target};
 use crate::net::{proxy::Announce, Net};
+use crate::run::TestConfig;
 use crate::runtime::process::{Launch, ProcessRuntime};
 use crate::runtime::{NodeAddrs, Runtime};
-use crate::targets::command;
+
+/// Redis with Sentinel failover.
+pub struct RedisSentinel;
+
+impl Target for RedisSentinel {
+    fn name(&self) -> &'static str {
+        "redis-sentinel"
+    }
+
+    fn about(&self) -> &'static str {
+        "Debian's redis-server with a sentinel beside each node: n1 starts as primary, the sentinels fail over when a majority lose it; nodes bind their own loopback addresses and all Redis and Sentinel traffic between them crosses source-address proxies; clients ask their node's sentinel for the primary; kill and pause hit the servers"
+    }
+
+    fn faults(&self) -> &'static [&'static str] {
+        &["partition", "kill", "pause", "delay"]
+    }
+
+    fn binary(&self, _cfg: &TestConfig, _quiet: bool) -> anyhow::Result<PathBuf> {
+        super::on_path("redis-server", "redis-server", self.name())
+    }
+
+    fn start<'a>(&'a self, s: Start<'a>) -> BoxFut<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let (rt, net) = start(s.bin, s.dir, s.ids, s.ports, s.rng).await?;
+            Ok((Box::new(rt) as Box<dyn Runtime>, net))
+        })
+    }
+
+    fn ready<'a>(
+        &'a self,
+        _cfg: &'a TestConfig,
+        _http: &'a reqwest::Client,
+        nodes: &'a [NodeAddrs],
+        net: &'a Net,
+    ) -> BoxFut<'a, anyhow::Result<workloads::Target>> {
+        Box::pin(async move {
+            let sentinels = sentinels(nodes, net);
+            await_ready(&addresses(nodes), &sentinels).await?;
+            Ok(workloads::Target::Redis {
+                replica_reads: false,
+                sentinels: Some(sentinels),
+            })
+        })
+    }
+
+    /// The first node whose Redis says it is a primary.
+    fn leader<'a>(
+        &'a self,
+        _http: &'a reqwest::Client,
+        nodes: &'a [NodeAddrs],
+    ) -> BoxFut<'a, Option<String>> {
+        Box::pin(async move { primaries(nodes).await.into_iter().next() })
+    }
+}
 
 /// Node `i`'s own loopback address (`i` from 0): it binds it and connects from it.
 pub fn node_ip(i: usize) -> String {
@@ -49,7 +105,7 @@ pub struct SentinelRuntime {
 
 /// Starts the proxies and lays out the servers and sentinels for `ids`;
 /// `ports[i]` gives node i its Redis and Sentinel ports.
-pub async fn start(
+async fn start(
     bin: &Path,
     dir: &Path,
     ids: &[String],
@@ -149,7 +205,7 @@ pub async fn start(
 
 /// How clients find the primary: each node's sentinel (its `admin_url`,
 /// see [`SentinelRuntime`]), and which node each announced Redis address is.
-pub fn sentinels(nodes: &[NodeAddrs], net: &Net) -> Sentinels {
+fn sentinels(nodes: &[NodeAddrs], net: &Net) -> Sentinels {
     let addrs = nodes.iter().map(|n| n.admin_url.clone()).collect();
     let announced = nodes
         .iter()
@@ -206,8 +262,8 @@ impl Runtime for SentinelRuntime {
 
 /// Waits until every replica is linked to the primary and every sentinel
 /// sees the primary, all replicas and all other sentinels.
-pub async fn await_ready(servers: &[String], sentinels: &Sentinels) -> anyhow::Result<()> {
-    crate::targets::await_redis(servers).await?;
+async fn await_ready(servers: &[String], sentinels: &Sentinels) -> anyhow::Result<()> {
+    await_redis(servers).await?;
     let n = servers.len();
     let deadline = Instant::now() + Duration::from_secs(30);
     'poll: while Instant::now() < deadline {
@@ -245,7 +301,7 @@ fn pairs(items: &[Reply]) -> BTreeMap<String, String> {
 
 /// The nodes whose Redis says it is a primary, for the partition nemesis's
 /// `leader` shape (during a split there may be two).
-pub async fn primaries(nodes: &[NodeAddrs]) -> Vec<String> {
+async fn primaries(nodes: &[NodeAddrs]) -> Vec<String> {
     let mut out = Vec::new();
     for n in nodes {
         let addr = n.client_url.trim_start_matches("redis://");

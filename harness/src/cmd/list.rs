@@ -8,11 +8,12 @@ pub fn print() {
     }
     println!("  options: --keys N (live keys), --ops-per-key N, --op-timeout-ms MS");
     println!("nemeses (harness run --nemesis a,b | none | all):");
-    for (name, what) in crate::nemesis::KINDS {
-        println!("  {name:<19} {what}");
+    for f in crate::nemesis::FAULTS {
+        println!("  {:<19} {}", f.name(), f.about());
     }
     println!("planted bugs (harness run --bug NAME):");
-    match crate::runtime::node_binary::locate(None, true)
+    // Only a node binary already built: listing never starts a build.
+    match crate::runtime::node_binary::existing()
         .and_then(|b| crate::runtime::node_binary::bugs(&b))
     {
         Ok(bugs) => {
@@ -23,12 +24,16 @@ pub fn print() {
         Err(e) => println!("  (cannot ask the node binary: {e:#})"),
     }
     println!("targets (harness run --target T):");
-    for (name, what, faults) in crate::targets::TARGETS {
-        println!("  {name:<14} {what}");
-        println!("  {:<14} faults: {}", "", faults.join(", "));
+    for t in crate::targets::TARGETS {
+        println!("  {:<14} {}", t.name(), t.about());
+        println!("  {:<14} faults: {}", "", t.faults().join(", "));
+        if t.reads().len() > 1 {
+            println!("  {:<14} reads: {}", "", t.reads().join(", "));
+        }
     }
     println!("runtimes (harness run --runtime R):");
     println!("  process        local node processes on loopback, a proxy on every link (default)");
+    println!("  docker         builtin nodes in containers FROM scratch, on a private network");
     println!("models (harness check --model M):");
     for (name, what) in checker::model::MODELS {
         println!("  {name:<19} {what}");

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::recorder::Live;
+use super::recorder::Live;
 
 /// A running progress line.
 pub struct Progress {

@@ -1,4 +1,11 @@
-//! Command-line arguments and dispatch to the subcommands.
+//! Command-line arguments and dispatch: one file per subcommand.
+
+pub mod bench;
+pub mod check;
+pub mod compare;
+pub mod list;
+pub mod run;
+pub mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -53,8 +60,8 @@ enum Command {
 /// Arguments of `harness bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Targets, comma-separated; ratios are to the first (builtin, etcd, redis).
-    #[arg(long, default_value = "builtin")]
+    /// Targets, comma-separated; ratios are to the first (see `harness list`).
+    #[arg(long, default_value = crate::targets::DEFAULT)]
     pub targets: String,
     /// Workload (only kv runs on every target).
     #[arg(long, default_value = "kv")]
@@ -63,7 +70,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "1,16,64")]
     pub concurrency: String,
     /// Seconds of load per target and client count.
-    #[arg(long, default_value_t = 10.0, value_parser = positive)]
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub time_limit: f64,
     /// Cluster size.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -109,17 +116,20 @@ pub struct RunArgs {
     /// Workload (see `harness list`).
     #[arg(long)]
     pub workload: String,
-    /// System under test: builtin, etcd, redis or maelstrom (see `harness list`).
-    #[arg(long, default_value = "builtin")]
+    /// System under test: builtin, etcd, redis, redis-sentinel, maelstrom (see `harness list`).
+    #[arg(long, default_value = crate::targets::DEFAULT)]
     pub target: String,
-    /// The command each Maelstrom node runs (`--target maelstrom`), through `sh -c`.
+    /// The command each node runs, for targets that run yours (maelstrom), through `sh -c`.
     #[arg(long)]
     pub bin: Option<String>,
+    /// The target's configuration file, for targets that take one (see `harness list`).
+    #[arg(long)]
+    pub target_config: Option<PathBuf>,
     /// Read mode: linearizable (default); redis: replica (read from the
     /// replicas); etcd: serializable (served by any member without a quorum).
     #[arg(long, default_value = "linearizable")]
     pub reads: String,
-    /// Where nodes run: process (docker to come).
+    /// Where nodes run: process (local processes) or docker (containers; builtin only).
     #[arg(long, default_value = "process")]
     pub runtime: String,
     /// Number of nodes.
@@ -132,13 +142,13 @@ pub struct RunArgs {
     #[arg(long, value_parser = positive)]
     pub rate: Option<f64>,
     /// Seconds of workload.
-    #[arg(long, default_value_t = 20.0, value_parser = positive)]
+    #[arg(long, default_value_t = 20.0, value_parser = seconds)]
     pub time_limit: f64,
     /// Faults: comma-separated kill,pause,partition,clock,delay,loss, or none, or all.
     #[arg(long, default_value = "all")]
     pub nemesis: String,
     /// Seconds each fault lasts, and the calm after it.
-    #[arg(long, default_value_t = 3.0, value_parser = positive)]
+    #[arg(long, default_value_t = 3.0, value_parser = seconds)]
     pub nemesis_interval: f64,
     /// Shapes the partition nemesis draws from: comma-separated one, halves,
     /// majority, bridge, ring, leader (isolate the leader or primary), or all.
@@ -163,10 +173,10 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 1500, value_parser = clap::value_parser!(u64).range(1..))]
     pub op_timeout_ms: u64,
     /// Seconds of calm after healing, before the final reads.
-    #[arg(long, default_value_t = 3.0, value_parser = non_negative)]
+    #[arg(long, default_value_t = 3.0, value_parser = seconds_or_zero)]
     pub recovery: f64,
     /// Seconds the checker may take before answering unknown.
-    #[arg(long, default_value_t = 60.0, value_parser = positive)]
+    #[arg(long, default_value_t = 60.0, value_parser = seconds)]
     pub check_time_limit: f64,
     /// The node binary (default: built from this source tree).
     #[arg(long)]
@@ -175,6 +185,10 @@ pub struct RunArgs {
     #[arg(long)]
     pub quiet: bool,
 }
+
+/// The longest duration a flag takes, in seconds (115 days): far beyond any
+/// test, and far from where adding it to a clock would overflow.
+pub const MAX_SECONDS: f64 = 1e7;
 
 fn positive(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
@@ -190,6 +204,27 @@ fn non_negative(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A positive number of seconds, at most [`MAX_SECONDS`].
+fn seconds(text: &str) -> Result<f64, String> {
+    let x = positive(text)?;
+    bounded(text, x)
+}
+
+/// Zero or more seconds, at most [`MAX_SECONDS`].
+fn seconds_or_zero(text: &str) -> Result<f64, String> {
+    let x = non_negative(text)?;
+    bounded(text, x)
+}
+
+fn bounded(text: &str, x: f64) -> Result<f64, String> {
+    if x > MAX_SECONDS {
+        return Err(format!(
+            "`{text}` seconds is more than the {MAX_SECONDS:.0} a test may last"
+        ));
+    }
+    Ok(x)
+}
+
 /// Arguments of `harness check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
@@ -203,7 +238,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub json: bool,
     /// Give up with `unknown` after this many seconds.
-    #[arg(long, value_name = "SECS")]
+    #[arg(long, value_name = "SECS", value_parser = seconds_or_zero)]
     pub time_limit: Option<f64>,
     /// Give up with `unknown` before the search uses more memory (e.g. 512MiB, 2GiB).
     #[arg(long, value_name = "SIZE", value_parser = parse_size, default_value = "2GiB")]
@@ -253,12 +288,12 @@ pub fn parse_size(text: &str) -> Result<usize, String> {
 /// Runs the chosen subcommand and returns the process exit code.
 pub fn dispatch(cli: Cli) -> ExitCode {
     match cli.command {
-        Command::Check(args) => crate::check::run(&args),
+        Command::Check(args) => check::run(&args),
         Command::List => {
-            crate::list::print();
+            list::print();
             ExitCode::SUCCESS
         }
-        Command::Run(args) => crate::run_cmd::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Report { run_dir } => match reports::render_run(&run_dir) {
             Ok(path) => {
                 let store = run_dir.parent().and_then(|p| p.parent());
@@ -273,78 +308,10 @@ pub fn dispatch(cli: Cli) -> ExitCode {
                 ExitCode::from(crate::EXIT_BAD_INPUT)
             }
         },
-        Command::Compare(args) => crate::compare_cmd::run(&args),
-        Command::Bench(args) => bench(&args),
-        Command::Serve { store, port } => crate::serve::run(&store, port),
+        Command::Compare(args) => compare::run(&args),
+        Command::Bench(args) => bench::command(&args),
+        Command::Serve { store, port } => serve::run(&store, port),
         Command::Image { node_bin } => crate::runtime::docker::image::command(node_bin.as_deref()),
-    }
-}
-
-fn bench(args: &BenchArgs) -> ExitCode {
-    let list = |s: &str| -> Vec<String> {
-        s.split(',')
-            .map(str::trim)
-            .filter(|x| !x.is_empty())
-            .map(String::from)
-            .collect()
-    };
-    let concurrency: Result<Vec<usize>, _> = list(&args.concurrency)
-        .iter()
-        .map(|c| c.parse::<usize>())
-        .collect();
-    let bad = |m: String| {
-        eprintln!("harness bench: {m}");
-        ExitCode::from(crate::EXIT_BAD_INPUT)
-    };
-    let concurrency = match concurrency {
-        Ok(c) if !c.is_empty() && !c.contains(&0) => c,
-        _ => {
-            return bad(format!(
-                "--concurrency `{}`: expected positive integers separated by commas",
-                args.concurrency
-            ))
-        }
-    };
-    if args.workload != "kv" {
-        return bad(format!(
-            "--workload {}: only kv runs on every target",
-            args.workload
-        ));
-    }
-    let targets = list(&args.targets);
-    if targets.is_empty() {
-        return bad("--targets: name at least one target".into());
-    }
-    let plan = crate::bench::BenchPlan {
-        targets,
-        concurrency,
-        time_limit: args.time_limit,
-        nodes: args.nodes as usize,
-        failover_trials: args.failover_trials as usize,
-        store: args.store.clone(),
-        node_bin: args.node_bin.clone(),
-        seed: args.seed,
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("harness bench: cannot start the async runtime: {e}");
-            return ExitCode::from(crate::EXIT_INTERNAL);
-        }
-    };
-    match runtime.block_on(crate::bench::bench(&plan)) {
-        Ok(dir) => {
-            println!("bench: {}", dir.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) if e.downcast_ref::<crate::run::BadInput>().is_some() => bad(format!("{e:#}")),
-        Err(e) => {
-            eprintln!("harness bench: {e:#}");
-            ExitCode::from(crate::EXIT_INTERNAL)
-        }
     }
 }
 

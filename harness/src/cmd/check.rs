@@ -7,7 +7,7 @@ use checker::linearizability::Counterexample;
 use checker::{CheckOptions, Linearizability, Validity};
 use serde_json::json;
 
-use crate::cli::CheckArgs;
+use crate::cmd::CheckArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Runs the check described by `args`.

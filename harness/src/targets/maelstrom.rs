@@ -20,8 +20,78 @@ use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use workloads::{BoxFut, Rng};
 
+use super::{Start, Started, Target};
 use crate::net::proxy::LinkPolicy;
+use crate::net::Net;
+use crate::run::{BadInput, TestConfig};
 use crate::runtime::{NodeAddrs, Runtime};
+
+/// Nodes speaking Maelstrom's protocol, the harness their network.
+pub struct Maelstrom;
+
+impl Target for Maelstrom {
+    fn name(&self) -> &'static str {
+        "maelstrom"
+    }
+
+    fn about(&self) -> &'static str {
+        "processes speaking Maelstrom's protocol (--bin 'CMD ARGS'), every message routed by the harness; workload kv as lin-kv; services lin-kv, seq-kv, lww-kv"
+    }
+
+    fn faults(&self) -> &'static [&'static str] {
+        &["partition", "kill", "pause", "delay", "loss"]
+    }
+
+    fn takes_bin(&self) -> bool {
+        true
+    }
+
+    /// Nodes run through `sh -c`; the command itself is checked at start.
+    fn binary(&self, cfg: &TestConfig, _quiet: bool) -> anyhow::Result<PathBuf> {
+        match &cfg.bin {
+            Some(_) => Ok(PathBuf::from("sh")),
+            None => bail!(BadInput(
+                "--target maelstrom needs --bin 'COMMAND ARGS' for each node".into()
+            )),
+        }
+    }
+
+    fn start<'a>(&'a self, s: Start<'a>) -> BoxFut<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let router = Router::new(s.rng.fork(77));
+            let command = s.cfg.bin.clone().unwrap_or_default();
+            let rt = MaelstromRuntime::new(&command, s.dir, s.ids, router.clone())?;
+            Ok((Box::new(rt) as Box<dyn Runtime>, Net::routed(router)))
+        })
+    }
+
+    /// Every node answered `init` when it started.
+    fn ready<'a>(
+        &'a self,
+        _cfg: &'a TestConfig,
+        _http: &'a reqwest::Client,
+        _nodes: &'a [NodeAddrs],
+        net: &'a Net,
+    ) -> BoxFut<'a, anyhow::Result<workloads::Target>> {
+        Box::pin(async move {
+            let router = net
+                .router()
+                .context("the maelstrom network has no router")?;
+            Ok(workloads::Target::Maelstrom(workloads::maelstrom::Link(
+                router,
+            )))
+        })
+    }
+
+    /// Maelstrom nodes do not say who leads.
+    fn leader<'a>(
+        &'a self,
+        _http: &'a reqwest::Client,
+        _nodes: &'a [NodeAddrs],
+    ) -> BoxFut<'a, Option<String>> {
+        Box::pin(async { None })
+    }
+}
 
 /// The services a node may call, each a key-value store.
 const SERVICES: [&str; 3] = ["lin-kv", "seq-kv", "lww-kv"];

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use reports::compare::{compare, Thresholds};
 
-use crate::cli::CompareArgs;
+use crate::cmd::CompareArgs;
 use crate::EXIT_BAD_INPUT;
 
 /// Runs `harness compare`.

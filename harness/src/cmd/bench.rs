@@ -8,15 +8,17 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::time::Instant;
-use workloads::{Completion, Endpoint, Invocation, Rng, WorkloadOptions};
+use workloads::{Completion, Invocation, Rng, WorkloadOptions};
 
-use crate::run::{self, BadInput, TestConfig};
+use crate::cmd::BenchArgs;
+use crate::run::{BadInput, TestConfig};
 
 /// What `harness bench` was asked.
 pub struct BenchPlan {
@@ -43,7 +45,8 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         workload: "kv".into(),
         target: target.into(),
         reads: "linearizable".into(),
-        maelstrom_bin: None,
+        bin: None,
+        target_config: None,
         runtime: "process".into(),
         nodes: plan.nodes,
         concurrency,
@@ -84,18 +87,18 @@ fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Res
 /// Runs the whole bench; answers the stored folder.
 pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     for t in &plan.targets {
-        crate::targets::faults(t).map_err(|e| BadInput(format!("--targets: {e}")))?;
+        crate::targets::get(t).map_err(|e| BadInput(format!("--targets: {e}")))?;
     }
     let out = plan
         .store
         .join("bench")
-        .join(crate::store::timestamp(std::time::SystemTime::now()));
+        .join(crate::run::store::timestamp(std::time::SystemTime::now()));
     std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
     let mut rows = Vec::new();
     for t in &plan.targets {
         for &c in &plan.concurrency {
             eprintln!("bench: {t} with {c} clients for {} s", plan.time_limit);
-            let outcome = run::run(config(plan, t, c), true).await?;
+            let outcome = crate::run::run(config(plan, t, c), true).await?;
             rows.push(row(
                 t,
                 c,
@@ -106,7 +109,7 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     }
     let mut failover = serde_json::Map::new();
     for t in &plan.targets {
-        if t == "redis" {
+        if !crate::targets::get(t).map_err(BadInput)?.fails_over() {
             continue; // one primary and no election: nothing fails over
         }
         let mut trials = Vec::new();
@@ -133,7 +136,7 @@ pub fn render(result: &Value) -> String {
     let rows = result["rows"].as_array().cloned().unwrap_or_default();
     let first = result["targets"][0]
         .as_str()
-        .unwrap_or("builtin")
+        .unwrap_or(crate::targets::DEFAULT)
         .to_string();
     let base = |c: &Value, f: &str, field: &str| -> Option<f64> {
         rows.iter()
@@ -199,35 +202,25 @@ pub fn render(result: &Value) -> String {
 /// acknowledged write after the kill, in ms.
 async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Result<f64> {
     std::fs::create_dir_all(dir)?;
-    let bin = run::binary(cfg, true)?;
-    let ids: Vec<String> = (1..=cfg.nodes).map(|i| format!("n{i}")).collect();
-    let mut reserved = crate::runtime::ports::Reserved::new();
-    let mut ports = Vec::new();
-    for _ in &ids {
-        ports.push((reserved.take()?, reserved.take()?, reserved.take()?));
-    }
-    reserved.release();
-    let (mut runtime, net) =
-        run::start_cluster(cfg, &bin, dir, &ids, &ports, &Rng::new(seed), &[]).await?;
+    let target = crate::run::cluster::validate(cfg)?;
+    let bin = target.binary(cfg, true)?;
+    let cluster = crate::run::cluster::start(cfg, target, &bin, dir, &Rng::new(seed), &[]).await?;
     let result = async {
-        let nodes = runtime.nodes();
+        let nodes = &cluster.nodes;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(2))
             .build()?;
-        let target = run::ready(cfg, &http, &nodes, &net).await?;
+        let target = cluster
+            .target
+            .ready(cfg, &http, nodes, &cluster.net)
+            .await?;
         let options = WorkloadOptions {
             keys: 1,
             ops_per_key: 1,
             op_timeout: Duration::from_millis(500),
             target,
         };
-        let endpoints: Vec<Endpoint> = nodes
-            .iter()
-            .map(|n| Endpoint {
-                id: n.id.clone(),
-                url: n.client_url.clone(),
-            })
-            .collect();
+        let endpoints = cluster.endpoints();
         let client: Arc<dyn workloads::Client> = workloads::workload("kv")
             .map_err(BadInput)?
             .client(endpoints, &options);
@@ -244,10 +237,10 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
                 bail!("no write acknowledged before the kill");
             }
         }
-        let Some(leader) = crate::leader::leader(&cfg.target, &http, &nodes).await else {
+        let Some(leader) = cluster.target.leader(&http, nodes).await else {
             bail!("no node says it leads");
         };
-        runtime.kill(&leader).await?;
+        cluster.runtime.lock().await.kill(&leader).await?;
         let killed = Instant::now();
         while !ok(&session.invoke(&write).await.0) {
             if killed.elapsed() > Duration::from_secs(30) {
@@ -257,6 +250,75 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
         Ok(killed.elapsed().as_secs_f64() * 1000.0)
     }
     .await;
-    let _ = runtime.teardown().await;
+    let _ = cluster.teardown().await;
     result
+}
+
+/// Runs `harness bench` from its arguments.
+pub fn command(args: &BenchArgs) -> ExitCode {
+    let list = |s: &str| -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|x| !x.is_empty())
+            .map(String::from)
+            .collect()
+    };
+    let concurrency: Result<Vec<usize>, _> = list(&args.concurrency)
+        .iter()
+        .map(|c| c.parse::<usize>())
+        .collect();
+    let bad = |m: String| {
+        eprintln!("harness bench: {m}");
+        ExitCode::from(crate::EXIT_BAD_INPUT)
+    };
+    let concurrency = match concurrency {
+        Ok(c) if !c.is_empty() && !c.contains(&0) => c,
+        _ => {
+            return bad(format!(
+                "--concurrency `{}`: expected positive integers separated by commas",
+                args.concurrency
+            ))
+        }
+    };
+    if args.workload != "kv" {
+        return bad(format!(
+            "--workload {}: only kv runs on every target",
+            args.workload
+        ));
+    }
+    let targets = list(&args.targets);
+    if targets.is_empty() {
+        return bad("--targets: name at least one target".into());
+    }
+    let plan = BenchPlan {
+        targets,
+        concurrency,
+        time_limit: args.time_limit,
+        nodes: args.nodes as usize,
+        failover_trials: args.failover_trials as usize,
+        store: args.store.clone(),
+        node_bin: args.node_bin.clone(),
+        seed: args.seed,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("harness bench: cannot start the async runtime: {e}");
+            return ExitCode::from(crate::EXIT_INTERNAL);
+        }
+    };
+    match runtime.block_on(bench(&plan)) {
+        Ok(dir) => {
+            println!("bench: {}", dir.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) if e.downcast_ref::<crate::run::BadInput>().is_some() => bad(format!("{e:#}")),
+        Err(e) => {
+            eprintln!("harness bench: {e:#}");
+            ExitCode::from(crate::EXIT_INTERNAL)
+        }
+    }
 }

@@ -1,0 +1,151 @@
+//! Starting and stopping a cluster of any target, shared by `run` and `bench`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::sync::Mutex as AsyncMutex;
+use workloads::{Endpoint, Rng};
+
+use super::config::{BadInput, TestConfig};
+use crate::net::Net;
+use crate::runtime::{NodeAddrs, Runtime};
+use crate::targets::{Start, Target};
+
+/// A running cluster: the system under test, its nodes and the network between them.
+pub struct Cluster {
+    /// What runs on the nodes.
+    pub target: &'static dyn Target,
+    /// Starts, kills and pauses the nodes (shared with the nemesis).
+    pub runtime: Arc<AsyncMutex<Box<dyn Runtime>>>,
+    /// The link proxies (or router).
+    pub net: Arc<Net>,
+    /// Where each node is reached.
+    pub nodes: Vec<NodeAddrs>,
+}
+
+/// Node ids `n1..=n{count}`.
+pub fn ids(count: usize) -> Vec<String> {
+    (1..=count).map(|i| format!("n{i}")).collect()
+}
+
+/// Checks what `cfg` asks of its target, before anything starts.
+pub fn validate(cfg: &TestConfig) -> Result<&'static dyn Target, BadInput> {
+    let target =
+        crate::targets::get(&cfg.target).map_err(|e| BadInput(format!("--target: {e}")))?;
+    let faults = target.faults();
+    if let Some(f) = cfg.nemesis.iter().find(|f| !faults.contains(&f.as_str())) {
+        return Err(BadInput(format!(
+            "--nemesis {f} does not apply to --target {} (applicable: {})",
+            target.name(),
+            faults.join(", ")
+        )));
+    }
+    let reads = target.reads();
+    if !reads.contains(&cfg.reads.as_str()) {
+        return Err(BadInput(format!(
+            "--reads {} with --target {}: accepted: {}",
+            cfg.reads,
+            target.name(),
+            reads.join(", ")
+        )));
+    }
+    if cfg.bin.is_some() && !target.takes_bin() {
+        return Err(BadInput(format!(
+            "--bin: --target {} runs no command of yours (targets that do: {})",
+            target.name(),
+            names_where(|t| t.takes_bin())
+        )));
+    }
+    if cfg.target_config.is_some() && !target.takes_config() {
+        return Err(BadInput(format!(
+            "--target-config: --target {} takes no configuration file (targets that do: {})",
+            target.name(),
+            names_where(|t| t.takes_config())
+        )));
+    }
+    if cfg.runtime != "process" && cfg.runtime != "docker" {
+        return Err(BadInput(format!(
+            "--runtime {}: known runtimes are `process` and `docker`",
+            cfg.runtime
+        )));
+    }
+    target.validate(cfg).map_err(BadInput)?;
+    Ok(target)
+}
+
+fn names_where(keep: impl Fn(&dyn Target) -> bool) -> String {
+    let names: Vec<&str> = crate::targets::TARGETS
+        .iter()
+        .filter(|t| keep(**t))
+        .map(|t| t.name())
+        .collect();
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// Starts every node of `target` with a proxy on every link; on failure
+/// nothing is left running.
+pub async fn start(
+    cfg: &TestConfig,
+    target: &'static dyn Target,
+    bin: &Path,
+    dir: &Path,
+    rng: &Rng,
+    node_args: &[String],
+) -> anyhow::Result<Cluster> {
+    let ids = ids(cfg.nodes);
+    // Ports held until the nodes bind them, so no other process takes one.
+    let mut reserved = crate::runtime::ports::Reserved::new();
+    let mut ports = Vec::new();
+    for _ in &ids {
+        ports.push((reserved.take()?, reserved.take()?, reserved.take()?));
+    }
+    reserved.release();
+    let (mut runtime, net) = target
+        .start(Start {
+            cfg,
+            bin,
+            dir,
+            ids: &ids,
+            ports: &ports,
+            rng,
+            node_args,
+        })
+        .await
+        .with_context(|| format!("cannot start the {} cluster", target.name()))?;
+    for id in &ids {
+        if let Err(e) = runtime.start(id).await {
+            let _ = runtime.teardown().await;
+            return Err(e);
+        }
+    }
+    let nodes = runtime.nodes();
+    Ok(Cluster {
+        target,
+        runtime: Arc::new(AsyncMutex::new(runtime)),
+        net: Arc::new(net),
+        nodes,
+    })
+}
+
+impl Cluster {
+    /// The nodes as clients see them.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        self.nodes
+            .iter()
+            .map(|n| Endpoint {
+                id: n.id.clone(),
+                url: n.client_url.clone(),
+            })
+            .collect()
+    }
+
+    /// Stops every node and releases what the runtime holds.
+    pub async fn teardown(&self) -> anyhow::Result<()> {
+        self.runtime.lock().await.teardown().await
+    }
+}

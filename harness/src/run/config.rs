@@ -1,0 +1,105 @@
+//! The one configuration of a run (written to `test.json`, enough to replay
+//! it) and the two ways a run ends early: bad input (exit 254), interruption.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration of a run: written to `test.json`, enough to replay it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TestConfig {
+    /// Workload name.
+    pub workload: String,
+    /// System under test.
+    pub target: String,
+    /// Where reads go on targets with replicas: `primary` or `replica`.
+    #[serde(default = "linearizable")]
+    pub reads: String,
+    /// The command each node runs, for targets that run the user's (`--bin`).
+    #[serde(default, alias = "maelstrom_bin")]
+    pub bin: Option<String>,
+    /// The target's own configuration file, for targets that take one.
+    #[serde(default)]
+    pub target_config: Option<PathBuf>,
+    /// Where nodes run.
+    pub runtime: String,
+    /// Cluster size.
+    pub nodes: usize,
+    /// Logical client processes.
+    pub concurrency: usize,
+    /// Total ops/s (open loop), or as fast as clients go.
+    pub rate: Option<f64>,
+    /// Seconds of workload.
+    pub time_limit: f64,
+    /// Fault kinds.
+    pub nemesis: Vec<String>,
+    /// Seconds a fault lasts, and the calm after it.
+    pub nemesis_interval: f64,
+    /// Partition shapes to draw from (empty: all).
+    #[serde(default)]
+    pub partitions: Vec<String>,
+    /// Planted bugs passed to the nodes.
+    pub bugs: Vec<String>,
+    /// Seed of every random choice.
+    pub seed: u64,
+    /// Store root.
+    pub store: PathBuf,
+    /// Keys live at once.
+    pub keys: usize,
+    /// Ops per key.
+    pub ops_per_key: usize,
+    /// Client timeout per op, ms.
+    pub op_timeout_ms: u64,
+    /// Seconds of calm after healing, before the final reads.
+    pub recovery: f64,
+    /// Seconds the checker may take before answering unknown.
+    pub check_time_limit: f64,
+    /// Node binary, if given explicitly.
+    pub node_bin: Option<PathBuf>,
+    /// The command line that replays this run.
+    pub command: String,
+}
+
+fn linearizable() -> String {
+    "linearizable".into()
+}
+
+/// A problem with the user's request (exit 254) as opposed to a failure (255).
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// The run was stopped by SIGINT or SIGTERM (after tearing the cluster down).
+#[derive(Debug)]
+pub struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Resolves at the first SIGINT or SIGTERM.
+pub(crate) async fn interrupted() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,104 @@
+//! The verdict: the workload's checkers over the history, the final reads,
+//! the recorder's figures and the target's own checkers (run after teardown),
+//! merged into one result object, built once and written once as `results.json`.
+
+use std::path::Path;
+use std::time::Duration;
+
+use checker::{CheckOptions, Validity};
+use serde_json::{json, Map, Value};
+
+use super::config::TestConfig;
+use super::drive::Drove;
+use crate::net::Net;
+
+/// The result object of a run before its last checkers join it.
+pub struct Verdict {
+    /// All checkers so far, merged.
+    pub valid: Validity,
+    /// Checker name to its result (each with a `valid` entry).
+    pub checkers: Map<String, Value>,
+    /// The rest of the object (faults, nemesis events, drops, runtime, seed).
+    pub facts: Map<String, Value>,
+}
+
+/// Checks the run's history with `workload`'s checkers.
+pub fn check(
+    cfg: &TestConfig,
+    dir: &Path,
+    workload: &dyn workloads::Workload,
+    drove: &Drove,
+    net: &Net,
+) -> anyhow::Result<Verdict> {
+    let history = checker::format::read_file(&dir.join("history.jsonl"), checker::Format::Jsonl)?;
+    let options = CheckOptions {
+        time_limit: Some(Duration::from_secs_f64(cfg.check_time_limit)),
+        ..CheckOptions::default()
+    };
+    let checked = workload
+        .check(&history, &options)
+        .map_err(anyhow::Error::msg)?;
+    let mut valid = checked.valid;
+    let mut checkers = checked.checkers;
+    let mut final_reads =
+        json!({"valid": true, "keys": drove.finals, "unanswered": drove.unanswered});
+    if drove.unanswered > 0 {
+        // After healing, every key must be readable: a cluster that never recovers is a failure.
+        final_reads["valid"] = json!(false);
+        valid = valid.merge(Validity::Invalid);
+    }
+    checkers.insert("final-reads".into(), final_reads);
+    let s = &drove.summary;
+    checkers.insert(
+        "stats".into(),
+        json!({"valid": true, "by_f": s.stats, "history": history.stats}),
+    );
+    checkers.insert(
+        "perf".into(),
+        json!({
+            "valid": true,
+            "latency_ms": s.latency_ms,
+            "throughput": s.throughput,
+            "availability": s.availability,
+            "ok_per_second": s.ok_per_second,
+        }),
+    );
+    let mut facts = Map::new();
+    facts.insert("faults".into(), json!(drove.faults));
+    facts.insert("nemesis_events".into(), json!(s.nemesis_events));
+    facts.insert("frames_dropped".into(), json!(net.dropped()));
+    facts.insert("packets_dropped".into(), json!(net.packets_dropped()));
+    facts.insert("runtime".into(), drove.runtime.clone());
+    facts.insert("seed".into(), json!(cfg.seed));
+    Ok(Verdict {
+        valid,
+        checkers,
+        facts,
+    })
+}
+
+impl Verdict {
+    /// Adds one checker's result; its `valid` (true, false or "unknown") joins the verdict.
+    pub fn add(&mut self, name: String, result: Value) {
+        let v = match &result["valid"] {
+            Value::Bool(true) => Validity::Valid,
+            Value::Bool(false) => Validity::Invalid,
+            _ => Validity::Unknown,
+        };
+        self.valid = self.valid.merge(v);
+        self.checkers.insert(name, result);
+    }
+
+    /// Writes `results.json` into the run folder.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let mut object = Map::new();
+        object.insert("valid".into(), json!(self.valid));
+        object.insert("checkers".into(), Value::Object(self.checkers.clone()));
+        object.extend(self.facts.clone());
+        std::fs::write(
+            dir.join("results.json"),
+            serde_json::to_vec_pretty(&Value::Object(object))?,
+        )?;
+        Ok(())
+    }
+}

@@ -1,0 +1,170 @@
+//! Target `builtin`: Faultline's own node (`faultline-node`), on local
+//! processes or in Docker containers, every workload and planted bug.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::Value;
+use tokio::time::Instant;
+use workloads::BoxFut;
+
+use super::{Start, Started, Target};
+use crate::net::Net;
+use crate::run::{BadInput, TestConfig};
+use crate::runtime::docker::{DockerPlan, DockerRuntime};
+use crate::runtime::process::{NodePlan, ProcessRuntime};
+use crate::runtime::{node_binary, NodeAddrs, Runtime};
+
+/// How long one node may take to say whether it leads; a paused or cut-off
+/// node must not hold up the nemesis.
+const ASK: Duration = Duration::from_secs(1);
+
+/// The Faultline reference system.
+pub struct Builtin;
+
+impl Target for Builtin {
+    fn name(&self) -> &'static str {
+        "builtin"
+    }
+
+    fn about(&self) -> &'static str {
+        "the Faultline reference system (faultline-node), every workload"
+    }
+
+    fn faults(&self) -> &'static [&'static str] {
+        &["partition", "kill", "pause", "clock", "delay", "loss"]
+    }
+
+    fn validate(&self, _cfg: &TestConfig) -> Result<(), String> {
+        Ok(())
+    }
+
+    fn binary(&self, cfg: &TestConfig, quiet: bool) -> anyhow::Result<PathBuf> {
+        let bin = if cfg.runtime == "docker" {
+            crate::runtime::docker::image::static_binary(cfg.node_bin.as_deref(), quiet)?
+        } else {
+            node_binary::locate(cfg.node_bin.as_deref(), quiet)?
+        };
+        let known = node_binary::bugs(&bin)?;
+        if let Some(b) = cfg
+            .bugs
+            .iter()
+            .find(|b| !known.iter().any(|(n, _)| n == *b))
+        {
+            let names: Vec<&str> = known.iter().map(|(n, _)| n.as_str()).collect();
+            bail!(BadInput(format!(
+                "unknown bug `{b}` (known: {})",
+                names.join(", ")
+            )));
+        }
+        Ok(bin)
+    }
+
+    fn start<'a>(&'a self, s: Start<'a>) -> BoxFut<'a, anyhow::Result<Started>> {
+        Box::pin(async move {
+            let Start {
+                cfg,
+                bin,
+                dir,
+                ids,
+                ports,
+                rng,
+                node_args,
+            } = s;
+            if cfg.runtime == "docker" {
+                let plans = ids
+                    .iter()
+                    .zip(ports)
+                    .map(|(id, p)| DockerPlan {
+                        id: id.clone(),
+                        client: p.0,
+                        peer: p.1,
+                        admin: p.2,
+                    })
+                    .collect();
+                let (rt, net) =
+                    DockerRuntime::create(dir, bin, plans, &cfg.bugs, node_args, rng).await?;
+                return Ok((Box::new(rt) as Box<dyn Runtime>, net));
+            }
+            let peer_addrs: Vec<(String, String)> = ids
+                .iter()
+                .zip(ports)
+                .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
+                .collect();
+            let net = Net::start(&peer_addrs, "127.0.0.1", rng)
+                .await
+                .context("cannot start link proxies")?;
+            let mut plans = Vec::new();
+            for (id, p) in ids.iter().zip(ports) {
+                let mut peers = Vec::new();
+                for o in ids.iter().filter(|o| *o != id) {
+                    let port = net
+                        .port(id, o)
+                        .with_context(|| format!("no proxy on the link {id} -> {o}"))?;
+                    peers.push((o.clone(), format!("127.0.0.1:{port}")));
+                }
+                plans.push(NodePlan {
+                    id: id.clone(),
+                    client: p.0,
+                    peer: p.1,
+                    admin: p.2,
+                    peers,
+                });
+            }
+            let rt = ProcessRuntime::new(bin.to_path_buf(), dir, plans, &cfg.bugs, node_args)?;
+            Ok((Box::new(rt) as Box<dyn Runtime>, net))
+        })
+    }
+
+    fn ready<'a>(
+        &'a self,
+        _cfg: &'a TestConfig,
+        http: &'a reqwest::Client,
+        nodes: &'a [NodeAddrs],
+        _net: &'a Net,
+    ) -> BoxFut<'a, anyhow::Result<workloads::Target>> {
+        Box::pin(async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if self.leader(http, nodes).await.is_some() {
+                    return Ok(workloads::Target::Builtin);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            bail!("the cluster elected no leader within 30 s (see nodes/*/node.log)")
+        })
+    }
+
+    /// The first node whose `/cluster/status` says it leads.
+    fn leader<'a>(
+        &'a self,
+        http: &'a reqwest::Client,
+        nodes: &'a [NodeAddrs],
+    ) -> BoxFut<'a, Option<String>> {
+        Box::pin(async move {
+            for n in nodes {
+                let status = async {
+                    let r = http
+                        .get(format!("{}/cluster/status", n.client_url))
+                        .timeout(ASK)
+                        .send()
+                        .await
+                        .ok()?;
+                    r.json::<Value>().await.ok()
+                };
+                if status.await.is_some_and(|s| s["role"] == "leader") {
+                    return Some(n.id.clone());
+                }
+            }
+            None
+        })
+    }
+
+    /// `election-safety`: at most one leader per term, from the node logs.
+    fn after_teardown(&self, dir: &Path) -> Vec<(String, Value)> {
+        crate::run::election_safety::check(dir)
+            .map(|v| vec![("election-safety".to_string(), v)])
+            .unwrap_or_default()
+    }
+}
