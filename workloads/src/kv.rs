@@ -35,6 +35,11 @@ impl Workload for Kv {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+        if let crate::Target::Supplied(supplied) = &options.target {
+            if let Some(client) = supplied.client(self.name(), nodes.clone(), options) {
+                return client;
+            }
+        }
         if let crate::Target::Maelstrom(link) = &options.target {
             return Arc::new(crate::maelstrom::MaelstromKvClient::new(
                 link.clone(),

@@ -133,6 +133,20 @@ pub enum Target {
     },
     /// Processes speaking Maelstrom's protocol, reached through the harness's router.
     Maelstrom(maelstrom::Link),
+    /// Clients the harness's target module brings, for a system whose API is
+    /// described (a user's own) rather than coded in this crate.
+    Supplied(Arc<dyn SuppliedClients>),
+}
+
+/// Clients a target supplies for the workloads it speaks.
+pub trait SuppliedClients: Send + Sync + std::fmt::Debug {
+    /// The client of workload `workload` for these nodes, if the system speaks it.
+    fn client(
+        &self,
+        workload: &str,
+        nodes: Vec<Endpoint>,
+        options: &WorkloadOptions,
+    ) -> Option<Arc<dyn Client>>;
 }
 
 /// A workload: what to run and how to check it.
