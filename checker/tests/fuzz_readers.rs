@@ -117,3 +117,123 @@ fn edn_errors_show_values_as_edn_not_as_rust_debug_text() {
         .unwrap_err();
     assert!(e.message.len() < 200, "{e}");
 }
+
+/// A JSONL event line with `value` spliced in as raw JSON text.
+fn jsonl_event(value: &str) -> String {
+    format!("{{\"type\":\"invoke\",\"process\":0,\"f\":\"write\",\"value\":{value}}}\n")
+}
+
+#[test]
+fn jsonl_refuses_nesting_deeper_than_serde_json_reads_naming_line_and_field_on_a_small_stack() {
+    for depth in [100_000, 1_000_000] {
+        let e: ReadError = on_small_stack(move || {
+            let value = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
+            let text = format!("\n{}", jsonl_event(&value));
+            jsonl::read(text.as_bytes()).unwrap_err()
+        });
+        assert_eq!((e.line, e.field), (2, Some("value")), "{e}");
+        assert!(e.message.starts_with("nesting deeper than 128"), "{e}");
+    }
+    let e = jsonl::read(jsonl_event(&"{\"a\":".repeat(200)).as_bytes()).unwrap_err();
+    assert!(e.message.starts_with("nesting deeper than 128"), "{e}");
+}
+
+#[test]
+fn jsonl_refuses_an_array_or_scalar_where_an_event_object_belongs() {
+    for (line, found) in [
+        (r#"["invoke",0,"write","k1",3,1]"#, "found an array"),
+        (r#"[]"#, "found an array"),
+        (r#"5"#, "integer `5`"),
+        (r#""invoke""#, "string"),
+        (r#"null"#, "null"),
+    ] {
+        let e = jsonl::read(format!("{line}\n").as_bytes()).unwrap_err();
+        assert_eq!(e.line, 1, "{line}: {e}");
+        assert!(e.message.contains("expected a JSON object"), "{line}: {e}");
+        assert!(e.message.contains(found), "{line}: {e}");
+    }
+}
+
+#[test]
+fn jsonl_errors_inside_a_field_name_the_field() {
+    for (line, field, needle) in [
+        (
+            r#"{"type":"invoke","process":0,"f":"read","time":"x"}"#,
+            "time",
+            "expected i64",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","time":1.5}"#,
+            "time",
+            "expected i64",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":7}"#,
+            "f",
+            "expected a string",
+        ),
+        (
+            r#"{"type":["ok"],"process":0,"f":"read"}"#,
+            "type",
+            "expected a string",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","key":[1]}"#,
+            "key",
+            "a string or an integer",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","key":1.5}"#,
+            "key",
+            "a string or an integer",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","node":5}"#,
+            "node",
+            "expected a string",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","error":{}}"#,
+            "error",
+            "expected a string",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","value":[1,}"#,
+            "value",
+            "",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","value":1e400}"#,
+            "value",
+            "out of range",
+        ),
+        (
+            r#"{"type":"invoke","process":0,"f":"read","f":"read"}"#,
+            "f",
+            "duplicate field `f`",
+        ),
+        (
+            r#"{"type":"invoke","f":"read"}"#,
+            "process",
+            "missing field `process`",
+        ),
+        (
+            r#"{"process":0,"f":"read"}"#,
+            "type",
+            "missing field `type`",
+        ),
+    ] {
+        let e = jsonl::read(format!("{line}\n").as_bytes()).unwrap_err();
+        assert_eq!((e.line, e.field), (1, Some(field)), "{line}: {e}");
+        assert!(e.message.contains(needle), "{line}: {e}");
+    }
+    // Not inside a field: the error names no field.
+    for line in [
+        r#"{"type":"invoke","process":0,"f":"read"} x"#,
+        r#"{"type":"invoke","process":0,"#,
+        r#"{"extra":[}"#,
+    ] {
+        let e = jsonl::read(format!("{line}\n").as_bytes()).unwrap_err();
+        assert_eq!((e.line, e.field), (1, None), "{line}: {e}");
+    }
+}

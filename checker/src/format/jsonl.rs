@@ -8,96 +8,16 @@
 use std::borrow::Cow;
 use std::io::Read;
 
-use rayon::prelude::*;
-use serde::Deserialize;
-
+use super::jsonl_line::{parse_line, RawEvent, RawProcess};
 use crate::error::ReadError;
 use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
 use crate::value::{RawKey, Value};
+use rayon::prelude::*;
 
 /// Bytes read per block; large enough that splitting work across cores pays.
 const BLOCK_BYTES: usize = 8 << 20;
 /// Lines parsed per parallel task.
 const LINES_PER_TASK: usize = 4096;
-
-#[derive(Deserialize)]
-pub(crate) struct RawEvent<'a> {
-    #[serde(rename = "type", borrow)]
-    pub(crate) kind: Cow<'a, str>,
-    #[serde(borrow)]
-    pub(crate) process: RawProcess<'a>,
-    #[serde(borrow)]
-    pub(crate) f: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub(crate) key: Option<RawKey<'a>>,
-    #[serde(default)]
-    pub(crate) value: Value,
-    #[serde(default)]
-    pub(crate) time: Option<i64>,
-    #[serde(default, borrow)]
-    pub(crate) node: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub(crate) error: Option<Cow<'a, str>>,
-}
-
-/// The `process` field: any integer, or a name (only `"nemesis"` is valid).
-#[derive(Debug)]
-pub(crate) enum RawProcess<'a> {
-    Int(i64),
-    Name(Cow<'a, str>),
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for RawProcess<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = RawProcess<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("`process` to be an integer or \"nemesis\"")
-            }
-            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
-                Ok(RawProcess::Int(v))
-            }
-            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
-                i64::try_from(v)
-                    .map(RawProcess::Int)
-                    .map_err(|_| E::custom(format!("`process` {v} is larger than 2^63-1")))
-            }
-            fn visit_borrowed_str<E: serde::de::Error>(
-                self,
-                v: &'de str,
-            ) -> Result<Self::Value, E> {
-                Ok(RawProcess::Name(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-                Ok(RawProcess::Name(Cow::Owned(v.to_string())))
-            }
-        }
-        d.deserialize_any(Visit)
-    }
-}
-
-/// Parses one line; `Ok(None)` for a blank line.
-fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, ReadError> {
-    let trimmed = text.trim_end_matches('\r');
-    if trimmed.trim().is_empty() {
-        return Ok(None);
-    }
-    if let Some(ev) = super::jsonl_fast::parse(trimmed) {
-        return Ok(Some(ev));
-    }
-    serde_json::from_str::<RawEvent>(trimmed)
-        .map(Some)
-        .map_err(|e| {
-            // serde_json counts columns within the line it was given.
-            let msg = e.to_string();
-            let msg = msg
-                .rsplit_once(" at line ")
-                .map(|(head, _)| head.to_string())
-                .unwrap_or(msg);
-            ReadError::at(line, None, format!("{msg} (column {})", e.column()))
-        })
-}
 
 /// A parsed line that owns its text, so it can outlive its block.
 struct Parsed {
@@ -168,7 +88,7 @@ fn own(raw: RawEvent<'_>, line: u64) -> Result<Parsed, ReadError> {
             Some("type"),
             format!(
                 "`{}` is not one of invoke, ok, fail, info",
-                raw.kind.as_ref()
+                super::quote(&raw.kind)
             ),
         )
     })?;
@@ -179,7 +99,10 @@ fn own(raw: RawEvent<'_>, line: u64) -> Result<Parsed, ReadError> {
             return Err(ReadError::at(
                 line,
                 Some("process"),
-                format!("`{n}` is neither an integer nor \"nemesis\""),
+                format!(
+                    "`{}` is neither an integer nor \"nemesis\"",
+                    super::quote(&n)
+                ),
             ))
         }
     };

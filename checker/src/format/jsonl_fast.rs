@@ -6,7 +6,7 @@
 
 use std::borrow::Cow;
 
-use super::jsonl::{RawEvent, RawProcess};
+use super::jsonl_line::{RawEvent, RawProcess};
 use crate::value::{RawKey, Value};
 
 struct Cursor<'a> {

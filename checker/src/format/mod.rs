@@ -4,6 +4,7 @@ pub mod edn;
 pub mod jepsen_log;
 pub mod jsonl;
 mod jsonl_fast;
+mod jsonl_line;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
@@ -97,7 +98,12 @@ const QUOTE_CHARS: usize = 40;
 
 /// `text` for an error message: cut to [`QUOTE_CHARS`] characters, `...` when longer.
 pub(crate) fn quote(text: &str) -> String {
-    match text.char_indices().nth(QUOTE_CHARS) {
+    cut(text, QUOTE_CHARS)
+}
+
+/// `text` cut to `chars` characters, with `...` when longer.
+pub(crate) fn cut(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
         Some((cut, _)) => format!("{}...", &text[..cut]),
         None => text.to_string(),
     }
