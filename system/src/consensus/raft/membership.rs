@@ -1,0 +1,135 @@
+//! Single-server membership changes (Raft thesis 4.1): one change at a time, in
+//! force once appended, rolled back if the entry is truncated.
+
+use std::time::Instant;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::bugs::Bug;
+use crate::consensus::StateMachine;
+use crate::log_line;
+use crate::types::{Members, NodeId, Payload};
+
+use super::{Peer, Raft, Reply, Role};
+
+impl<S: StateMachine> Raft<S> {
+    /// Membership in force: the latest config entry in the log, else the snapshot's,
+    /// else the configured one. After a truncation removed an uncommitted change,
+    /// this rolls the node back to the configuration it came from (Raft thesis 4.1).
+    pub(super) fn recompute_members(&mut self) {
+        let from_log = self.log.iter().rev().find_map(|e| match &e.payload {
+            Payload::Config { members } => Some(members.clone()),
+            _ => None,
+        });
+        let known = from_log.or_else(|| {
+            self.snapshot
+                .as_ref()
+                .map(|s| s.members.clone())
+                .filter(|m| !m.is_empty())
+        });
+        match known {
+            Some(m) => self.members = m,
+            // Planted: the removed change stays in force.
+            None if self.cfg.bugs.has(Bug::KeepConfigOnTruncate) => {}
+            None => self.members = self.cfg.members.clone(),
+        }
+    }
+
+    pub(super) fn refuse_config_change(&self) -> Option<Reply> {
+        if self.role != Role::Leader {
+            return Some(Reply::NotLeader(self.leader.clone()));
+        }
+        let pending = self
+            .log
+            .iter()
+            .rev()
+            .take_while(|e| e.index > self.commit)
+            .any(|e| matches!(e.payload, Payload::Config { .. }));
+        if pending || self.commit < self.term_start {
+            return Some(Reply::Unavailable(
+                "a membership change is in progress; retry".into(),
+            ));
+        }
+        None
+    }
+
+    pub(super) fn change_members(
+        &mut self,
+        members: Members,
+        reply: oneshot::Sender<Reply>,
+        now: Instant,
+    ) {
+        log_line!(
+            self.cfg.id,
+            "membership change to {:?}",
+            members.keys().collect::<Vec<_>>()
+        );
+        let index = self.append_local(Payload::Config {
+            members: members.clone(),
+        });
+        self.waiters.insert(index, (self.meta.term, reply));
+        self.apply_membership(members, now);
+    }
+
+    pub(super) fn apply_membership(&mut self, members: Members, now: Instant) {
+        let next = self.log.last_index();
+        for id in members.keys() {
+            if *id != self.cfg.id && !self.peers.contains_key(id) {
+                self.peers.insert(id.clone(), Peer::new(next, now));
+            }
+        }
+        let gone: Vec<NodeId> = self
+            .peers
+            .keys()
+            .filter(|p| !members.contains_key(*p))
+            .cloned()
+            .collect();
+        for p in gone {
+            self.peers.remove(&p);
+            self.transport.forget(&p);
+        }
+        self.members = members;
+    }
+
+    pub(super) fn on_join(
+        &mut self,
+        id: NodeId,
+        addr: String,
+        reply: oneshot::Sender<Reply>,
+        now: Instant,
+    ) {
+        if let Some(refusal) = self.refuse_config_change() {
+            let _ = reply.send(refusal);
+            return;
+        }
+        if self.members.get(&id) == Some(&addr) {
+            let _ = reply.send(Reply::Ok(Value::Null));
+            return;
+        }
+        let mut members = self.members.clone();
+        members.insert(id.clone(), addr);
+        self.change_members(members, reply, now);
+    }
+
+    pub(super) fn on_leave(&mut self, id: NodeId, reply: oneshot::Sender<Reply>, now: Instant) {
+        if let Some(refusal) = self.refuse_config_change() {
+            let _ = reply.send(refusal);
+            return;
+        }
+        if !self.members.contains_key(&id) {
+            let _ = reply.send(Reply::NotFound(format!(
+                "`{id}` is not a member (members: {})",
+                self.members.keys().cloned().collect::<Vec<_>>().join(", ")
+            )));
+            return;
+        }
+        let mut members = self.members.clone();
+        members.remove(&id);
+        if members.is_empty() {
+            let _ = reply.send(Reply::Unavailable("cannot remove the last member".into()));
+            return;
+        }
+        self.change_members(members, reply, now);
+    }
+}
