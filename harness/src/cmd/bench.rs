@@ -237,7 +237,7 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
                 bail!("no write acknowledged before the kill");
             }
         }
-        let Some(leader) = cluster.target.leader(&http, nodes).await else {
+        let Some(leader) = cluster.target.leader(cfg, &http, nodes).await else {
             bail!("no node says it leads");
         };
         cluster.runtime.lock().await.kill(&leader).await?;

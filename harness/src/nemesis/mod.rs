@@ -19,6 +19,7 @@ use workloads::{BoxFut, Rng};
 
 use crate::net::Net;
 use crate::run::recorder::Recorder;
+use crate::run::TestConfig;
 use crate::runtime::{NodeAddrs, Runtime};
 use crate::targets::Target;
 
@@ -118,6 +119,8 @@ pub struct Ctx {
     pub shapes: Vec<String>,
     /// The system under test, which says how to find its leader.
     pub target: &'static dyn Target,
+    /// The run's configuration.
+    pub cfg: TestConfig,
 }
 
 /// Node ids of `nodes`.

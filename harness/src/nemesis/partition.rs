@@ -30,7 +30,7 @@ impl Fault for Partition {
             };
             let shape = rng.pick(shapes).map_or("halves", String::as_str);
             let grudge = match shape {
-                "leader" => match ctx.target.leader(&ctx.http, &ctx.nodes).await {
+                "leader" => match ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await {
                     Some(l) => partition::isolate(&l, &nodes),
                     None => partition::grudge("one", &nodes, rng),
                 },

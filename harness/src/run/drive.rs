@@ -81,6 +81,7 @@ pub async fn drive(
         in_force: in_force.clone(),
         shapes: cfg.partitions.clone(),
         target: cluster.target,
+        cfg: cfg.clone(),
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let nemesis = tokio::spawn(nemesis::run(

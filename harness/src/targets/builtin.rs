@@ -119,7 +119,7 @@ impl Target for Builtin {
 
     fn ready<'a>(
         &'a self,
-        _cfg: &'a TestConfig,
+        cfg: &'a TestConfig,
         http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
         _net: &'a Net,
@@ -127,7 +127,7 @@ impl Target for Builtin {
         Box::pin(async move {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
-                if self.leader(http, nodes).await.is_some() {
+                if self.leader(cfg, http, nodes).await.is_some() {
                     return Ok(workloads::Target::Builtin);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -139,6 +139,7 @@ impl Target for Builtin {
     /// The first node whose `/cluster/status` says it leads.
     fn leader<'a>(
         &'a self,
+        _cfg: &'a TestConfig,
         http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>> {

@@ -97,6 +97,7 @@ impl Target for Etcd {
     /// The member whose maintenance status names itself as leader.
     fn leader<'a>(
         &'a self,
+        _cfg: &'a TestConfig,
         http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>> {

@@ -86,6 +86,7 @@ impl Target for Maelstrom {
     /// Maelstrom nodes do not say who leads.
     fn leader<'a>(
         &'a self,
+        _cfg: &'a TestConfig,
         _http: &'a reqwest::Client,
         _nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>> {

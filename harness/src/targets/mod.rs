@@ -111,6 +111,7 @@ pub trait Target: Send + Sync {
     /// shape and the bench's failover trials ask).
     fn leader<'a>(
         &'a self,
+        cfg: &'a TestConfig,
         http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>>;

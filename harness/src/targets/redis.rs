@@ -96,6 +96,7 @@ impl Target for Redis {
     /// `n1`: the primary never changes.
     fn leader<'a>(
         &'a self,
+        _cfg: &'a TestConfig,
         _http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>> {

@@ -74,6 +74,7 @@ impl Target for RedisSentinel {
     /// The first node whose Redis says it is a primary.
     fn leader<'a>(
         &'a self,
+        _cfg: &'a TestConfig,
         _http: &'a reqwest::Client,
         nodes: &'a [NodeAddrs],
     ) -> BoxFut<'a, Option<String>> {
