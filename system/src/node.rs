@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -13,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::bugs::{Bug, Bugs};
 use crate::clock::Clock;
-use crate::consensus::raft::{Event, Raft, RaftConfig};
+use crate::consensus::raft::{Raft, RaftConfig, RaftHandle};
 use crate::http::admin::{self, AdminState};
 use crate::http::{self, ApiState};
 use crate::log_line;
@@ -66,7 +65,7 @@ pub struct Node {
     pub peer: SocketAddr,
     /// Where its admin API listens.
     pub admin: SocketAddr,
-    inbox: SyncSender<Event>,
+    consensus: RaftHandle,
     raft: Option<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -111,7 +110,7 @@ impl Node {
             bugs: cfg.bugs.clone(),
         };
         let services = Services::new(&cfg.bugs);
-        let (inbox, rx) = sync_channel(INBOX);
+        let (consensus, inbox) = RaftHandle::channel(INBOX);
         let cache = Arc::new(CacheService::new(
             cfg.id.clone(),
             CacheConfig {
@@ -120,16 +119,16 @@ impl Node {
             },
             cfg.peers.clone(),
             transport.clone(),
-            inbox.clone(),
+            Arc::new(consensus.clone()),
         ));
         let raft = Raft::open(raft_cfg, services, transport)
             .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
         let raft = std::thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
-            .spawn(move || raft.run(rx))?;
+            .spawn(move || raft.run(inbox))?;
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
-            inbox: inbox.clone(),
+            consensus: Arc::new(consensus.clone()),
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
             cache: cache.clone(),
@@ -143,7 +142,7 @@ impl Node {
             tokio::spawn(transport::serve(
                 cfg.id.clone(),
                 peer_listener,
-                inbox.clone(),
+                consensus.clone(),
                 cache,
             )),
             tokio::spawn(async move {
@@ -162,7 +161,7 @@ impl Node {
             client,
             peer,
             admin,
-            inbox,
+            consensus,
             raft: Some(raft),
             tasks,
         })
@@ -177,7 +176,7 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
-        let _ = self.inbox.send(Event::Shutdown);
+        self.consensus.stop();
         if let Some(h) = self.raft.take() {
             let _ = h.join();
         }

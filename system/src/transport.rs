@@ -7,7 +7,6 @@
 //! Messages to an unreachable peer are dropped; Raft retransmits.
 
 use std::collections::HashMap;
-use std::sync::mpsc::SyncSender;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -16,7 +15,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::consensus::raft::{Event, Message};
+use crate::consensus::raft::{Message, RaftHandle};
 use crate::log_line;
 use crate::types::NodeId;
 
@@ -173,7 +172,7 @@ async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver
 pub async fn serve(
     me: NodeId,
     listener: TcpListener,
-    inbox: SyncSender<Event>,
+    raft: RaftHandle,
     cache: std::sync::Arc<crate::services::cache::peer::CacheService>,
 ) {
     loop {
@@ -182,7 +181,7 @@ pub async fn serve(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let inbox = inbox.clone();
+        let raft = raft.clone();
         let me = me.clone();
         let cache = cache.clone();
         tokio::spawn(async move {
@@ -196,7 +195,7 @@ pub async fn serve(
                             ) {
                                 cache.receive(env);
                             } else {
-                                let _ = inbox.try_send(Event::Peer(env));
+                                raft.deliver(env.from, env.msg);
                             }
                         }
                         Ok(env) => {

@@ -1,6 +1,86 @@
 //! Consensus: the replicated log that orders every command the node applies.
+//!
+//! The node, its HTTP layer and its services ask consensus for things only
+//! through [`Consensus`], so another protocol (Multi-Paxos, PBFT) can stand where
+//! Raft stands without them changing. A protocol drives a [`StateMachine`] and
+//! knows nothing of the services behind it.
 
 pub mod raft;
 mod state_machine;
 
 pub use state_machine::StateMachine;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use crate::types::NodeId;
+
+/// What any replicated log offers the node: ordered commands, linearizable reads,
+/// membership changes and a view of the cluster. Each call only hands the request
+/// over (it never blocks); the answer comes on the returned channel.
+pub trait Consensus: Send + Sync {
+    /// Orders `command`; the answer is the state machine's result once applied.
+    fn propose(&self, command: Value) -> Asked<Reply>;
+    /// Answers `query` from a state that holds every write acknowledged before
+    /// the read began (a read barrier, then the query).
+    fn read(&self, query: Value) -> Asked<Reply>;
+    /// Adds member `id`, reached by peers at `addr`.
+    fn join(&self, id: NodeId, addr: String) -> Asked<Reply>;
+    /// Removes member `id`.
+    fn leave(&self, id: NodeId) -> Asked<Reply>;
+    /// This node's view of the cluster.
+    fn status(&self) -> Asked<Status>;
+}
+
+/// A request handed over (its answer will come on the receiver) or refused.
+pub type Asked<T> = Result<oneshot::Receiver<T>, Refused>;
+
+/// Why a request was not even handed over; nothing was proposed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The queue of requests is full.
+    Overloaded,
+    /// Consensus has stopped.
+    Stopped,
+}
+
+/// How a request to consensus ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    /// Done; the state machine's result (or a read's value).
+    Ok(Value),
+    /// This node is not the leader; nothing was proposed.
+    NotLeader(Option<NodeId>),
+    /// Refused before proposing (definite).
+    Unavailable(String),
+    /// Proposed, but the outcome is unknown (leadership lost before commit).
+    Indeterminate(String),
+    /// Refused because what it names does not exist (definite; nothing proposed).
+    NotFound(String),
+}
+
+/// The node's view of the cluster, for `/cluster/status`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    /// This node.
+    pub id: NodeId,
+    /// `leader`, `follower` or `candidate` (and the protocol's own, such as
+    /// Raft's `pre-candidate`).
+    pub role: &'static str,
+    /// The protocol's epoch, which at most one leader holds: Raft's term (a
+    /// view or a ballot elsewhere).
+    pub term: u64,
+    /// Leader as far as this node knows.
+    pub leader: Option<NodeId>,
+    /// Highest index known committed.
+    pub commit_index: u64,
+    /// Highest index applied to the state machine.
+    pub applied_index: u64,
+    /// Last index in the log.
+    pub last_index: u64,
+    /// Members in the configuration in force.
+    pub members: Vec<NodeId>,
+    /// Planted bugs switched on.
+    pub bugs: Vec<&'static str>,
+}

@@ -1,5 +1,5 @@
-//! The replicated state machine behind Raft: small on purpose, so the lock
-//! manager, broker and cache can sit beside the KV store later.
+//! The replicated state machine a consensus protocol drives: whatever the
+//! committed log's commands mean is behind this trait, out of consensus's sight.
 
 use serde_json::Value;
 

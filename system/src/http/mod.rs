@@ -6,7 +6,6 @@
 
 pub mod admin;
 
-use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,16 +17,15 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tokio::sync::oneshot;
 
-use crate::consensus::raft::{Event, Reply};
+use crate::consensus::{Asked, Consensus, Refused, Reply};
 use crate::services::kv::{command_ok, KvCommand};
 
 /// What the handlers share.
 pub struct ApiState {
-    /// The Raft thread's inbox.
-    pub inbox: SyncSender<Event>,
-    /// How long a request waits for Raft before answering 504.
+    /// The replicated log.
+    pub consensus: Arc<dyn Consensus>,
+    /// How long a request waits for consensus before answering 504.
     pub request_timeout: Duration,
     /// The node's clock, which stamps lock commands (leases).
     pub clock: Arc<crate::clock::Clock>,
@@ -104,16 +102,15 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> R
     serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
 }
 
-/// Sends an event to Raft and waits for its answer.
+/// Waits for the answer to a request handed to consensus, as a client answer.
 pub(crate) async fn ask(
     state: &ApiState,
-    event: impl FnOnce(oneshot::Sender<Reply>) -> Event,
+    asked: Asked<Reply>,
     proposes: bool,
 ) -> Result<Value, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    match state.inbox.try_send(event(tx)) {
-        Ok(()) => {}
-        Err(TrySendError::Full(_)) => {
+    let rx = match asked {
+        Ok(rx) => rx,
+        Err(Refused::Overloaded) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -121,7 +118,7 @@ pub(crate) async fn ask(
                 true,
             ))
         }
-        Err(TrySendError::Disconnected(_)) => {
+        Err(Refused::Stopped) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
@@ -129,7 +126,7 @@ pub(crate) async fn ask(
                 true,
             ))
         }
-    }
+    };
     let reply = match tokio::time::timeout(state.request_timeout, rx).await {
         Ok(Ok(reply)) => reply,
         Ok(Err(_)) => Reply::Indeterminate("node stopped while the request was in flight".into()),
@@ -168,7 +165,7 @@ pub(crate) async fn propose_refusable(
     state: &ApiState,
     command: Value,
 ) -> Result<Json<Value>, ApiError> {
-    let mut result = ask(state, |reply| Event::Propose { command, reply }, true).await?;
+    let mut result = ask(state, state.consensus.propose(command), true).await?;
     let ok = result.get("ok").and_then(Value::as_bool).unwrap_or(false);
     if let Some(map) = result.as_object_mut() {
         map.remove("ok");
@@ -193,24 +190,14 @@ pub(crate) async fn propose_refusable(
 
 /// A linearizable read of the state machine (ReadIndex on the leader).
 pub(crate) async fn query(state: &ApiState, query: Value) -> Result<Json<Value>, ApiError> {
-    Ok(Json(
-        ask(state, |reply| Event::Read { query, reply }, false).await?,
-    ))
+    Ok(Json(ask(state, state.consensus.read(query), false).await?))
 }
 
 async fn read(
     State(state): State<Arc<ApiState>>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let value = ask(
-        &state,
-        |reply| Event::Read {
-            query: json!({"key": key}),
-            reply,
-        },
-        false,
-    )
-    .await?;
+    let value = ask(&state, state.consensus.read(json!({"key": key})), false).await?;
     Ok(Json(json!({"value": value})))
 }
 
@@ -222,7 +209,7 @@ struct WriteBody {
 
 async fn propose(state: &ApiState, cmd: KvCommand) -> Result<Value, ApiError> {
     let command = serde_json::to_value(cmd).map_err(|e| ApiError::malformed(e.to_string()))?;
-    ask(state, |reply| Event::Propose { command, reply }, true).await
+    ask(state, state.consensus.propose(command), true).await
 }
 
 async fn write(
@@ -269,8 +256,7 @@ async fn cas(
 }
 
 async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
-    let (tx, rx) = oneshot::channel();
-    state.inbox.try_send(Event::Status(tx)).map_err(|_| {
+    let rx = state.consensus.status().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
@@ -303,7 +289,7 @@ async fn join(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Va
             "`id` must be non-empty and `addr` a host:port",
         ));
     }
-    ask(&state, |reply| Event::Join { id, addr, reply }, true).await?;
+    ask(&state, state.consensus.join(id, addr), true).await?;
     Ok(Json(json!({})))
 }
 
@@ -318,6 +304,6 @@ async fn leave(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<V
     if id.is_empty() {
         return Err(ApiError::malformed("`id` must be non-empty"));
     }
-    ask(&state, |reply| Event::Leave { id, reply }, true).await?;
+    ask(&state, state.consensus.leave(id), true).await?;
     Ok(Json(json!({})))
 }

@@ -6,11 +6,11 @@ use std::time::Instant;
 use serde_json::Value;
 
 use crate::bugs::Bug;
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::types::Payload;
 
-use super::{Raft, Reply, Role};
+use super::{Raft, Role};
 
 impl<S: StateMachine> Raft<S> {
     pub(super) fn advance_commit(&mut self) {

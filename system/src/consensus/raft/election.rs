@@ -5,11 +5,11 @@ use std::collections::BTreeSet;
 use std::time::Instant;
 
 use crate::bugs::Bug;
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::types::{NodeId, Payload};
 
-use super::{Message, Peer, Raft, Reply, Role};
+use super::{Message, Peer, Raft, Role};
 
 impl<S: StateMachine> Raft<S> {
     pub(super) fn become_follower(&mut self, term: u64, leader: Option<NodeId>) {

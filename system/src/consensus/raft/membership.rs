@@ -7,11 +7,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::bugs::Bug;
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::types::{Members, NodeId, Payload};
 
-use super::{Peer, Raft, Reply, Role};
+use super::{Peer, Raft, Role};
 
 impl<S: StateMachine> Raft<S> {
     /// Membership in force: the latest config entry in the log, else the snapshot's,

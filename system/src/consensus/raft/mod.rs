@@ -14,12 +14,14 @@
 
 mod commit;
 mod election;
+mod handle;
 mod membership;
 mod message;
 mod read_index;
 mod replication;
 mod snapshot;
 
+pub use handle::RaftHandle;
 pub use message::Message;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -28,15 +30,14 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::bugs::{Bug, Bugs};
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine, Status};
 use crate::log_line;
 use crate::storage::{Log, Meta, Snapshot};
-use crate::transport::{Envelope, Transport};
+use crate::transport::Transport;
 use crate::types::{Entry, Members, NodeId, Payload};
 
 use read_index::PendingRead;
@@ -44,49 +45,16 @@ use read_index::PendingRead;
 /// Events handled before flushing, so a flood cannot starve fsync and replies.
 const MAX_EVENTS_PER_FLUSH: usize = 4096;
 
-/// How a request to the Raft thread ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Reply {
-    /// Done; the state machine's result (or a read's value).
-    Ok(Value),
-    /// This node is not the leader; nothing was proposed.
-    NotLeader(Option<NodeId>),
-    /// Refused before proposing (definite).
-    Unavailable(String),
-    /// Proposed, but the outcome is unknown (leadership lost before commit).
-    Indeterminate(String),
-    /// Refused because what it names does not exist (definite; nothing proposed).
-    NotFound(String),
-}
-
-/// The node's view of the cluster, for `/cluster/status`.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    /// This node.
-    pub id: NodeId,
-    /// `leader`, `follower` or `candidate`.
-    pub role: &'static str,
-    /// Current term.
-    pub term: u64,
-    /// Leader as far as this node knows.
-    pub leader: Option<NodeId>,
-    /// Highest index known committed.
-    pub commit_index: u64,
-    /// Highest index applied to the state machine.
-    pub applied_index: u64,
-    /// Last index in the log.
-    pub last_index: u64,
-    /// Members in the configuration in force.
-    pub members: Vec<NodeId>,
-    /// Planted bugs switched on.
-    pub bugs: Vec<&'static str>,
-}
-
 /// Something for the Raft thread to do.
 #[derive(Debug)]
 pub enum Event {
     /// A message from a peer.
-    Peer(Envelope),
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// What it sent.
+        msg: Message,
+    },
     /// Replicate and apply a state-machine command.
     Propose {
         /// The command.
@@ -358,7 +326,7 @@ impl<S: StateMachine> Raft<S> {
     fn handle(&mut self, ev: Event) {
         let now = Instant::now();
         match ev {
-            Event::Peer(env) => self.on_message(env.from, env.msg, now),
+            Event::Peer { from, msg } => self.on_message(from, msg, now),
             Event::Propose { command, reply } => self.on_propose(command, reply),
             Event::Read { query, reply } => self.on_read(query, reply),
             Event::Join { id, addr, reply } => self.on_join(id, addr, reply, now),

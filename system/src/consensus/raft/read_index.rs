@@ -6,9 +6,9 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::bugs::Bug;
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine};
 
-use super::{Raft, Reply, Role};
+use super::{Raft, Role};
 
 /// A read waiting for its round to be confirmed and its index applied.
 pub(super) struct PendingRead {

@@ -8,11 +8,11 @@ use serde_json::Value;
 use tokio::sync::oneshot;
 
 use crate::bugs::Bug;
-use crate::consensus::StateMachine;
+use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::types::{Entry, NodeId, Payload};
 
-use super::{Message, Raft, Reply, Role};
+use super::{Message, Raft, Role};
 
 /// Entries per append message.
 const MAX_BATCH: usize = 512;

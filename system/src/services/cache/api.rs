@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::consensus::raft::Event;
 use crate::http::{ask, parse, ApiError, ApiState};
 use crate::services::cache::store::CachePut;
 
@@ -133,7 +132,7 @@ async fn store(
         value,
     })
     .map_err(|e| ApiError::malformed(e.to_string()))?;
-    let stored = ask(&state, |reply| Event::Propose { command, reply }, true).await?;
+    let stored = ask(&state, state.consensus.propose(command), true).await?;
     let rev = stored.get("rev").and_then(Value::as_u64).unwrap_or(0);
     if !invalidate {
         return Ok(Json(json!({"rev": rev})));

@@ -12,7 +12,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,7 +19,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::consensus::raft::{Event, Message, Reply};
+use crate::consensus::raft::Message;
+use crate::consensus::{Consensus, Reply};
 use crate::log_line;
 use crate::ring::Ring;
 use crate::services::cache::local::{Fill, LocalCache, State};
@@ -114,7 +114,7 @@ pub struct CacheService {
     ring: Ring,
     peers: BTreeMap<NodeId, String>,
     transport: Arc<Transport>,
-    raft: SyncSender<Event>,
+    consensus: Arc<dyn Consensus>,
     local: Mutex<LocalCache>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>,
     next_call: AtomicU64,
@@ -127,7 +127,7 @@ impl CacheService {
         cfg: CacheConfig,
         peers: BTreeMap<NodeId, String>,
         transport: Arc<Transport>,
-        raft: SyncSender<Event>,
+        consensus: Arc<dyn Consensus>,
     ) -> Self {
         let ring = Ring::with(
             cfg.vnodes,
@@ -140,7 +140,7 @@ impl CacheService {
             ring,
             peers,
             transport,
-            raft,
+            consensus,
             pending: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
         }
@@ -284,14 +284,11 @@ impl CacheService {
         }
     }
 
-    /// A linearizable read through this node's Raft, if it leads.
+    /// A linearizable read through this node's consensus, if it leads.
     async fn read_local_store(&self, key: &str) -> Result<Value, String> {
-        let (tx, rx) = oneshot::channel();
-        self.raft
-            .try_send(Event::Read {
-                query: read_query(key),
-                reply: tx,
-            })
+        let rx = self
+            .consensus
+            .read(read_query(key))
             .map_err(|_| "request queue full".to_string())?;
         match tokio::time::timeout(self.cfg.call_timeout, rx).await {
             Ok(Ok(Reply::Ok(v))) => Ok(v),
