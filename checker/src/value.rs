@@ -19,7 +19,8 @@ pub enum Value {
     Bool(bool),
     /// A number that fits in an `i64`.
     Int(i64),
-    /// Any other number, kept as its JSON text so it round-trips exactly.
+    /// Any other number as decimal text: a `u64` beyond `i64`, or a float. The JSONL
+    /// reader keeps one only when the text is exactly the number written.
     Num(Box<str>),
     /// A string.
     Str(Box<str>),

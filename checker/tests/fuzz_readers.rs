@@ -3,6 +3,7 @@
 //! and checks without a panic, or is refused with an error that names the line.
 
 use checker::format::{edn, jepsen_log, jsonl};
+use checker::value::Value;
 use checker::{check_named, CheckOptions, History, ReadError};
 
 /// A small stack for the calling thread: no reader may recurse per nesting level.
@@ -236,4 +237,87 @@ fn jsonl_errors_inside_a_field_name_the_field() {
         let e = jsonl::read(format!("{line}\n").as_bytes()).unwrap_err();
         assert_eq!((e.line, e.field), (1, None), "{line}: {e}");
     }
+}
+
+/// The `value` of the first op of a one-line JSONL history.
+fn jsonl_value(value: &str) -> Result<Value, ReadError> {
+    jsonl::read(jsonl_event(value).as_bytes()).map(|h| h.ops[0].input.clone())
+}
+
+#[test]
+fn jsonl_numbers_beyond_i64_are_kept_exactly_or_refused_naming_line_and_field() {
+    for refused in [
+        "18446744073709551617",
+        "18446744073709551616",
+        "-9223372036854775809",
+        "[1,{\"a\":100000000000000000001}]",
+        "0.10000000000000000001",
+        "9007199254740993.0",
+        "1e400",
+        "-1e400",
+    ] {
+        let e = jsonl_value(refused).unwrap_err();
+        assert_eq!((e.line, e.field), (1, Some("value")), "{refused}: {e}");
+    }
+    let e = jsonl_value("18446744073709551617").unwrap_err();
+    assert!(
+        e.message
+            .contains("`18446744073709551617` cannot be kept exactly")
+            && e.message.contains("18446744073709552000"),
+        "{e}"
+    );
+    // u64 beyond i64 is exact as text; floats that say exactly their value stay.
+    for (kept, want) in [
+        (
+            "9223372036854775808",
+            Value::Num("9223372036854775808".into()),
+        ),
+        (
+            "18446744073709551615",
+            Value::Num("18446744073709551615".into()),
+        ),
+        ("1e20", Value::Num("100000000000000000000".into())),
+        ("0.1", Value::Num("0.1".into())),
+        ("-2.50", Value::Num("-2.5".into())),
+        (
+            "[1.5,-7,{\"a\":0.25}]",
+            Value::List(
+                vec![
+                    Value::Num("1.5".into()),
+                    Value::Int(-7),
+                    Value::Map(vec![("a".into(), Value::Num("0.25".into()))].into()),
+                ]
+                .into(),
+            ),
+        ),
+    ] {
+        assert_eq!(jsonl_value(kept).unwrap(), want, "{kept}");
+    }
+    // Numbers outside the value are not the value's business.
+    let line = "{\"type\":\"invoke\",\"process\":0,\"f\":\"w\",\"extra\":18446744073709551617,\"value\":0.5}\n";
+    assert!(jsonl::read(line.as_bytes()).is_ok());
+}
+
+#[test]
+fn edn_and_jepsen_log_refuse_integers_beyond_i64_naming_the_field() {
+    for big in [
+        "18446744073709551617",
+        "9223372036854775808N",
+        "-9223372036854775809",
+        "1.5",
+    ] {
+        let e = edn::read(
+            format!("{{:process 0, :type :invoke, :f :write, :value [1 {big}]}}\n").as_bytes(),
+        )
+        .unwrap_err();
+        assert_eq!((e.line, e.field), (1, Some(":value")), "{big}: {e}");
+        assert!(e.message.contains("64-bit integers only"), "{e}");
+        let e =
+            jepsen_log::read(format!("INFO  jepsen.util - 0\t:invoke\t:write\t{big}\n").as_bytes())
+                .unwrap_err();
+        assert_eq!((e.line, e.field), (1, Some("value")), "{big}: {e}");
+    }
+    let e = edn::read("{:process 18446744073709551617, :type :invoke, :f :read}\n".as_bytes())
+        .unwrap_err();
+    assert_eq!(e.field, Some(":process"), "{e}");
 }

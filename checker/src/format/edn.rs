@@ -277,7 +277,7 @@ impl<'a> Parser<'a> {
                             || tok.starts_with('-') && tok.len() > 1
                         {
                             Err(format!(
-                                "`{}` is not an integer this reader understands (64-bit integers only)",
+                                "`{}` is not a number this reader understands (64-bit integers only)",
                                 quote(tok)
                             ))
                         } else {

@@ -209,8 +209,12 @@ pub(crate) fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, 
     EventSeed { field: &field }
         .deserialize(&mut de)
         .and_then(|ev| de.end().map(|()| ev))
-        .map(Some)
         .map_err(|e| serde_error(&e, line, field.get()))
+        .and_then(|ev| {
+            super::jsonl_numbers::check_exact(trimmed, &ev.value)
+                .map_err(|m| ReadError::at(line, Some("value"), m))?;
+            Ok(Some(ev))
+        })
 }
 
 /// serde_json's error as a [`ReadError`]: its column is within the line.

@@ -5,6 +5,7 @@ pub mod jepsen_log;
 pub mod jsonl;
 mod jsonl_fast;
 mod jsonl_line;
+mod jsonl_numbers;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader};
