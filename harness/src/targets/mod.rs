@@ -4,6 +4,7 @@
 //! [`TARGETS`] lists them; nothing outside this folder decides by a target's name.
 
 mod builtin;
+mod custom;
 mod etcd;
 pub mod maelstrom;
 mod redis;
@@ -25,6 +26,7 @@ pub static TARGETS: &[&dyn Target] = &[
     &maelstrom::Maelstrom,
     &redis::Redis,
     &redis_sentinel::RedisSentinel,
+    &custom::Custom,
 ];
 
 /// The target `--target` names when it is not given.
