@@ -18,7 +18,7 @@ use crate::http::{self, ApiState};
 use crate::log_line;
 use crate::services::cache::peer::{CacheConfig, CacheService};
 use crate::services::Services;
-use crate::transport::{self, Transport};
+use crate::transport::{self, Receivers, Transport};
 use crate::types::{Members, NodeId};
 
 /// Events the Raft inbox holds before new requests get `503 overloaded`.
@@ -142,8 +142,10 @@ impl Node {
             tokio::spawn(transport::serve(
                 cfg.id.clone(),
                 peer_listener,
-                consensus.clone(),
-                cache,
+                Arc::new(Receivers {
+                    raft: consensus.clone(),
+                    cache,
+                }),
             )),
             tokio::spawn(async move {
                 let _ = axum::serve(client_listener, http::router(api_state)).await;

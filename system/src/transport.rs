@@ -1,5 +1,7 @@
 //! Node-to-node traffic: one TCP connection per directed link, each message a
-//! frame of a 4-byte big-endian length and a JSON [`Envelope`].
+//! frame of a 4-byte big-endian length and a JSON [`Envelope`] carrying a
+//! [`Wire`] message: consensus traffic and the services' own peer protocols share
+//! the links, so a cut link cuts them all.
 //!
 //! A node sends to a peer only over its own outgoing connection and receives only
 //! on its listener, so each directed link is one connection: a proxy placed on it
@@ -7,7 +9,7 @@
 //! Messages to an unreachable peer are dropped; Raft retransmits.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -15,14 +17,31 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::consensus::raft::{Message, RaftHandle};
+use crate::consensus::raft::{self, RaftHandle};
 use crate::log_line;
+use crate::services::cache::peer::{CacheMessage, CacheService};
 use crate::types::NodeId;
 
 /// Largest frame accepted (snapshots included).
 pub const MAX_FRAME: usize = 64 << 20;
 /// Messages queued per outgoing link before new ones are dropped.
 const LINK_QUEUE: usize = 8192;
+
+/// What travels between nodes, tagged by the layer it is for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Wire {
+    /// Consensus: Raft's messages.
+    Raft(raft::Message),
+    /// The distributed cache's calls between owners, and their answers.
+    Cache(CacheMessage),
+}
+
+impl From<raft::Message> for Wire {
+    fn from(msg: raft::Message) -> Wire {
+        Wire::Raft(msg)
+    }
+}
 
 /// A message with its sender.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,8 +50,8 @@ pub struct Envelope {
     pub from: NodeId,
     /// Receiving node.
     pub to: NodeId,
-    /// The Raft message.
-    pub msg: Message,
+    /// The message.
+    pub msg: Wire,
 }
 
 /// Encodes one frame.
@@ -87,11 +106,11 @@ impl Transport {
     }
 
     /// Queues `msg` for `to` at `addr`; drops it if the link's queue is full.
-    pub fn send(&self, to: &NodeId, addr: &str, msg: Message) {
+    pub fn send(&self, to: &NodeId, addr: &str, msg: impl Into<Wire>) {
         let frame = encode(&Envelope {
             from: self.id.clone(),
             to: to.clone(),
-            msg,
+            msg: msg.into(),
         });
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
         let stale = links
@@ -167,37 +186,38 @@ async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver
     }
 }
 
-/// Accepts peer connections and feeds their messages to the Raft inbox, cache
-/// traffic to the cache service.
-pub async fn serve(
-    me: NodeId,
-    listener: TcpListener,
-    raft: RaftHandle,
-    cache: std::sync::Arc<crate::services::cache::peer::CacheService>,
-) {
+/// Where received messages go: each layer's receiver.
+pub struct Receivers {
+    /// Consensus.
+    pub raft: RaftHandle,
+    /// The distributed cache.
+    pub cache: Arc<CacheService>,
+}
+
+impl Receivers {
+    fn receive(&self, env: Envelope) {
+        match env.msg {
+            Wire::Raft(msg) => self.raft.deliver(env.from, msg),
+            Wire::Cache(msg) => self.cache.receive(env.from, msg),
+        }
+    }
+}
+
+/// Accepts peer connections and hands each message to its layer's receiver.
+pub async fn serve(me: NodeId, listener: TcpListener, receivers: Arc<Receivers>) {
     loop {
         let Ok((mut stream, remote)) = listener.accept().await else {
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let raft = raft.clone();
         let me = me.clone();
-        let cache = cache.clone();
+        let receivers = receivers.clone();
         tokio::spawn(async move {
             loop {
                 match read_frame(&mut stream).await {
                     Ok(Some(body)) => match serde_json::from_slice::<Envelope>(&body) {
-                        Ok(env) if env.to == me => {
-                            if matches!(
-                                env.msg,
-                                Message::CacheCall { .. } | Message::CacheAnswer { .. }
-                            ) {
-                                cache.receive(env);
-                            } else {
-                                raft.deliver(env.from, env.msg);
-                            }
-                        }
+                        Ok(env) if env.to == me => receivers.receive(env),
                         Ok(env) => {
                             log_line!(
                                 me,

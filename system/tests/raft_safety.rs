@@ -57,8 +57,8 @@ async fn read_on_a_cut_off_leader_after_a_stale_append(bug: Option<&str>) -> (u1
     let follower = ALL3.iter().copied().find(|n| *n != leader).unwrap();
     let stale = json!({
         "from": leader, "to": follower,
-        "msg": {"type": "append", "term": term - 1, "prev_index": 0, "prev_term": 0,
-                "entries": [], "commit": 0, "read_seq": 1_000_000u64}
+        "msg": {"raft": {"type": "append", "term": term - 1, "prev_index": 0, "prev_term": 0,
+                         "entries": [], "commit": 0, "read_seq": 1_000_000u64}}
     });
     deliver(&c, follower, stale).await;
     // The follower's rejection travels back over its link to the leader.

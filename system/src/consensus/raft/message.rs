@@ -86,21 +86,6 @@ pub enum Message {
         /// State machine data.
         data: Value,
     },
-    /// A request to the cache service on another node. Cache traffic shares
-    /// the peer links so partitions cut it as they cut Raft; Raft ignores it.
-    CacheCall {
-        /// Matches the answer to the call.
-        id: u64,
-        /// What is asked.
-        call: crate::services::cache::peer::CacheCall,
-    },
-    /// The answer to the [`Message::CacheCall`] with the same `id`.
-    CacheAnswer {
-        /// The call's id.
-        id: u64,
-        /// Its outcome.
-        result: Result<Value, String>,
-    },
     /// Answer to [`Message::Snapshot`].
     SnapshotReply {
         /// Follower's term.

@@ -400,8 +400,6 @@ impl<S: StateMachine> Raft<S> {
             Message::SnapshotReply { term, last_index } => {
                 self.on_snapshot_reply(from, term, last_index, now)
             }
-            // The transport hands cache traffic to the cache service.
-            Message::CacheCall { .. } | Message::CacheAnswer { .. } => {}
         }
     }
 

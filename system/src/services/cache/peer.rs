@@ -7,8 +7,9 @@
 //! jitter until confirmed or until every copy older than the write has outlived
 //! its time to live.
 //!
-//! Calls between nodes travel as [`Message::CacheCall`] on the peer links, so
-//! the harness's partitions, delays and losses apply to them as to Raft.
+//! Calls between nodes travel as [`CacheMessage`]s on the peer links (the
+//! transport's [`Wire::Cache`]), so the harness's partitions, delays and losses
+//! apply to them as to consensus.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,13 +20,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tokio::sync::oneshot;
 
-use crate::consensus::raft::Message;
 use crate::consensus::{Consensus, Reply};
 use crate::log_line;
 use crate::ring::Ring;
 use crate::services::cache::local::{Fill, LocalCache, State};
 use crate::services::cache::store::read_query;
-use crate::transport::{Envelope, Transport};
+use crate::transport::{Transport, Wire};
 use crate::types::NodeId;
 
 /// A request from one node's cache to another's.
@@ -62,6 +62,32 @@ pub enum CacheCall {
         /// The write's revision.
         rev: u64,
     },
+}
+
+/// Cache traffic between two nodes: a call, or the answer to one.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum CacheMessage {
+    /// A request to the cache on another node.
+    Call {
+        /// Matches the answer to the call.
+        id: u64,
+        /// What is asked.
+        call: CacheCall,
+    },
+    /// The answer to the [`CacheMessage::Call`] with the same `id`.
+    Answer {
+        /// The call's id.
+        id: u64,
+        /// Its outcome.
+        result: Result<Value, String>,
+    },
+}
+
+impl From<CacheMessage> for Wire {
+    fn from(msg: CacheMessage) -> Wire {
+        Wire::Cache(msg)
+    }
 }
 
 /// How the cache is laid out and how long it waits.
@@ -207,7 +233,7 @@ impl CacheService {
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, tx);
         self.transport
-            .send(to, addr, Message::CacheCall { id, call });
+            .send(to, addr, CacheMessage::Call { id, call });
         let answer = tokio::time::timeout(self.cfg.call_timeout, rx).await;
         self.pending
             .lock()
@@ -223,9 +249,9 @@ impl CacheService {
     }
 
     /// Handles cache traffic from a peer: answers calls, completes our calls.
-    pub fn receive(self: &Arc<Self>, env: Envelope) {
-        match env.msg {
-            Message::CacheAnswer { id, result } => {
+    pub fn receive(self: &Arc<Self>, from: NodeId, msg: CacheMessage) {
+        match msg {
+            CacheMessage::Answer { id, result } => {
                 let waiter = self
                     .pending
                     .lock()
@@ -235,17 +261,16 @@ impl CacheService {
                     let _ = tx.send(result);
                 }
             }
-            Message::CacheCall { id, call } => {
+            CacheMessage::Call { id, call } => {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let result = me.answer(call).await;
-                    if let Some(addr) = me.peers.get(&env.from) {
+                    if let Some(addr) = me.peers.get(&from) {
                         me.transport
-                            .send(&env.from, addr, Message::CacheAnswer { id, result });
+                            .send(&from, addr, CacheMessage::Answer { id, result });
                     }
                 });
             }
-            _ => {}
         }
     }
 
