@@ -170,27 +170,18 @@ fn produce<R: Read>(mut input: R, out: std::sync::mpsc::SyncSender<Block>) {
         let _ = out.send(vec![Err(e)]);
     };
     while !eof {
-        // Fill the block up to BLOCK_BYTES, then cut it at the last newline.
-        let start = buf.len();
-        buf.resize(BLOCK_BYTES.max(start + 4096), 0);
-        let mut filled = start;
-        while filled < buf.len() {
-            match input.read(&mut buf[filled..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    return fail(
-                        &out,
-                        ReadError::at(first_line, None, format!("cannot read: {e}")),
-                    )
-                }
+        // Fill the block up to BLOCK_BYTES, then cut it at the last newline. The
+        // buffer grows as it fills, so a small input never touches a whole block.
+        let want = BLOCK_BYTES.max(buf.len() + 4096) - buf.len();
+        match (&mut input).take(want as u64).read_to_end(&mut buf) {
+            Ok(n) => eof = n < want,
+            Err(e) => {
+                return fail(
+                    &out,
+                    ReadError::at(first_line, None, format!("cannot read: {e}")),
+                )
             }
         }
-        buf.truncate(filled);
         let cut = if eof {
             buf.len()
         } else {
