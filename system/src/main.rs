@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
 use system::node::{Node, NodeConfig};
-use system::services::cache::peer::CacheConfig;
+use system::services::cache::CacheConfig;
 
 /// One node of the Faultline reference system: a durable Raft key-value store.
 /// `faultline-node --list-bugs` prints the planted bugs, one per line.

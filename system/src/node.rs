@@ -1,4 +1,5 @@
-//! Assembles a node: listeners, transport, the Raft thread, the client and admin APIs.
+//! Assembles a node: listeners, transport, consensus (the Raft thread), the
+//! services it runs, the client and admin APIs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -13,11 +14,15 @@ use tokio::net::TcpListener;
 use crate::bugs::{Bug, Bugs};
 use crate::clock::Clock;
 use crate::consensus::raft::{Raft, RaftConfig, RaftHandle};
+use crate::consensus::Consensus;
 use crate::http::admin::{self, AdminState};
 use crate::http::{self, ApiState};
 use crate::log_line;
-use crate::services::cache::peer::{CacheConfig, CacheService};
-use crate::services::Services;
+use crate::services::broker::BrokerService;
+use crate::services::cache::{CacheConfig, CacheNode, CacheService};
+use crate::services::kv::KvService;
+use crate::services::locks::LockService;
+use crate::services::Registry;
 use crate::transport::{self, Receivers, Transport};
 use crate::types::{Members, NodeId};
 
@@ -65,8 +70,8 @@ pub struct Node {
     pub peer: SocketAddr,
     /// Where its admin API listens.
     pub admin: SocketAddr,
-    consensus: RaftHandle,
-    raft: Option<JoinHandle<()>>,
+    raft: RaftHandle,
+    thread: Option<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -109,9 +114,9 @@ impl Node {
             snapshot_every: cfg.snapshot_every,
             bugs: cfg.bugs.clone(),
         };
-        let services = Services::new(&cfg.bugs);
-        let (consensus, inbox) = RaftHandle::channel(INBOX);
-        let cache = Arc::new(CacheService::new(
+        let (raft, inbox) = RaftHandle::channel(INBOX);
+        let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
+        let cache = Arc::new(CacheNode::new(
             cfg.id.clone(),
             CacheConfig {
                 skip_invalidate: cfg.bugs.has(Bug::SkipInvalidate),
@@ -119,19 +124,27 @@ impl Node {
             },
             cfg.peers.clone(),
             transport.clone(),
-            Arc::new(consensus.clone()),
+            consensus.clone(),
         ));
-        let raft = Raft::open(raft_cfg, services, transport)
+        // The services this node runs: a new pattern is a folder under
+        // `services/` and a line here.
+        let services = Registry::new(vec![
+            Box::new(KvService),
+            Box::new(LockService::new(&cfg.bugs)),
+            Box::new(BrokerService::new(&cfg.bugs)),
+            Box::new(CacheService::new(cache.clone())),
+        ]);
+        let routes = services.routes();
+        let thread = Raft::open(raft_cfg, services, transport)
             .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
-        let raft = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name(format!("raft-{}", cfg.id))
-            .spawn(move || raft.run(inbox))?;
+            .spawn(move || thread.run(inbox))?;
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
-            consensus: Arc::new(consensus.clone()),
+            consensus,
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
-            cache: cache.clone(),
         });
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
@@ -143,12 +156,12 @@ impl Node {
                 cfg.id.clone(),
                 peer_listener,
                 Arc::new(Receivers {
-                    raft: consensus.clone(),
+                    raft: raft.clone(),
                     cache,
                 }),
             )),
             tokio::spawn(async move {
-                let _ = axum::serve(client_listener, http::router(api_state)).await;
+                let _ = axum::serve(client_listener, http::router(api_state, routes)).await;
             }),
             tokio::spawn(async move {
                 let _ = axum::serve(admin_listener, admin::router(admin_state)).await;
@@ -163,8 +176,8 @@ impl Node {
             client,
             peer,
             admin,
-            consensus,
-            raft: Some(raft),
+            raft,
+            thread: Some(thread),
             tasks,
         })
     }
@@ -178,8 +191,8 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
-        self.consensus.stop();
-        if let Some(h) = self.raft.take() {
+        self.raft.stop();
+        if let Some(h) = self.thread.take() {
             let _ = h.join();
         }
     }

@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 
 use crate::consensus::raft::{self, RaftHandle};
 use crate::log_line;
-use crate::services::cache::peer::{CacheMessage, CacheService};
+use crate::services::cache::{CacheMessage, CacheNode};
 use crate::types::NodeId;
 
 /// Largest frame accepted (snapshots included).
@@ -191,7 +191,7 @@ pub struct Receivers {
     /// Consensus.
     pub raft: RaftHandle,
     /// The distributed cache.
-    pub cache: Arc<CacheService>,
+    pub cache: Arc<CacheNode>,
 }
 
 impl Receivers {

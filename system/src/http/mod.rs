@@ -5,21 +5,19 @@
 //! outcome unknown), so a client can record `fail` or `info` correctly.
 
 pub mod admin;
+mod cluster;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::consensus::{Asked, Consensus, Refused, Reply};
-use crate::services::kv::{command_ok, KvCommand};
 
 /// What the handlers share.
 pub struct ApiState {
@@ -29,8 +27,6 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The node's clock, which stamps lock commands (leases).
     pub clock: Arc<crate::clock::Clock>,
-    /// The distributed cache's part on this node.
-    pub cache: Arc<crate::services::cache::peer::CacheService>,
 }
 
 /// An error answer: HTTP status and the JSON error body of docs/node-api.md.
@@ -64,17 +60,11 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// The client routes.
-pub fn router(state: Arc<ApiState>) -> Router {
+/// The client routes: the services' and the cluster's.
+pub fn router(state: Arc<ApiState>, services: Router<Arc<ApiState>>) -> Router {
     Router::new()
-        .route("/kv/{key}", get(read).put(write).delete(delete))
-        .route("/kv/{key}/cas", post(cas))
-        .merge(crate::services::locks::api::routes())
-        .merge(crate::services::broker::api::routes())
-        .merge(crate::services::cache::api::routes())
-        .route("/cluster/status", get(status))
-        .route("/cluster/join", post(join))
-        .route("/cluster/leave", post(leave))
+        .merge(services)
+        .merge(cluster::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -191,119 +181,4 @@ pub(crate) async fn propose_refusable(
 /// A linearizable read of the state machine (ReadIndex on the leader).
 pub(crate) async fn query(state: &ApiState, query: Value) -> Result<Json<Value>, ApiError> {
     Ok(Json(ask(state, state.consensus.read(query), false).await?))
-}
-
-async fn read(
-    State(state): State<Arc<ApiState>>,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let value = ask(&state, state.consensus.read(json!({"key": key})), false).await?;
-    Ok(Json(json!({"value": value})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteBody {
-    value: Value,
-}
-
-async fn propose(state: &ApiState, cmd: KvCommand) -> Result<Value, ApiError> {
-    let command = serde_json::to_value(cmd).map_err(|e| ApiError::malformed(e.to_string()))?;
-    ask(state, state.consensus.propose(command), true).await
-}
-
-async fn write(
-    State(state): State<Arc<ApiState>>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let WriteBody { value } = parse(&body, "expected {\"value\": V}")?;
-    propose(&state, KvCommand::Put { key, value }).await?;
-    Ok(Json(json!({})))
-}
-
-async fn delete(
-    State(state): State<Arc<ApiState>>,
-    Path(key): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    propose(&state, KvCommand::Delete { key }).await?;
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CasBody {
-    expected: Value,
-    new: Value,
-}
-
-async fn cas(
-    State(state): State<Arc<ApiState>>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Result<Json<Value>, ApiError> {
-    let CasBody { expected, new } = parse(&body, "expected {\"expected\": A, \"new\": B}")?;
-    let result = propose(&state, KvCommand::Cas { key, expected, new }).await?;
-    if command_ok(&result) {
-        Ok(Json(json!({})))
-    } else {
-        Err(ApiError {
-            status: StatusCode::CONFLICT,
-            body: json!({"error": "precondition-failed", "message": "the current value is not the expected one",
-                         "definite": true, "current": result.get("current").cloned().unwrap_or(Value::Null)}),
-        })
-    }
-}
-
-async fn status(State(state): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
-    let rx = state.consensus.status().map_err(|_| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unavailable",
-            "request queue full",
-            true,
-        )
-    })?;
-    match tokio::time::timeout(state.request_timeout, rx).await {
-        Ok(Ok(s)) => Ok(Json(serde_json::to_value(s).unwrap_or(Value::Null))),
-        _ => Err(ApiError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            "timeout",
-            "no status in time",
-            true,
-        )),
-    }
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct JoinBody {
-    id: String,
-    addr: String,
-}
-
-async fn join(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let JoinBody { id, addr } = parse(&body, "expected {\"id\": ID, \"addr\": HOST:PORT}")?;
-    if id.is_empty() || addr.parse::<std::net::SocketAddr>().is_err() && !addr.contains(':') {
-        return Err(ApiError::malformed(
-            "`id` must be non-empty and `addr` a host:port",
-        ));
-    }
-    ask(&state, state.consensus.join(id, addr), true).await?;
-    Ok(Json(json!({})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct LeaveBody {
-    id: String,
-}
-
-async fn leave(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let LeaveBody { id } = parse(&body, "expected {\"id\": ID}")?;
-    if id.is_empty() {
-        return Err(ApiError::malformed("`id` must be non-empty"));
-    }
-    ask(&state, state.consensus.leave(id), true).await?;
-    Ok(Json(json!({})))
 }

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::BrokerCommand;
 use crate::http::{parse, propose_refusable, query, ApiError, ApiState};
-use crate::services::broker::BrokerCommand;
 
 /// Longest visibility timeout a consumer may ask for: ten minutes.
 const MAX_VISIBILITY_MS: u64 = 600_000;

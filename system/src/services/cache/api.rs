@@ -8,15 +8,18 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::get;
+use axum::Extension;
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::peer::CacheNode;
+use super::store::CachePut;
 use crate::http::{ask, parse, ApiError, ApiState};
-use crate::services::cache::store::CachePut;
 
-/// Routes under `/cache`.
-pub fn routes() -> Router<Arc<ApiState>> {
+/// Routes under `/cache` and `/sessions`, served by this node's part of the
+/// cache, `node`.
+pub fn routes(node: Arc<CacheNode>) -> Router<Arc<ApiState>> {
     Router::new()
         .route("/cache", get(stats))
         .route("/cache/{key}", get(read).put(write))
@@ -25,6 +28,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
             "/sessions/{id}",
             get(session_read).put(session_write).delete(session_delete),
         )
+        .layer(Extension(node))
 }
 
 /// Sessions live in the cache under this prefix: written through to the store
@@ -34,10 +38,10 @@ const SESSION: &str = "session/";
 /// `GET /cache/{key}`: `{"value", "rev", "hit", "node"}` from the key's first
 /// owner that answers; a definite 503 when none does (a read changes nothing).
 async fn read(
-    State(state): State<Arc<ApiState>>,
+    Extension(cache): Extension<Arc<CacheNode>>,
     Path(key): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    match state.cache.read(&key).await {
+    match cache.read(&key).await {
         Ok(served) => Ok(Json(serde_json::to_value(served).unwrap_or(Value::Null))),
         Err(why) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -64,10 +68,10 @@ fn yes() -> bool {
 
 /// `GET /sessions/{id}`: `{"data", "hit"}`, or a 404 when there is no such session.
 async fn session_read(
-    state: State<Arc<ApiState>>,
+    cache: Extension<Arc<CacheNode>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let Json(v) = read(state, Path(format!("{SESSION}{id}"))).await?;
+    let Json(v) = read(cache, Path(format!("{SESSION}{id}"))).await?;
     if v["value"].is_null() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -81,7 +85,8 @@ async fn session_read(
 
 /// `PUT /sessions/{id}` with `{"data": V}`: stores the session as a cache write.
 async fn session_write(
-    state: State<Arc<ApiState>>,
+    State(state): State<Arc<ApiState>>,
+    Extension(cache): Extension<Arc<CacheNode>>,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
@@ -96,15 +101,16 @@ async fn session_write(
             "`data` must not be null (DELETE ends a session)",
         ));
     }
-    store(state, format!("{SESSION}{id}"), b.data, true).await
+    store(&state, &cache, format!("{SESSION}{id}"), b.data, true).await
 }
 
 /// `DELETE /sessions/{id}`: ends the session (a cache write of null).
 async fn session_delete(
-    state: State<Arc<ApiState>>,
+    State(state): State<Arc<ApiState>>,
+    Extension(cache): Extension<Arc<CacheNode>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    store(state, format!("{SESSION}{id}"), Value::Null, true).await
+    store(&state, &cache, format!("{SESSION}{id}"), Value::Null, true).await
 }
 
 /// `PUT /cache/{key}`: stores the value through Raft (a 421 off the leader, as
@@ -113,16 +119,18 @@ async fn session_delete(
 /// an indefinite 504 naming them (the invalidation goes on in the background).
 async fn write(
     State(state): State<Arc<ApiState>>,
+    Extension(cache): Extension<Arc<CacheNode>>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let b: WriteBody = parse(&body, "expected {\"value\": V, \"invalidate\"?: bool}")?;
-    store(State(state), key, b.value, b.invalidate).await
+    store(&state, &cache, key, b.value, b.invalidate).await
 }
 
 /// Writes `value` to the store, then (if asked) invalidates every copy.
 async fn store(
-    State(state): State<Arc<ApiState>>,
+    state: &ApiState,
+    cache: &Arc<CacheNode>,
     key: String,
     value: Value,
     invalidate: bool,
@@ -132,12 +140,12 @@ async fn store(
         value,
     })
     .map_err(|e| ApiError::malformed(e.to_string()))?;
-    let stored = ask(&state, state.consensus.propose(command), true).await?;
+    let stored = ask(state, state.consensus.propose(command), true).await?;
     let rev = stored.get("rev").and_then(Value::as_u64).unwrap_or(0);
     if !invalidate {
         return Ok(Json(json!({"rev": rev})));
     }
-    let missing = state.cache.invalidate(&key, rev).await;
+    let missing = cache.invalidate(&key, rev).await;
     if missing.is_empty() {
         return Ok(Json(json!({"rev": rev})));
     }
@@ -156,13 +164,16 @@ async fn store(
 
 /// `GET /cache/{key}/local`: this node's own entry, `{"state", "value", "rev"}`
 /// (`state` null when it holds none), without reading through or counting.
-async fn local(State(state): State<Arc<ApiState>>, Path(key): Path<String>) -> Json<Value> {
-    let mut v = state.cache.inspect(&key);
-    v["owners"] = json!(state.cache.owners(&key));
+async fn local(
+    Extension(cache): Extension<Arc<CacheNode>>,
+    Path(key): Path<String>,
+) -> Json<Value> {
+    let mut v = cache.inspect(&key);
+    v["owners"] = json!(cache.owners(&key));
     Json(v)
 }
 
 /// `GET /cache`: this node's entries, capacity, time to live and counters.
-async fn stats(State(state): State<Arc<ApiState>>) -> Json<Value> {
-    Json(state.cache.stats())
+async fn stats(Extension(cache): Extension<Arc<CacheNode>>) -> Json<Value> {
+    Json(cache.stats())
 }

@@ -23,10 +23,11 @@ use tokio::sync::oneshot;
 use crate::consensus::{Consensus, Reply};
 use crate::log_line;
 use crate::ring::Ring;
-use crate::services::cache::local::{Fill, LocalCache, State};
-use crate::services::cache::store::read_query;
 use crate::transport::{Transport, Wire};
 use crate::types::NodeId;
+
+use super::local::{Fill, LocalCache, State};
+use super::store::read_query;
 
 /// A request from one node's cache to another's.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -133,8 +134,9 @@ pub struct Served {
     pub node: NodeId,
 }
 
-/// The cache service of one node.
-pub struct CacheService {
+/// One node's part of the distributed cache: its copies, its place on the ring
+/// and its calls to the other owners.
+pub struct CacheNode {
     id: NodeId,
     cfg: CacheConfig,
     ring: Ring,
@@ -146,7 +148,7 @@ pub struct CacheService {
     next_call: AtomicU64,
 }
 
-impl CacheService {
+impl CacheNode {
     /// The cache of node `id`, whose ring holds it and its configured `peers`.
     pub fn new(
         id: NodeId,
@@ -159,7 +161,7 @@ impl CacheService {
             cfg.vnodes,
             peers.keys().cloned().chain(std::iter::once(id.clone())),
         );
-        CacheService {
+        CacheNode {
             local: Mutex::new(LocalCache::new(cfg.capacity)),
             id,
             cfg,

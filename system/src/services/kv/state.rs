@@ -1,11 +1,10 @@
-//! The key-value state machine: read, write, cas and delete on string keys.
+//! The key-value store: read, write, cas and delete on string keys. Its map is
+//! the key space the services share (the cache writes through to it).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-use crate::consensus::StateMachine;
 
 /// A KV command as it travels in the log.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -45,8 +44,9 @@ pub struct KvStore {
     data: BTreeMap<String, Value>,
 }
 
-impl StateMachine for KvStore {
-    fn apply(&mut self, command: &Value) -> Value {
+impl KvStore {
+    /// Applies a KV command; `{"ok": false, ...}` for anything else.
+    pub fn apply(&mut self, command: &Value) -> Value {
         let Ok(cmd) = serde_json::from_value::<KvCommand>(command.clone()) else {
             return json!({"ok": false, "error": "not a kv command"});
         };
@@ -78,16 +78,19 @@ impl StateMachine for KvStore {
         }
     }
 
-    fn query(&self, query: &Value) -> Value {
+    /// The value of `query`'s `key` (null when absent).
+    pub fn query(&self, query: &Value) -> Value {
         let key = query.get("key").and_then(Value::as_str).unwrap_or("");
         self.data.get(key).cloned().unwrap_or(Value::Null)
     }
 
-    fn snapshot(&self) -> Value {
+    /// The whole map, for a snapshot.
+    pub fn snapshot(&self) -> Value {
         serde_json::to_value(&self.data).unwrap_or(Value::Null)
     }
 
-    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+    /// Replaces the map with a snapshot's.
+    pub fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
         self.data =
             serde_json::from_value(snapshot.clone()).map_err(|e| format!("kv snapshot: {e}"))?;
         Ok(())

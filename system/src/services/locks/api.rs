@@ -12,8 +12,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::{LockCommand, Mode};
 use crate::http::{parse, propose_refusable, query, ApiError, ApiState};
-use crate::services::locks::{LockCommand, Mode};
 
 /// Longest lease a client may ask for: one hour.
 const MAX_TTL_MS: u64 = 3_600_000;
