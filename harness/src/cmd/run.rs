@@ -64,6 +64,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Ok(t) => n
                 .into_iter()
                 .filter(|k| t.faults().contains(&k.as_str()))
+                .filter(|k| {
+                    crate::nemesis::get(k)
+                        .is_ok_and(|f| f.runtimes().contains(&args.runtime.as_str()))
+                })
                 .collect(),
             Err(_) => n,
         },

@@ -9,6 +9,7 @@ pub mod link;
 pub mod partition;
 pub mod pause;
 pub mod process;
+pub mod replay;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,6 +32,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &clock::Clock,
     &link::Delay,
     &link::Loss,
+    &replay::Replay,
 ];
 
 /// A fault the nemesis can inject and heal.
@@ -39,6 +41,10 @@ pub trait Fault: Send + Sync {
     fn name(&self) -> &'static str;
     /// One line for `harness list`.
     fn about(&self) -> &'static str;
+    /// The runtimes it works on.
+    fn runtimes(&self) -> &'static [&'static str] {
+        &["process", "docker"]
+    }
     /// Injects the fault.
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>>;
     /// Heals what [`Fault::start`] did; answers what to record.

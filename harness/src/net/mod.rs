@@ -251,6 +251,7 @@ impl Net {
                 p.delay = proxy.delay;
                 p.jitter = proxy.jitter;
                 p.duplicate = proxy.duplicate;
+                p.replay = proxy.replay;
             });
         }
         Ok(())
@@ -278,6 +279,17 @@ impl Net {
     /// Packets dropped so far by iptables rules, when they carry the faults.
     pub fn packets_dropped(&self) -> Option<u64> {
         self.filter.as_ref().map(|f| f.dropped_total())
+    }
+
+    /// Whether links carry our framing, which replay needs (not byte streams,
+    /// not the Maelstrom router, not packet filters).
+    pub fn frames(&self) -> bool {
+        !self.stream && self.router.is_none() && self.filter.is_none()
+    }
+
+    /// Old frames delivered again so far over all links.
+    pub fn replayed(&self) -> u64 {
+        self.links.values().map(|l| l.counters().replayed).sum()
     }
 
     /// Frames dropped so far over all links.

@@ -32,7 +32,15 @@ pub struct LinkPolicy {
     pub jitter: Duration,
     /// Probability of delivering a frame twice.
     pub duplicate: f64,
+    /// Probability, per frame forwarded, of also delivering an older frame of
+    /// this link again (from its window, which outlives connections, so a
+    /// restarted sender's previous incarnation can speak again).
+    pub replay: f64,
 }
+
+/// Frames a link keeps for replay, and the largest it keeps.
+const REPLAY_WINDOW: usize = 512;
+const REPLAY_MAX_FRAME: usize = 64 << 10;
 
 /// Counters of a link.
 #[derive(Clone, Copy, Debug, Default)]
@@ -41,6 +49,8 @@ pub struct LinkCounters {
     pub forwarded: u64,
     /// Frames dropped by a cut or loss.
     pub dropped: u64,
+    /// Old frames delivered again by replay.
+    pub replayed: u64,
 }
 
 /// A link's policy, RNG and counters.
@@ -48,6 +58,41 @@ pub struct Shared {
     policy: LinkPolicy,
     rng: Rng,
     counters: LinkCounters,
+    /// Recent frames forwarded on this link, oldest first, across connections.
+    window: std::collections::VecDeque<Vec<u8>>,
+}
+
+impl Shared {
+    fn new(rng: Rng) -> Self {
+        Shared {
+            policy: LinkPolicy::default(),
+            rng,
+            counters: LinkCounters::default(),
+            window: std::collections::VecDeque::new(),
+        }
+    }
+
+    /// Keeps `frame` for replay; answers an older frame to deliver again, if
+    /// the policy draws one.
+    fn remember(&mut self, frame: &[u8]) -> Option<Vec<u8>> {
+        let again = if self.policy.replay > 0.0
+            && !self.window.is_empty()
+            && self.rng.chance(self.policy.replay)
+        {
+            let i = self.rng.below(self.window.len() as u64) as usize;
+            self.counters.replayed += 1;
+            self.window.get(i).cloned()
+        } else {
+            None
+        };
+        if frame.len() <= REPLAY_MAX_FRAME {
+            if self.window.len() == REPLAY_WINDOW {
+                self.window.pop_front();
+            }
+            self.window.push_back(frame.to_vec());
+        }
+        again
+    }
 }
 
 /// A running proxy for the link `from → to`.
@@ -86,11 +131,7 @@ impl LinkProxy {
     {
         let listener = TcpListener::bind((bind, 0)).await?;
         let port = listener.local_addr()?.port();
-        let shared = Arc::new(Mutex::new(Shared {
-            policy: LinkPolicy::default(),
-            rng,
-            counters: LinkCounters::default(),
-        }));
+        let shared = Arc::new(Mutex::new(Shared::new(rng)));
         let s = shared.clone();
         let task = tokio::spawn(async move {
             loop {
@@ -172,12 +213,17 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
                 let twice = p.duplicate > 0.0 && s.rng.chance(p.duplicate);
                 let second = twice.then(|| now + p.delay + p.jitter.mul_f64(s.rng.unit()));
                 s.counters.forwarded += 1 + twice as u64;
-                Some((first, second))
+                let old = s.remember(&frame);
+                Some((first, second, old))
             }
         };
-        if let Some((at, again)) = plan {
+        if let Some((at, again, old)) = plan {
             if let Some(at2) = again {
                 let _ = tx.send((at2, frame.clone()));
+            }
+            if let Some(old) = old {
+                // Delivered first: an old message overtaking a new one.
+                let _ = tx.send((at, old));
             }
             if tx.send((at, frame)).is_err() {
                 break;
@@ -366,11 +412,7 @@ impl LinkProxy {
     pub fn policy_only(port: u16, rng: Rng) -> LinkProxy {
         LinkProxy {
             port,
-            shared: Arc::new(Mutex::new(Shared {
-                policy: LinkPolicy::default(),
-                rng,
-                counters: LinkCounters::default(),
-            })),
+            shared: Arc::new(Mutex::new(Shared::new(rng))),
             task: tokio::spawn(async {}),
         }
     }

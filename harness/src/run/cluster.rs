@@ -64,6 +64,16 @@ pub fn validate(cfg: &TestConfig) -> Result<&'static dyn Target, BadInput> {
             names_where(|t| t.takes_config())
         )));
     }
+    for f in &cfg.nemesis {
+        let fault = crate::nemesis::get(f).map_err(BadInput)?;
+        if !fault.runtimes().contains(&cfg.runtime.as_str()) {
+            return Err(BadInput(format!(
+                "--nemesis {f} does not work on --runtime {} (it does on: {})",
+                cfg.runtime,
+                fault.runtimes().join(", ")
+            )));
+        }
+    }
     if cfg.runtime != "process" && cfg.runtime != "docker" {
         return Err(BadInput(format!(
             "--runtime {}: known runtimes are `process` and `docker`",

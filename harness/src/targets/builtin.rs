@@ -33,7 +33,15 @@ impl Target for Builtin {
     }
 
     fn faults(&self) -> &'static [&'static str] {
-        &["partition", "kill", "pause", "clock", "delay", "loss"]
+        &[
+            "partition",
+            "kill",
+            "pause",
+            "clock",
+            "delay",
+            "loss",
+            "replay",
+        ]
     }
 
     fn validate(&self, _cfg: &TestConfig) -> Result<(), String> {
