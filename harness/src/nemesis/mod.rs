@@ -4,6 +4,7 @@
 //! [`Fault`], listed in [`FAULTS`].
 
 pub mod clock;
+pub mod collide;
 pub mod kill;
 pub mod link;
 pub mod partition;
@@ -33,6 +34,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &link::Delay,
     &link::Loss,
     &replay::Replay,
+    &collide::Collide,
 ];
 
 /// A fault the nemesis can inject and heal.

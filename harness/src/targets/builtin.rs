@@ -41,6 +41,7 @@ impl Target for Builtin {
             "delay",
             "loss",
             "replay",
+            "collide",
         ]
     }
 
