@@ -2,6 +2,7 @@
 //! checker. Pure: no I/O beyond reading history files, no async.
 
 pub mod budget;
+pub mod election_safety;
 pub mod error;
 pub mod format;
 pub mod generate;
@@ -9,6 +10,7 @@ pub mod history;
 pub mod linearizability;
 pub mod lost_writes;
 pub mod model;
+pub mod result;
 pub mod validity;
 pub mod value;
 
@@ -16,6 +18,7 @@ pub use error::ReadError;
 pub use format::Format;
 pub use history::History;
 pub use linearizability::{check, CheckOptions, Linearizability};
+pub use result::CheckerResult;
 pub use validity::Validity;
 
 use model::{AppendKv, FifoQueue, Model, ModelError, Mutex, Register};

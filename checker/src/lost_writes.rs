@@ -61,6 +61,41 @@ pub struct LostWrites {
     pub examples: Vec<LostWrite>,
 }
 
+impl LostWrites {
+    /// One line: lost and missed writes, and the first one with its nodes.
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} acknowledged write(s) lost for good and {} missed by stale reads, on {} key(s), seen by {} read(s)",
+            self.lost, self.missed, self.keys, self.reads
+        );
+        if let Some(e) = self.examples.first() {
+            let node = |n: &Option<String>| n.clone().unwrap_or_else(|| "?".into());
+            text.push_str(&format!(
+                "; first: {} {} acknowledged by {}, then a read from {} returned {}{}",
+                e.write.f,
+                e.write.value,
+                node(&e.write_node),
+                node(&e.read_node),
+                e.read
+                    .output
+                    .as_ref()
+                    .map_or("?".to_string(), |v| v.to_string()),
+                if e.lost {
+                    " (and the last read misses it too)"
+                } else {
+                    ""
+                }
+            ));
+        }
+        text
+    }
+
+    /// As a [`crate::CheckerResult`].
+    pub fn result(&self) -> crate::CheckerResult {
+        crate::CheckerResult::new(self.valid, self.summary(), self)
+    }
+}
+
 /// The value an op leaves in the register if it takes effect, for writes,
 /// cas and delete (which leaves null). A cas that answered "no match"
 /// (`false`, Jepsen's `:fail :cas`) wrote nothing, so it is no writer at all.

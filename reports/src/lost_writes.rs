@@ -15,33 +15,6 @@ fn node(n: &Value) -> String {
     n.as_str().unwrap_or("?").to_string()
 }
 
-/// The verdict table's details: counts and the first lost write.
-pub fn details(result: &Value) -> String {
-    let mut text = format!(
-        "{} acknowledged write(s) lost for good and {} missed by stale reads, on {} key(s), seen by {} read(s)",
-        result["lost"], result["missed"], result["keys"], result["reads"]
-    );
-    if let Some(e) = result["examples"].get(0) {
-        text.push_str(&format!(
-            "; first: {} {} of key {} acknowledged by {} at {} s, then a read from {} at {} s returned {}{}",
-            e["write"]["f"].as_str().unwrap_or("write"),
-            e["write"]["value"],
-            e["key"],
-            node(&e["write_node"]),
-            secs(&e["write"], "complete_time"),
-            node(&e["read_node"]),
-            secs(&e["read"], "invoke_time"),
-            e["read"]["output"],
-            if e["lost"] == true {
-                " (and the last read misses it too)"
-            } else {
-                ""
-            },
-        ));
-    }
-    text
-}
-
 /// A table of the examples, or nothing when no read missed a write.
 pub fn section(result: &Value) -> String {
     let Some(examples) = result["examples"].as_array().filter(|e| !e.is_empty()) else {

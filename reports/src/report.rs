@@ -40,66 +40,8 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
     );
     if let Some(checkers) = r["checkers"].as_object() {
         for (checker, result) in checkers {
-            let details = match checker.as_str() {
-                "linearizable" => format!(
-                    "model {}, {} ops ({} indeterminate) over {} keys, {} failing key(s){}",
-                    result["model"].as_str().unwrap_or("?"),
-                    result["ops"],
-                    result["indeterminate"],
-                    result["keys"],
-                    result["failures"].as_array().map_or(0, |a| a.len()),
-                    result["unknown"]
-                        .get("reason")
-                        .map(|r| format!(", gave up: {r}"))
-                        .unwrap_or_default()
-                ),
-                "final-reads" => format!(
-                    "{} keys read after healing, {} unanswered",
-                    result["keys"], result["unanswered"]
-                ),
-                "lost-writes" => lost_writes::details(result),
-                "fencing-tokens" => format!(
-                    "{} grants over {} locks, {} problem(s)",
-                    result["grants"], result["locks"], result["problems"]
-                ),
-                "fenced-writes" => format!(
-                    "{} accepted writes in {} protected registers, {} problem(s)",
-                    result["accepted_writes"], result["registers"], result["problems"]
-                ),
-                "acknowledged-messages" => format!(
-                    "{} sends acknowledged ({} indeterminate), {} messages in the logs, {} problem(s)",
-                    result["sent_ok"], result["sent_indeterminate"], result["in_log"], result["problems"]
-                ),
-                "delivery" => format!(
-                    "{} consumer group(s), {} problem(s)",
-                    result["groups"].as_object().map_or(0, |g| g.len()),
-                    result["problems"]
-                ),
-                "deadlocks" => format!(
-                    "{} waits seen, {} unrefused cycle(s)",
-                    result["waits"],
-                    result["cycles"].as_array().map_or(0, |a| a.len())
-                ),
-                "election-safety" => format!(
-                    "{} elections in {} node logs, {} term(s) with two leaders{}",
-                    result["elections"],
-                    result["logs"],
-                    result["split_terms"],
-                    result["examples"][0]["leaders"]
-                        .as_array()
-                        .map(|l| {
-                            let at: Vec<&str> = l.iter().filter_map(|x| x["at"].as_str()).collect();
-                            format!(", first in term {}: {}", result["examples"][0]["term"], at.join(", "))
-                        })
-                        .unwrap_or_default()
-                ),
-                "perf" => format!(
-                    "{:.0} ok ops/s, availability {:.1}%",
-                    result["ok_per_second"].as_f64().unwrap_or(0.0),
-                    result["availability"].as_f64().unwrap_or(0.0) * 100.0
-                ),
-                _ => String::new(),
-            };
+            // Every checker says in one line what it saw (its `summary`).
+            let details = result["summary"].as_str().unwrap_or_default().to_string();
             let badge = if result.get("valid").is_some() {
                 verdict(&result["valid"])
             } else {

@@ -87,16 +87,11 @@ impl Workload for Kv {
             .valid
             .with_necessary(lost.valid)
             .map_err(|e| e.to_string())?;
-        let mut checkers = serde_json::Map::new();
-        checkers.insert(
-            "linearizable".into(),
-            serde_json::to_value(lin).map_err(|e| e.to_string())?,
-        );
-        checkers.insert(
-            "lost-writes".into(),
-            serde_json::to_value(lost).map_err(|e| e.to_string())?,
-        );
-        Ok(Checked { valid, checkers })
+        let mut checked = Checked::default();
+        checked.add("linearizable", lin.result());
+        checked.add("lost-writes", lost.result());
+        checked.valid = valid;
+        Ok(checked)
     }
 }
 

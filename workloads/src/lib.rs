@@ -168,13 +168,9 @@ pub trait Workload: Send + Sync {
     fn check(&self, history: &History, options: &CheckOptions) -> Result<Checked, String> {
         let lin =
             checker::check_named(self.model(), history, options).map_err(|e| e.to_string())?;
-        let valid = lin.valid;
-        let mut checkers = serde_json::Map::new();
-        checkers.insert(
-            "linearizable".into(),
-            serde_json::to_value(lin).map_err(|e| e.to_string())?,
-        );
-        Ok(Checked { valid, checkers })
+        let mut checked = Checked::default();
+        checked.add("linearizable", lin.result());
+        Ok(checked)
     }
 }
 
@@ -183,8 +179,25 @@ pub trait Workload: Send + Sync {
 pub struct Checked {
     /// All checkers together.
     pub valid: Validity,
-    /// Checker name to its result (each with a `valid` entry).
+    /// Checker name to its result (each with `valid` and `summary`).
     pub checkers: serde_json::Map<String, Value>,
+}
+
+impl Default for Checked {
+    fn default() -> Self {
+        Checked {
+            valid: Validity::Valid,
+            checkers: serde_json::Map::new(),
+        }
+    }
+}
+
+impl Checked {
+    /// Adds one checker's result; its verdict joins the others.
+    pub fn add(&mut self, name: &str, result: checker::CheckerResult) {
+        self.valid = self.valid.merge(result.valid);
+        self.checkers.insert(name.to_string(), result.to_value());
+    }
 }
 
 /// Builds a workload.

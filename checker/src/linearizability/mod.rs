@@ -199,6 +199,28 @@ pub struct Linearizability {
     pub stats: CheckStats,
 }
 
+impl Linearizability {
+    /// One line: the model, what was checked, what failed or why it gave up.
+    pub fn summary(&self) -> String {
+        let gave_up = self.unknown.as_ref().map_or(String::new(), |u| {
+            format!(", gave up ({:?}) on {} key(s)", u.reason, u.count).to_lowercase()
+        });
+        format!(
+            "model {}, {} ops ({} indeterminate) over {} key(s), {} failing key(s){gave_up}",
+            self.model,
+            self.ops,
+            self.indeterminate,
+            self.keys,
+            self.failures.len()
+        )
+    }
+
+    /// As a [`crate::CheckerResult`].
+    pub fn result(&self) -> crate::CheckerResult {
+        crate::CheckerResult::new(self.valid, self.summary(), self)
+    }
+}
+
 enum KeyVerdict {
     Valid,
     Invalid(Box<Counterexample>),

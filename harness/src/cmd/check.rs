@@ -67,11 +67,11 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     let valid = combined.unwrap_or(Validity::Unknown);
     if args.json {
         let mut checkers = json!({
-            "linearizable": result,
+            "linearizable": result.result().to_value(),
             "stats": {"valid": true, "history": history.stats},
         });
         if let Some(l) = &lost {
-            checkers["lost-writes"] = json!(l);
+            checkers["lost-writes"] = l.result().to_value();
         }
         let mut object = json!({
             "valid": valid,

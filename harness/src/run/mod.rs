@@ -6,7 +6,6 @@
 pub mod cluster;
 pub mod config;
 pub mod drive;
-pub mod election_safety;
 pub mod progress;
 pub mod recorder;
 pub mod store;

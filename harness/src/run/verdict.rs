@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use checker::{CheckOptions, Validity};
+use checker::{CheckOptions, CheckerResult, Validity};
 use serde_json::{json, Map, Value};
 
 use super::config::TestConfig;
@@ -38,30 +38,60 @@ pub fn check(
     let checked = workload
         .check(&history, &options)
         .map_err(anyhow::Error::msg)?;
-    let mut valid = checked.valid;
-    let mut checkers = checked.checkers;
-    let mut final_reads =
-        json!({"valid": true, "keys": drove.finals, "unanswered": drove.unanswered});
-    if drove.unanswered > 0 {
-        // After healing, every key must be readable: a cluster that never recovers is a failure.
-        final_reads["valid"] = json!(false);
-        valid = valid.merge(Validity::Invalid);
-    }
-    checkers.insert("final-reads".into(), final_reads);
-    let s = &drove.summary;
-    checkers.insert(
-        "stats".into(),
-        json!({"valid": true, "by_f": s.stats, "history": history.stats}),
+    let mut verdict = Verdict {
+        valid: checked.valid,
+        checkers: checked.checkers,
+        facts: Map::new(),
+    };
+    // After healing, every key must be readable: a cluster that never recovers is a failure.
+    verdict.add(
+        "final-reads".into(),
+        CheckerResult::new(
+            if drove.unanswered == 0 {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            },
+            format!(
+                "{} keys read after healing, {} unanswered",
+                drove.finals, drove.unanswered
+            ),
+            json!({"keys": drove.finals, "unanswered": drove.unanswered}),
+        ),
     );
-    checkers.insert(
+    let s = &drove.summary;
+    let h = &history.stats;
+    verdict.add(
+        "stats".into(),
+        CheckerResult::new(
+            Validity::Valid,
+            format!(
+                "{} ops: {} ok, {} failed, {} indeterminate, {} unfinished",
+                h.ok + h.fail + h.info + h.unfinished,
+                h.ok,
+                h.fail,
+                h.info,
+                h.unfinished
+            ),
+            json!({"by_f": s.stats, "history": history.stats}),
+        ),
+    );
+    verdict.add(
         "perf".into(),
-        json!({
-            "valid": true,
-            "latency_ms": s.latency_ms,
-            "throughput": s.throughput,
-            "availability": s.availability,
-            "ok_per_second": s.ok_per_second,
-        }),
+        CheckerResult::new(
+            Validity::Valid,
+            format!(
+                "{:.0} ok ops/s, availability {:.1}%",
+                s.ok_per_second,
+                s.availability * 100.0
+            ),
+            json!({
+                "latency_ms": s.latency_ms,
+                "throughput": s.throughput,
+                "availability": s.availability,
+                "ok_per_second": s.ok_per_second,
+            }),
+        ),
     );
     let mut facts = Map::new();
     facts.insert("faults".into(), json!(drove.faults));
@@ -70,23 +100,15 @@ pub fn check(
     facts.insert("packets_dropped".into(), json!(net.packets_dropped()));
     facts.insert("runtime".into(), drove.runtime.clone());
     facts.insert("seed".into(), json!(cfg.seed));
-    Ok(Verdict {
-        valid,
-        checkers,
-        facts,
-    })
+    verdict.facts = facts;
+    Ok(verdict)
 }
 
 impl Verdict {
-    /// Adds one checker's result; its `valid` (true, false or "unknown") joins the verdict.
-    pub fn add(&mut self, name: String, result: Value) {
-        let v = match &result["valid"] {
-            Value::Bool(true) => Validity::Valid,
-            Value::Bool(false) => Validity::Invalid,
-            _ => Validity::Unknown,
-        };
-        self.valid = self.valid.merge(v);
-        self.checkers.insert(name, result);
+    /// Adds one checker's result; its verdict joins the run's.
+    pub fn add(&mut self, name: String, result: CheckerResult) {
+        self.valid = self.valid.merge(result.valid);
+        self.checkers.insert(name, result.to_value());
     }
 
     /// Writes `results.json` into the run folder.

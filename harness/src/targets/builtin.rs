@@ -172,9 +172,25 @@ impl Target for Builtin {
     }
 
     /// `election-safety`: at most one leader per term, from the node logs.
-    fn after_teardown(&self, dir: &Path) -> Vec<(String, Value)> {
-        crate::run::election_safety::check(dir)
-            .map(|v| vec![("election-safety".to_string(), v)])
-            .unwrap_or_default()
+    fn after_teardown(&self, dir: &Path) -> Vec<(String, checker::CheckerResult)> {
+        let mut logs = Vec::new();
+        for entry in std::fs::read_dir(dir.join("nodes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let id = entry.file_name().to_string_lossy().into_owned();
+            if let Ok(text) = std::fs::read_to_string(entry.path().join("node.log")) {
+                logs.push((id, text));
+            }
+        }
+        if logs.is_empty() {
+            return Vec::new();
+        }
+        logs.sort();
+        vec![(
+            "election-safety".to_string(),
+            checker::election_safety::check_logs(&logs),
+        )]
     }
 }

@@ -12,7 +12,6 @@ mod redis_sentinel;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use workloads::{BoxFut, Rng};
 
 use crate::net::Net;
@@ -123,7 +122,7 @@ pub trait Target: Send + Sync {
     }
     /// Checkers over what the nodes left behind, run after teardown (when the
     /// Docker runtime has copied the logs out): `(name, result)` pairs.
-    fn after_teardown(&self, _dir: &Path) -> Vec<(String, Value)> {
+    fn after_teardown(&self, _dir: &Path) -> Vec<(String, checker::CheckerResult)> {
         Vec::new()
     }
 }

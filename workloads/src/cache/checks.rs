@@ -14,7 +14,7 @@
 use std::collections::BTreeMap;
 
 use checker::history::{Op, Outcome};
-use checker::{History, Validity};
+use checker::History;
 use serde_json::{json, Value};
 
 use crate::Checked;
@@ -132,18 +132,31 @@ pub fn check(history: &History) -> Checked {
         ("eviction", eviction),
         ("convergence", convergence),
     ];
-    let valid = if results.iter().any(|(_, r)| r["valid"] == json!(false)) {
-        Validity::Invalid
-    } else if results.iter().any(|(_, r)| r["valid"] != json!(true)) {
-        Validity::Unknown
-    } else {
-        Validity::Valid
-    };
-    let checkers = results
+    let mut checked = Checked::default();
+    for (name, r) in results {
+        checked.add(name, checker::CheckerResult::from_json(summary(&r), r));
+    }
+    checked
+}
+
+/// One line from a cache checker's result: why it could not judge, or its
+/// counts (`reads 812, writes 97`) and problems.
+fn summary(r: &Value) -> String {
+    if let Some(why) = r["why"].as_str() {
+        return why.to_string();
+    }
+    let mut parts: Vec<String> = r
+        .as_object()
         .into_iter()
-        .map(|(n, r)| (n.to_string(), r))
+        .flatten()
+        .filter(|(k, v)| v.is_u64() && *k != "problems")
+        .map(|(k, v)| format!("{} {v}", k.replace('_', " ")))
         .collect();
-    Checked { valid, checkers }
+    parts.push(format!(
+        "{} problem(s)",
+        r["problems"].as_u64().unwrap_or(0)
+    ));
+    parts.join(", ")
 }
 
 fn stale_reads(
@@ -290,6 +303,7 @@ fn convergence(converge: &Value) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checker::Validity;
 
     /// A history from (process, type, f, key, value) events 1 ms apart.
     fn history(events: &[(u64, &str, &str, &str, Value)]) -> History {

@@ -15,10 +15,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use checker::history::{Op, Outcome};
 use checker::value::Value as HValue;
-use checker::{CheckOptions, History, Validity};
+use checker::{CheckOptions, History};
 use serde_json::{json, Value};
 
 use crate::Checked;
+use checker::CheckerResult;
 
 /// At most this many findings are listed per checker.
 const SHOW: usize = 20;
@@ -30,23 +31,28 @@ const WAIT_LAPSE_NS: i64 = 5_000_000_000;
 pub fn check(history: &History, options: &CheckOptions) -> Result<Checked, String> {
     let mutex = mutex_history(history);
     let lin = checker::check_named("mutex", &mutex, options).map_err(|e| e.to_string())?;
-    let mut valid = lin.valid;
-    let mut checkers = serde_json::Map::new();
-    checkers.insert(
-        "linearizable".into(),
-        serde_json::to_value(lin).map_err(|e| e.to_string())?,
+    let mut checked = Checked::default();
+    checked.add("linearizable", lin.result());
+    let tokens = fencing_tokens(history);
+    let summary = format!(
+        "{} grants over {} locks, {} problem(s)",
+        tokens["grants"], tokens["locks"], tokens["problems"]
     );
-    for (name, result) in [
-        ("fencing-tokens", fencing_tokens(history)),
-        ("fenced-writes", fenced_writes(history)),
-        ("deadlocks", deadlocks(history)),
-    ] {
-        if result["valid"] == json!(false) {
-            valid = valid.merge(Validity::Invalid);
-        }
-        checkers.insert(name.into(), result);
-    }
-    Ok(Checked { valid, checkers })
+    checked.add("fencing-tokens", CheckerResult::from_json(summary, tokens));
+    let writes = fenced_writes(history);
+    let summary = format!(
+        "{} accepted writes in {} protected registers, {} problem(s)",
+        writes["accepted_writes"], writes["registers"], writes["problems"]
+    );
+    checked.add("fenced-writes", CheckerResult::from_json(summary, writes));
+    let cycles = deadlocks(history);
+    let summary = format!(
+        "{} waits seen, {} unrefused cycle(s)",
+        cycles["waits"],
+        cycles["cycles"].as_array().map_or(0, |a| a.len())
+    );
+    checked.add("deadlocks", CheckerResult::from_json(summary, cycles));
+    Ok(checked)
 }
 
 fn ok_output(op: &Op) -> Option<&HValue> {
@@ -379,6 +385,7 @@ fn path_back(live: &[&Edge], e: &Edge) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use checker::Validity;
 
     /// A history from `(process, kind, f, key, value, time_ms)` lines.
     fn history(events: &[(u64, &str, &str, &str, &str, i64)]) -> History {

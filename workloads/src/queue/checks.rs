@@ -19,6 +19,7 @@ use checker::{History, Validity};
 use serde_json::{json, Value};
 
 use crate::Checked;
+use checker::CheckerResult;
 
 /// At most this many findings are listed per checker.
 const SHOW: usize = 20;
@@ -92,10 +93,27 @@ pub fn check(history: &History) -> Checked {
     } else {
         Validity::Valid
     };
-    let mut checkers = serde_json::Map::new();
-    checkers.insert("acknowledged-messages".into(), acked_messages);
-    checkers.insert("delivery".into(), delivery);
-    Checked { valid, checkers }
+    let mut checked = Checked::default();
+    let summary = format!(
+        "{} sends acknowledged ({} indeterminate), {} messages in the logs, {} problem(s)",
+        acked_messages["sent_ok"],
+        acked_messages["sent_indeterminate"],
+        acked_messages["in_log"],
+        acked_messages["problems"]
+    );
+    checked.add(
+        "acknowledged-messages",
+        CheckerResult::from_json(summary, acked_messages),
+    );
+    let summary = format!(
+        "{} consumer group(s), {} problem(s)",
+        delivery["groups"].as_object().map_or(0, |g| g.len()),
+        delivery["problems"]
+    );
+    checked.add("delivery", CheckerResult::from_json(summary, delivery));
+    // Without the logs nothing can be judged valid.
+    checked.valid = valid;
+    checked
 }
 
 fn acknowledged_messages(history: &History, log: &BTreeMap<At, Value>, log_read: bool) -> Value {

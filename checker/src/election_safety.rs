@@ -1,13 +1,14 @@
-//! Election safety, read from the builtin nodes' logs: at most one node
+//! Election safety, read from node logs: at most one node
 //! becomes leader in a term (Raft's first safety property). Two leaders in one
 //! term can each commit a different entry at the same index, and the logs then
 //! diverge. The client history shows that only if a client happens to read the
 //! divergent entry in time. The nodes' own `leader in term T` lines always show it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
 
 use serde_json::{json, Value};
+
+use crate::{CheckerResult, Validity};
 
 /// At most this many split terms are listed.
 const EXAMPLES: usize = 10;
@@ -17,8 +18,9 @@ fn leader_term(line: &str) -> Option<u64> {
     line.split_once(" leader in term ")?.1.trim().parse().ok()
 }
 
-/// Checks the logs of one node each, given as (node id, log text).
-pub fn check_logs(logs: &[(String, String)]) -> Value {
+/// Checks the logs of one node each, given as (node id, log text), whose
+/// lines say `leader in term T` when the node wins an election.
+pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
     // term -> (node, line number) of every claim
     let mut claims: BTreeMap<u64, Vec<(&str, usize)>> = BTreeMap::new();
     for (node, text) in logs {
@@ -44,31 +46,42 @@ pub fn check_logs(logs: &[(String, String)]) -> Value {
             json!({"term": term, "leaders": leaders})
         })
         .collect();
-    json!({
-        "valid": split.is_empty(),
-        "logs": logs.len(),
-        "elections": elections,
-        "split_terms": split.len(),
-        "examples": examples,
-    })
-}
-
-/// Checks `nodes/<id>/node.log` under a run folder; `None` when there is no log.
-pub fn check(run_dir: &Path) -> Option<Value> {
-    let mut logs = Vec::new();
-    for entry in std::fs::read_dir(run_dir.join("nodes")).ok()?.flatten() {
-        let id = entry.file_name().to_string_lossy().into_owned();
-        if let Ok(text) = std::fs::read_to_string(entry.path().join("node.log")) {
-            logs.push((id, text));
-        }
-    }
-    logs.sort();
-    (!logs.is_empty()).then(|| check_logs(&logs))
+    let first = examples.first().map_or(String::new(), |e| {
+        let at: Vec<&str> = e["leaders"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|l| l["at"].as_str())
+            .collect();
+        format!(", first in term {}: {}", e["term"], at.join(", "))
+    });
+    CheckerResult::new(
+        if split.is_empty() {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        },
+        format!(
+            "{elections} elections in {} node logs, {} term(s) with two leaders{first}",
+            logs.len(),
+            split.len()
+        ),
+        json!({
+            "logs": logs.len(),
+            "elections": elections,
+            "split_terms": split.len(),
+            "examples": examples,
+        }),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn check_logs(logs: &[(String, String)]) -> Value {
+        super::check_logs(logs).to_value()
+    }
 
     fn logs(of: &[(&str, &str)]) -> Vec<(String, String)> {
         of.iter()
