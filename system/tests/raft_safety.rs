@@ -4,29 +4,13 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::Cluster;
+use common::{wait_for, Cluster};
 use serde_json::{json, Value};
 use tokio::io::AsyncWriteExt;
 
 const ALL3: &[&str] = &["n1", "n2", "n3"];
-
-/// Polls `check` for up to 20 s.
-async fn wait_for<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
 
 /// Writes one peer frame (4-byte length, JSON envelope) straight to `to`'s
 /// peer listener, as a delayed copy would arrive from the network.

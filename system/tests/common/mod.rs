@@ -83,6 +83,22 @@ impl LinkProxy {
     }
 }
 
+/// Polls `check` every 50 ms until it holds; panics naming `what` after 20 s.
+pub async fn wait_for<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}");
+}
+
 /// One node process and its addresses.
 pub struct NodeProc {
     pub id: String,
