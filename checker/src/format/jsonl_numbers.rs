@@ -104,36 +104,98 @@ fn leaves(value: &Value, out: &mut Vec<Decimal>) -> bool {
     }
 }
 
+/// The exact decimal value of a finite float (a double has at most 767 significant digits).
+fn exact(x: f64) -> Decimal {
+    decimal(&format!("{x:.800e}"))
+}
+
+/// When `x` lies exactly halfway between two decimals as short as `shortest`, the
+/// other one: printers round such ties differently (serde_json's to even, Rust's
+/// up: `1727756845721204.2` or `.3` for `1727756845721204.25`), and either is `x`.
+fn tie_twin(x: f64, shortest: &Decimal) -> Option<Decimal> {
+    let (negative, digits, power) = exact(x);
+    let (_, short, short_power) = shortest;
+    // Digits of the exact value kept at the scale of the shortest text's last digit.
+    let kept = usize::try_from(power - (short_power - short.len() as i64)).ok()?;
+    if digits.len() != kept + 1 || !digits.ends_with('5') {
+        return None;
+    }
+    let down = decimal_digits(negative, &digits[..kept], power);
+    let mut up: Vec<u8> = digits[..kept].bytes().collect();
+    let mut carry = true;
+    for d in up.iter_mut().rev() {
+        (*d, carry) = if *d == b'9' {
+            (b'0', true)
+        } else {
+            (*d + 1, false)
+        };
+        if !carry {
+            break;
+        }
+    }
+    let up = if carry {
+        decimal_digits(
+            negative,
+            &format!("1{}", String::from_utf8_lossy(&up)),
+            power + 1,
+        )
+    } else {
+        decimal_digits(negative, &String::from_utf8_lossy(&up), power)
+    };
+    [down, up].into_iter().find(|d| d != shortest)
+}
+
+/// A [`Decimal`] from digits that may end in zeros.
+fn decimal_digits(negative: bool, digits: &str, power: i64) -> Decimal {
+    match digits.trim_end_matches('0') {
+        "" => (negative, String::new(), 0),
+        digits => (negative, digits.to_string(), power),
+    }
+}
+
+/// The text a value holds for a literal, or why it holds none: an integer literal
+/// that fits 64 bits is held exactly; any other literal only when it is how a
+/// printer writes the float it reads as (see [`tie_twin`]).
+fn held_as(literal: &str) -> Result<Decimal, String> {
+    let written = decimal(literal);
+    let integer = !literal.contains(['.', 'e', 'E']);
+    if integer && (literal.parse::<i64>().is_ok() || literal.parse::<u64>().is_ok()) {
+        return Ok(written);
+    }
+    let x: f64 = literal.parse().map_err(|_| "not a number".to_string())?;
+    let shortest = x.to_string();
+    let held = decimal(&shortest);
+    if x.is_finite() && (written == held || tie_twin(x, &held) == Some(written)) {
+        return Ok(held);
+    }
+    Err(format!(
+        "`{}` cannot be kept exactly: it is not a 64-bit integer, and as a 64-bit float it would be {}",
+        super::quote(literal),
+        super::quote(&shortest)
+    ))
+}
+
 /// Checks that `value`, read by serde_json from `line`, holds every number of the
-/// line's `value` faithfully; the error says which one it would not. A number is
-/// faithful when it is what a float prints itself as: no more significant digits
-/// than the shortest text that reads back as the same 64-bit float. Printers
-/// may choose differently between two equally short texts (`…697.2` or
-/// `…697.3`), so the digits are compared by count, not one by one.
+/// line's `value` faithfully; the error says which one it would not.
 pub(crate) fn check_exact(line: &str, value: &Value) -> Result<(), String> {
     let mut held = Vec::new();
     if !leaves(value, &mut held) {
         // Only integers: serde_json read each one exactly.
         return Ok(());
     }
-    for literal in value_literals(line) {
-        let (_, digits, _) = decimal(literal);
-        let Ok(x) = literal.parse::<f64>() else {
-            continue;
-        };
-        let shortest = x.to_string();
-        let (_, kept, _) = decimal(&shortest);
-        let integer = !literal.contains(['.', 'e', 'E']);
-        if integer && literal.parse::<i64>().is_ok() {
-            continue;
-        }
-        if x.is_finite() && digits.len() <= kept.len() {
-            continue;
-        }
+    let literals = value_literals(line);
+    let mut wanted = literals
+        .iter()
+        .map(|l| held_as(l))
+        .collect::<Result<Vec<_>, _>>()?;
+    // serde_json must have read each literal as that float (its float_roundtrip
+    // feature); if it ever does not, refuse rather than keep another number.
+    held.sort();
+    wanted.sort();
+    if held != wanted {
         return Err(format!(
-            "`{}` cannot be kept exactly: it is not a 64-bit integer, and as a 64-bit float it would be {}",
-            super::quote(literal),
-            super::quote(&shortest)
+            "a number in `{}` was not read exactly",
+            super::quote(&literals.join(" "))
         ));
     }
     Ok(())
@@ -155,6 +217,47 @@ mod tests {
             decimal("18446744073709552000")
         );
         assert_eq!(decimal("0e99999999999999999999"), decimal("0"));
+    }
+
+    #[test]
+    fn a_float_is_kept_as_any_printer_writes_it_and_nothing_else() {
+        // Every shortest text of a float is held: Rust's, and serde_json's at ties.
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut ties = 0;
+        for _ in 0..200_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let x = f64::from_bits(seed);
+            if !x.is_finite() {
+                continue;
+            }
+            let ours = x.to_string();
+            let theirs = serde_json::to_string(&x).unwrap();
+            assert_eq!(held_as(&ours), Ok(decimal(&ours)), "{ours}");
+            assert_eq!(held_as(&theirs), Ok(decimal(&ours)), "{theirs} for {ours}");
+            ties += usize::from(decimal(&ours) != decimal(&theirs));
+        }
+        assert!(ties > 0, "no tie met: the twin rule went untested");
+        assert_eq!(
+            held_as("1727756845721204.2"),
+            Ok(decimal("1727756845721204.3"))
+        );
+        // Texts that are not how the float prints are refused, short or long.
+        for refused in [
+            "9007199254740993.0",
+            "0.10000000000000000001",
+            "18446744073709551617",
+            "1727756845721204.1",
+            "1e400",
+        ] {
+            assert!(held_as(refused).is_err(), "{refused}");
+        }
+        assert_eq!(
+            held_as("18446744073709551615"),
+            Ok(decimal("18446744073709551615"))
+        );
+        assert_eq!(held_as("-0"), Ok(decimal("-0")));
     }
 
     #[test]
