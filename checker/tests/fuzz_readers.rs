@@ -2,9 +2,19 @@
 //! input never panics or overflows the stack; it parses into a history that pairs
 //! and checks without a panic, or is refused with an error that names the line.
 
-use checker::format::{edn, jepsen_log, jsonl};
+mod fuzz;
+
+use std::cell::Cell;
+use std::collections::HashSet;
+use std::time::Duration;
+
+use checker::format::{edn, jepsen_log, jsonl, MAX_DEPTH};
+use checker::history::NEVER;
 use checker::value::Value;
 use checker::{check_named, CheckOptions, History, ReadError};
+use fuzz::Syntax;
+use proptest::prelude::*;
+use proptest::test_runner::{Config, FileFailurePersistence, TestRunner};
 
 /// A small stack for the calling thread: no reader may recurse per nesting level.
 const SMALL_STACK: usize = 256 << 10;
@@ -24,8 +34,31 @@ fn nested_edn(depth: usize) -> String {
     format!("{}{}", "[".repeat(depth), "]".repeat(depth))
 }
 
-fn check_register(history: &History) {
-    let _ = check_named("register", history, &CheckOptions::default());
+/// `depth` maps and vectors nested in turn around `0`, in EDN or in JSON.
+fn nested_mixed(depth: usize, json: bool) -> String {
+    let (map, vector) = if json {
+        ("{\"a\":", "[")
+    } else {
+        ("{:a ", "[")
+    };
+    let open: String = (0..depth)
+        .map(|i| if i % 2 == 0 { map } else { vector })
+        .collect();
+    let close: String = (0..depth)
+        .rev()
+        .map(|i| if i % 2 == 0 { "}" } else { "]" })
+        .collect();
+    format!("{open}0{close}")
+}
+
+/// Checks `history` against every model, and prints its values, as a run would.
+fn check_all(history: &History) {
+    for model in ["register", "cas-register", "kv", "append-kv"] {
+        let _ = check_named(model, history, &CheckOptions::default());
+    }
+    for op in &history.ops {
+        assert!(!op.input.to_string().is_empty());
+    }
 }
 
 #[test]
@@ -39,7 +72,11 @@ fn edn_and_jepsen_log_refuse_nesting_deeper_than_the_bound_on_a_small_stack() {
             edn::read(line.as_bytes()).unwrap_err()
         });
         assert_eq!((e.line, e.field), (1, Some(":value")), "{e}");
-        assert!(e.message.contains("nesting deeper than 1000"), "{e}");
+        assert!(
+            e.message
+                .contains(&format!("nesting deeper than {MAX_DEPTH}")),
+            "{e}"
+        );
         let e: ReadError = on_small_stack(move || {
             let line = format!(
                 "INFO  jepsen.util - 0\t:invoke\t:write\t{}\n",
@@ -48,46 +85,63 @@ fn edn_and_jepsen_log_refuse_nesting_deeper_than_the_bound_on_a_small_stack() {
             jepsen_log::read(line.as_bytes()).unwrap_err()
         });
         assert_eq!((e.line, e.field), (1, Some("value")), "{e}");
-        assert!(e.message.contains("nesting deeper than 1000"), "{e}");
+        assert!(
+            e.message
+                .contains(&format!("nesting deeper than {MAX_DEPTH}")),
+            "{e}"
+        );
     }
 }
 
 #[test]
-fn edn_and_jepsen_log_read_and_check_a_value_nested_to_the_bound_on_a_small_stack() {
+fn every_reader_reads_and_checks_a_value_nested_to_the_bound_on_a_small_stack() {
     on_small_stack(|| {
-        let depth = edn::MAX_DEPTH - 1;
+        // The op map (or object) is one level; a Jepsen log's value stands alone.
+        let v = nested_mixed(MAX_DEPTH - 1, false);
         let text = format!(
-            "{{:process 0, :type :invoke, :f :write, :value {v}}}\n{{:process 0, :type :ok, :f :write, :value {v}}}\n{{:process 0, :type :invoke, :f :read}}\n{{:process 0, :type :ok, :f :read, :value {v}}}\n",
-            v = nested_edn(depth)
+            "{{:process 0, :type :invoke, :f :write, :value {v}}}\n{{:process 0, :type :ok, :f :write, :value {v}}}\n{{:process 0, :type :invoke, :f :read}}\n{{:process 0, :type :ok, :f :read, :value {v}}}\n"
         );
         let h = edn::read(text.as_bytes()).unwrap();
         assert_eq!(h.ops.len(), 2);
-        check_register(&h);
-        let v = nested_edn(edn::MAX_DEPTH);
+        check_all(&h);
+        let v = nested_mixed(MAX_DEPTH, false);
         let text = format!("INFO  jepsen.util - 0\t:invoke\t:write\t{v}\nINFO  jepsen.util - 0\t:ok\t:write\t{v}\n");
-        let h = jepsen_log::read(text.as_bytes()).unwrap();
-        check_register(&h);
+        check_all(&jepsen_log::read(text.as_bytes()).unwrap());
+        let v = nested_mixed(MAX_DEPTH - 1, true);
+        let text = format!(
+            "{}{{\"type\":\"ok\",\"process\":0,\"f\":\"write\",\"value\":{v}}}\n",
+            jsonl_event(&v)
+        );
+        check_all(&jsonl::read(text.as_bytes()).unwrap());
     });
 }
 
 #[test]
-fn the_nesting_bound_counts_the_op_map_in_edn_and_the_value_alone_in_jepsen_logs() {
+fn the_nesting_bound_counts_the_op_map_in_edn_and_jsonl_and_the_value_alone_in_jepsen_logs() {
     let op = |depth| {
         format!(
             "{{:process 0, :type :invoke, :f :write, :value {}}}\n",
-            nested_edn(depth)
+            nested_mixed(depth, false)
         )
     };
     let log = |depth| {
         format!(
             "INFO  jepsen.util - 0\t:invoke\t:write\t{}\n",
-            nested_edn(depth)
+            nested_mixed(depth, false)
         )
     };
-    assert!(edn::read(op(edn::MAX_DEPTH - 1).as_bytes()).is_ok());
-    assert!(edn::read(op(edn::MAX_DEPTH).as_bytes()).is_err());
-    assert!(jepsen_log::read(log(edn::MAX_DEPTH).as_bytes()).is_ok());
-    assert!(jepsen_log::read(log(edn::MAX_DEPTH + 1).as_bytes()).is_err());
+    assert!(edn::read(op(MAX_DEPTH - 1).as_bytes()).is_ok());
+    assert!(edn::read(op(MAX_DEPTH).as_bytes()).is_err());
+    assert!(jepsen_log::read(log(MAX_DEPTH).as_bytes()).is_ok());
+    assert!(jepsen_log::read(log(MAX_DEPTH + 1).as_bytes()).is_err());
+    // serde_json's recursion limit is the same bound.
+    assert!(jsonl::read(jsonl_event(&nested_mixed(MAX_DEPTH - 1, true)).as_bytes()).is_ok());
+    let e = jsonl::read(jsonl_event(&nested_mixed(MAX_DEPTH, true)).as_bytes()).unwrap_err();
+    assert!(
+        e.message
+            .starts_with(&format!("nesting deeper than {MAX_DEPTH}")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,10 +187,18 @@ fn jsonl_refuses_nesting_deeper_than_serde_json_reads_naming_line_and_field_on_a
             jsonl::read(text.as_bytes()).unwrap_err()
         });
         assert_eq!((e.line, e.field), (2, Some("value")), "{e}");
-        assert!(e.message.starts_with("nesting deeper than 128"), "{e}");
+        assert!(
+            e.message
+                .starts_with(&format!("nesting deeper than {MAX_DEPTH}")),
+            "{e}"
+        );
     }
     let e = jsonl::read(jsonl_event(&"{\"a\":".repeat(200)).as_bytes()).unwrap_err();
-    assert!(e.message.starts_with("nesting deeper than 128"), "{e}");
+    assert!(
+        e.message
+            .starts_with(&format!("nesting deeper than {MAX_DEPTH}")),
+        "{e}"
+    );
 }
 
 #[test]
@@ -320,4 +382,229 @@ fn edn_and_jepsen_log_refuse_integers_beyond_i64_naming_the_field() {
     let e = edn::read("{:process 18446744073709551617, :type :invoke, :f :read}\n".as_bytes())
         .unwrap_err();
     assert_eq!(e.field, Some(":process"), "{e}");
+}
+
+/// A reader under fuzzing: how to call it, the fields its errors may name, the
+/// models a parsed history is checked against.
+struct Reader {
+    name: &'static str,
+    syntax: Syntax,
+    read: fn(&[u8]) -> Result<History, ReadError>,
+    fields: &'static [&'static str],
+    models: &'static [&'static str],
+}
+
+const JSONL: Reader = Reader {
+    name: "jsonl",
+    syntax: Syntax::Json,
+    read: |input| jsonl::read(input),
+    fields: &[
+        "type", "process", "f", "key", "value", "time", "node", "error",
+    ],
+    models: &["register", "cas-register"],
+};
+
+const EDN: Reader = Reader {
+    name: "jepsen-edn",
+    syntax: Syntax::Edn,
+    read: |input| edn::read(input),
+    fields: &[
+        ":type", ":process", ":f", ":key", ":value", ":time", ":error",
+    ],
+    models: &["register", "append-kv"],
+};
+
+const JEPSEN_LOG: Reader = Reader {
+    name: "jepsen-log",
+    syntax: Syntax::Log,
+    read: |input| jepsen_log::read(input),
+    fields: &["process", "type", "f", "value"],
+    models: &["register", "cas-register"],
+};
+
+/// How long one fuzzed history may be checked: long enough for any seed.
+const CHECK_TIME: Duration = Duration::from_millis(200);
+
+/// A parsed history pairs consistently: every op's interval is ordered, its lines
+/// exist, its key is known, and the counts add up.
+fn assert_pairs(h: &History, lines: u64) {
+    let s = &h.stats;
+    assert!(s.events <= lines, "{} events on {lines} lines", s.events);
+    assert_eq!(h.ops.len() as u64, s.ok + s.info + s.unfinished);
+    let mut last_call = None;
+    for op in &h.ops {
+        assert!((1..=lines).contains(&op.line), "op line {}", op.line);
+        assert!(op.call < op.ret && op.call < s.events, "{op:?}");
+        assert_eq!(op.is_indeterminate(), op.ret == NEVER, "{op:?}");
+        assert!(op.ret == NEVER || op.ret < s.events, "{op:?}");
+        if let Some(r) = op.ret_line {
+            assert!(r > op.line && r <= lines, "{op:?}");
+        }
+        if let Some(k) = op.key {
+            assert!((k as usize) < h.keys.len(), "{op:?}");
+        }
+        assert!(last_call < Some(op.call), "ops out of invocation order");
+        last_call = Some(op.call);
+    }
+    assert_eq!(h.keys.iter().collect::<HashSet<_>>().len(), h.keys.len());
+    assert!(h.nemesis.iter().all(|e| (1..=lines).contains(&e.line)));
+}
+
+/// Reads `input` on a small stack; a history must pair and check without a panic,
+/// an error must name a line of the input and, if any, a field of the format.
+/// True when the input parsed.
+fn exercise(reader: &'static Reader, input: Vec<u8>) -> bool {
+    on_small_stack(move || {
+        let lines = input.split(|&b| b == b'\n').count() as u64;
+        match (reader.read)(&input) {
+            Ok(h) => {
+                assert_pairs(&h, lines);
+                let options = CheckOptions {
+                    time_limit: Some(CHECK_TIME),
+                    memory_limit: 64 << 20,
+                    ..CheckOptions::default()
+                };
+                for model in reader.models {
+                    // A model may refuse the ops (a ModelError); it may not panic.
+                    let _ = check_named(model, &h, &options);
+                }
+                true
+            }
+            Err(e) => {
+                assert!((1..=lines).contains(&e.line), "{}: {e}", reader.name);
+                assert!(!e.message.is_empty(), "{}: empty message", reader.name);
+                if let Some(f) = e.field {
+                    assert!(reader.fields.contains(&f), "{}: {e}", reader.name);
+                }
+                let shown = e.to_string();
+                for debug in ["Some(", "None", "Int(", "Str(", "Edn", "RawEvent", "\\u{"] {
+                    assert!(
+                        !shown.contains(debug),
+                        "{}: Rust debug text in {shown}",
+                        reader.name
+                    );
+                }
+                false
+            }
+        }
+    })
+}
+
+/// The runner's settings: failing cases are kept beside this file.
+fn config() -> Config {
+    Config {
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/fuzz_readers.proptest-regressions",
+        ))),
+        ..Config::default()
+    }
+}
+
+/// Runs `cases` inputs from `inputs` through `reader` and reports the count.
+fn fuzz(reader: &'static Reader, cases: u32, inputs: impl Strategy<Value = Vec<u8>>) {
+    let (parsed, refused) = (Cell::new(0u64), Cell::new(0u64));
+    let mut runner = TestRunner::new(Config { cases, ..config() });
+    let result = runner.run(&inputs, |input| {
+        let count = if exercise(reader, input) {
+            &parsed
+        } else {
+            &refused
+        };
+        count.set(count.get() + 1);
+        Ok(())
+    });
+    let (parsed, refused) = (parsed.get(), refused.get());
+    eprintln!(
+        "fuzz_readers: {} reader got {} inputs ({parsed} parsed into histories, {refused} refused)",
+        reader.name,
+        parsed + refused
+    );
+    if let Err(e) = result {
+        panic!("{}: {e}", reader.name);
+    }
+}
+
+/// Every kind of input a reader gets: mutated seeds most, generated histories,
+/// noise, and the other readers' seeds.
+fn inputs(reader: &'static Reader) -> impl Strategy<Value = Vec<u8>> {
+    let (own, other) = match reader.syntax {
+        Syntax::Json => (fuzz::jsonl_seeds(), fuzz::edn_seeds()),
+        Syntax::Edn => (fuzz::edn_seeds(), fuzz::log_seeds()),
+        Syntax::Log => (fuzz::log_seeds(), fuzz::jsonl_seeds()),
+    };
+    prop_oneof![
+        6 => fuzz::mutated(own, reader.syntax),
+        3 => fuzz::history(reader.syntax),
+        2 => fuzz::noise(reader.syntax),
+        1 => fuzz::mutated(other, reader.syntax),
+    ]
+}
+
+#[test]
+fn every_seed_parses_before_mutation() {
+    for (reader, seeds) in [
+        (&JSONL, fuzz::jsonl_seeds()),
+        (&EDN, fuzz::edn_seeds()),
+        (&JEPSEN_LOG, fuzz::log_seeds()),
+    ] {
+        assert!(seeds.len() >= 6, "{}", reader.name);
+        for seed in seeds {
+            if let Err(e) = (reader.read)(seed.as_bytes()) {
+                panic!("{}: {e}\n{}", reader.name, &seed[..seed.len().min(300)]);
+            }
+        }
+    }
+}
+
+#[test]
+fn fuzzed_jsonl_parses_and_checks_or_is_refused_naming_the_line() {
+    fuzz(&JSONL, 4000, inputs(&JSONL));
+}
+
+#[test]
+fn fuzzed_jepsen_edn_parses_and_checks_or_is_refused_naming_the_line() {
+    fuzz(&EDN, 6000, inputs(&EDN));
+}
+
+#[test]
+fn fuzzed_jepsen_log_parses_and_checks_or_is_refused_naming_the_line() {
+    fuzz(&JEPSEN_LOG, 6000, inputs(&JEPSEN_LOG));
+}
+
+#[test]
+fn jsonl_fast_path_agrees_with_serde_json_on_generated_event_lines() {
+    let (lines, fast) = (Cell::new(0u64), Cell::new(0u64));
+    let mut runner = TestRunner::new(Config {
+        cases: 20_000,
+        ..config()
+    });
+    let result = runner.run(&fuzz::event_line(), |line| {
+        lines.set(lines.get() + 1);
+        match jsonl::both_paths(&line) {
+            (Some(a), Ok(b)) => {
+                fast.set(fast.get() + 1);
+                prop_assert_eq!(a, b, "{}", line);
+            }
+            (Some(a), Err(e)) => {
+                prop_assert!(
+                    false,
+                    "fast path read {} where serde_json refuses ({}): {}",
+                    a,
+                    e,
+                    line
+                )
+            }
+            (None, _) => {}
+        }
+        Ok(())
+    });
+    let (fast, lines) = (fast.get(), lines.get());
+    eprintln!("fuzz_readers: fast JSONL path answered {fast} of {lines} generated lines, each as serde_json did");
+    if let Err(e) = result {
+        panic!("{e}");
+    }
+    assert!(
+        fast * 4 > lines,
+        "the fast path answered only {fast} of {lines}"
+    );
 }

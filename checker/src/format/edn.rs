@@ -6,7 +6,7 @@
 
 use std::io::BufRead;
 
-use super::quote;
+use super::{quote, MAX_DEPTH};
 use crate::error::ReadError;
 use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
 use crate::value::Value;
@@ -23,11 +23,6 @@ pub(crate) enum Edn {
     Vector(Vec<Edn>),
     Map(Vec<(Edn, Edn)>),
 }
-
-/// Deepest nesting of maps, vectors and lists a value may have. Jepsen's deepest
-/// values (transactions) nest about four; the bound keeps every later walk of a
-/// value (conversion, comparison, drop) well inside a thread's stack.
-pub const MAX_DEPTH: usize = 1000;
 
 impl Edn {
     /// A short EDN rendering for error messages (`-1`, `:foo`, `"x"`, `a vector`).
@@ -373,17 +368,25 @@ pub fn read<R: BufRead>(input: R) -> Result<History, ReadError> {
             _ => None,
         };
         let error = field(&entries, "error").map(|e| e.to_value().to_string());
-        builder.push(EventRecord {
-            kind,
-            process,
-            f,
-            key,
-            value,
-            time,
-            node: None,
-            error: error.as_deref(),
-            line: n,
-        })?;
+        builder
+            .push(EventRecord {
+                kind,
+                process,
+                f,
+                key,
+                value,
+                time,
+                node: None,
+                error: error.as_deref(),
+                line: n,
+            })
+            .map_err(|mut e| {
+                // Pairing names fields as JSONL spells them; say them as this format does.
+                e.field = e
+                    .field
+                    .map(|f| FIELDS.iter().copied().find(|k| k[1..] == *f).unwrap_or(f));
+                e
+            })?;
     }
     Ok(builder.finish())
 }
@@ -418,5 +421,7 @@ mod tests {
         assert_eq!(e.line, 1);
         let e = read("{:process 0, :type :bogus, :f :put}\n".as_bytes()).unwrap_err();
         assert_eq!(e.field, Some(":type"));
+        let e = read("{:process 0, :type :ok, :f :put}\n".as_bytes()).unwrap_err();
+        assert_eq!((e.line, e.field), (1, Some(":process")));
     }
 }

@@ -12,6 +12,10 @@ use super::jsonl_line::{parse_line, RawEvent, RawProcess};
 use crate::error::ReadError;
 use crate::history::{EventKind, EventRecord, History, HistoryBuilder, KeyRef, Process};
 use crate::value::{RawKey, Value};
+
+/// For tests: a line through the fast path and through serde_json alone.
+#[doc(hidden)]
+pub use super::jsonl_line::both_paths;
 use rayon::prelude::*;
 
 /// Bytes read per block; large enough that splitting work across cores pays.

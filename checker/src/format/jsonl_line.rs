@@ -12,13 +12,11 @@ use serde::Deserialize;
 use crate::error::ReadError;
 use crate::value::{RawKey, Value};
 
-/// Deepest nesting serde_json reads (its recursion limit), the line's object included.
-pub(crate) const MAX_DEPTH: usize = 128;
-
 /// Longest error message serde_json may give before it is cut (it quotes the input).
 const MESSAGE_CHARS: usize = 200;
 
 /// An event as its line states it.
+#[derive(Debug)]
 pub(crate) struct RawEvent<'a> {
     pub(crate) kind: Cow<'a, str>,
     pub(crate) process: RawProcess<'a>,
@@ -204,6 +202,11 @@ pub(crate) fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, 
     if let Some(ev) = super::jsonl_fast::parse(trimmed) {
         return Ok(Some(ev));
     }
+    parse_with_serde(trimmed, line).map(Some)
+}
+
+/// Parses a line through serde_json, as the fast path declined it.
+fn parse_with_serde(trimmed: &str, line: u64) -> Result<RawEvent<'_>, ReadError> {
     let field = Cell::new(None);
     let mut de = serde_json::Deserializer::from_str(trimmed);
     EventSeed { field: &field }
@@ -213,8 +216,18 @@ pub(crate) fn parse_line(text: &str, line: u64) -> Result<Option<RawEvent<'_>>, 
         .and_then(|ev| {
             super::jsonl_numbers::check_exact(trimmed, &ev.value)
                 .map_err(|m| ReadError::at(line, Some("value"), m))?;
-            Ok(Some(ev))
+            Ok(ev)
         })
+}
+
+/// For tests: `line` read by the fast path (`None` when it declines) and by
+/// serde_json alone (`Err` with the message when refused), each event as text.
+pub fn both_paths(line: &str) -> (Option<String>, Result<String, String>) {
+    let fast = super::jsonl_fast::parse(line).map(|ev| format!("{ev:?}"));
+    let serde = parse_with_serde(line, 1)
+        .map(|ev| format!("{ev:?}"))
+        .map_err(|e| e.message);
+    (fast, serde)
 }
 
 /// serde_json's error as a [`ReadError`]: its column is within the line.
@@ -223,7 +236,8 @@ fn serde_error(e: &serde_json::Error, line: u64, field: Option<&'static str>) ->
     let position = format!(" at line {} column {}", e.line(), e.column());
     let message = text.strip_suffix(&position).unwrap_or(&text);
     let message = if message == "recursion limit exceeded" {
-        format!("nesting deeper than {MAX_DEPTH}")
+        // serde_json's recursion limit is this bound (a test holds them together).
+        format!("nesting deeper than {}", super::MAX_DEPTH)
     } else {
         super::cut(message, MESSAGE_CHARS)
     };

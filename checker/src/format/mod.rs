@@ -15,6 +15,14 @@ use std::str::FromStr;
 use crate::error::ReadError;
 use crate::history::History;
 
+/// Deepest nesting of arrays, maps and vectors a line may have, the op map
+/// included: what serde_json reads (its recursion limit of 128 refuses the 128th
+/// level), and the EDN readers keep to it too. Jepsen's values nest four deep at
+/// most; every walk of a value after reading (conversion, comparison, drop)
+/// recurses per level, and at this depth all of them fit a 256 KiB stack (700
+/// nested EDN maps did not).
+pub const MAX_DEPTH: usize = 127;
+
 /// A history file format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
