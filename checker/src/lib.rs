@@ -10,6 +10,7 @@ pub mod history;
 pub mod linearizability;
 pub mod lost_writes;
 pub mod model;
+pub mod record;
 pub mod result;
 pub mod validity;
 pub mod value;

@@ -1,12 +1,11 @@
 //! A run folder read back for reporting: configuration, results, and the history
 //! as completed operations with their intervals, plus the fault windows.
 
-use std::borrow::Cow;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use checker::record::{Record, RecordKind};
 use serde_json::Value;
 
 use crate::ReportError;
@@ -37,7 +36,7 @@ impl Outcome {
 #[derive(Clone, Debug)]
 pub struct OpRecord {
     /// Client process.
-    pub process: u64,
+    pub process: i64,
     /// Index into [`Run::names`].
     pub f: u16,
     /// Key, if any.
@@ -89,21 +88,6 @@ pub struct Run {
     pub nodes: Vec<String>,
 }
 
-#[derive(Deserialize)]
-struct Line<'a> {
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    process: Value,
-    #[serde(borrow)]
-    f: Cow<'a, str>,
-    #[serde(default)]
-    key: Option<Value>,
-    #[serde(default)]
-    value: Value,
-    #[serde(default)]
-    time: u64,
-}
-
 fn read_json(path: &Path) -> Result<Value, ReportError> {
     match std::fs::read(path) {
         Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| ReportError::Parse {
@@ -134,7 +118,7 @@ impl Run {
         let mut names: Vec<String> = Vec::new();
         let mut name_ids: HashMap<String, u16> = HashMap::new();
         let mut ops: Vec<OpRecord> = Vec::new();
-        let mut open: HashMap<u64, usize> = HashMap::new();
+        let mut open: HashMap<i64, usize> = HashMap::new();
         let mut fault_open: HashMap<String, (String, u64)> = HashMap::new();
         let mut faults = Vec::new();
         let mut end = 0u64;
@@ -153,24 +137,25 @@ impl Run {
             if text.trim().is_empty() {
                 continue;
             }
-            let l: Line =
+            let l: Record =
                 serde_json::from_str(text.trim_end()).map_err(|e| ReportError::Parse {
                     path: path.clone(),
                     line: line_no,
                     message: e.to_string(),
                 })?;
-            end = end.max(l.time);
-            let Some(process) = l.process.as_u64() else {
+            let time = l.time.map_or(0, |t| t.max(0) as u64);
+            end = end.max(time);
+            let Some(process) = l.client() else {
                 // Nemesis: start-X opens a window, stop-X (or heal-all) closes it.
                 if let Some(kind) = l.f.strip_prefix("start-") {
-                    fault_open.insert(kind.to_string(), (l.value.to_string(), l.time));
+                    fault_open.insert(kind.to_string(), (l.value.to_string(), time));
                 } else if let Some(kind) = l.f.strip_prefix("stop-") {
                     if let Some((detail, start)) = fault_open.remove(kind) {
                         faults.push(FaultWindow {
                             kind: kind.to_string(),
                             detail,
                             start,
-                            end: l.time,
+                            end: time,
                         });
                     }
                 } else if l.f == "heal-all" {
@@ -179,14 +164,14 @@ impl Run {
                             kind,
                             detail,
                             start,
-                            end: l.time,
+                            end: time,
                         });
                     }
                 }
                 continue;
             };
-            if l.kind == "invoke" {
-                let f = match name_ids.get(l.f.as_ref()) {
+            if l.kind == RecordKind::Invoke {
+                let f = match name_ids.get(l.f.as_str()) {
                     Some(&id) => id,
                     None => {
                         let id = names.len() as u16;
@@ -202,17 +187,17 @@ impl Run {
                     key: l.key.as_ref().filter(|k| !k.is_null()).map(key_text),
                     input: l.value.to_string(),
                     output: None,
-                    start: l.time,
+                    start: time,
                     end: u64::MAX,
                     outcome: Outcome::Info,
                     line: line_no,
                 });
             } else if let Some(i) = open.remove(&process) {
                 let op = &mut ops[i];
-                op.end = l.time;
-                op.outcome = match l.kind.as_ref() {
-                    "ok" => Outcome::Ok,
-                    "fail" => Outcome::Fail,
+                op.end = time;
+                op.outcome = match l.kind {
+                    RecordKind::Ok => Outcome::Ok,
+                    RecordKind::Fail => Outcome::Fail,
                     _ => Outcome::Info,
                 };
                 if op.outcome == Outcome::Ok {

@@ -15,7 +15,7 @@ const LANE: u32 = 34;
 struct Hold {
     start: u64,
     end: u64,
-    process: u64,
+    process: i64,
     took_over: bool,
 }
 
@@ -26,7 +26,7 @@ fn holds(run: &Run) -> BTreeMap<String, Vec<Hold>> {
     let (Some(acquire), release) = (f("acquire"), f("release")) else {
         return BTreeMap::new();
     };
-    let mut open: HashMap<(u64, String), usize> = HashMap::new();
+    let mut open: HashMap<(i64, String), usize> = HashMap::new();
     let mut out: BTreeMap<String, Vec<Hold>> = BTreeMap::new();
     for op in &run.ops {
         let Some(key) = &op.key else { continue };

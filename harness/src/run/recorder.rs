@@ -9,9 +9,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use checker::record::{Record, RecordKind, RecordProcess};
 use hdrhistogram::Histogram;
 use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use workloads::{Completion, Invocation};
@@ -191,9 +192,16 @@ async fn write_all(
             }
         };
         let record = match line {
-            Line::Invoke { process, op, at } => {
-                json!({"type": "invoke", "process": process, "f": op.f, "key": op.key, "value": op.value, "time": ns(at, start)})
-            }
+            Line::Invoke { process, op, at } => Record {
+                kind: RecordKind::Invoke,
+                process: RecordProcess::Client(process as i64),
+                f: op.f,
+                key: op.key.map(Value::String),
+                value: op.value,
+                time: Some(ns(at, start) as i64),
+                node: None,
+                error: None,
+            },
             Line::Complete {
                 process,
                 op,
@@ -202,10 +210,14 @@ async fn write_all(
                 invoked,
                 at,
             } => {
-                let (kind, value, error) = match &done {
-                    Completion::Ok(v) => ("ok", v.clone(), None),
-                    Completion::Fail(e) => ("fail", op.value.clone(), Some(e.clone())),
-                    Completion::Info(e) => ("info", op.value.clone(), Some(e.clone())),
+                let (record_kind, kind, value, error) = match &done {
+                    Completion::Ok(v) => (RecordKind::Ok, "ok", v.clone(), None),
+                    Completion::Fail(e) => {
+                        (RecordKind::Fail, "fail", op.value.clone(), Some(e.clone()))
+                    }
+                    Completion::Info(e) => {
+                        (RecordKind::Info, "info", op.value.clone(), Some(e.clone()))
+                    }
                 };
                 *stats
                     .entry(op.f.clone())
@@ -233,18 +245,20 @@ async fn write_all(
                     });
                     let _ = h.record(us.max(1));
                 }
-                let mut r = json!({"type": kind, "process": process, "f": op.f, "key": op.key, "value": value, "time": ns(at, start)});
-                if let Some(n) = node {
-                    r["node"] = json!(n);
+                Record {
+                    kind: record_kind,
+                    process: RecordProcess::Client(process as i64),
+                    f: op.f,
+                    key: op.key.map(Value::String),
+                    value,
+                    time: Some(ns(at, start) as i64),
+                    node,
+                    error,
                 }
-                if let Some(e) = error {
-                    r["error"] = json!(e);
-                }
-                r
             }
             Line::Nemesis { f, value, at } => {
                 nemesis_events += 1;
-                json!({"type": "info", "process": "nemesis", "f": f, "value": value, "time": ns(at, start)})
+                Record::nemesis(&f, value, ns(at, start) as i64)
             }
         };
         serde_json::to_writer(&mut out, &record)?;
