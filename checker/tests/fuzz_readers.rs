@@ -315,6 +315,7 @@ fn jsonl_numbers_beyond_i64_are_kept_exactly_or_refused_naming_line_and_field() 
         "[1,{\"a\":100000000000000000001}]",
         "0.10000000000000000001",
         "9007199254740993.0",
+        "1727756845721204.1",
         "1e400",
         "-1e400",
     ] {
@@ -341,6 +342,15 @@ fn jsonl_numbers_beyond_i64_are_kept_exactly_or_refused_naming_line_and_field() 
         ("1e20", Value::Num("100000000000000000000".into())),
         ("0.1", Value::Num("0.1".into())),
         ("-2.50", Value::Num("-2.5".into())),
+        // An exact tie between two shortest texts: serde_json writes one, Rust the other.
+        (
+            "1727756845721204.2",
+            Value::Num("1727756845721204.3".into()),
+        ),
+        (
+            "1727756845721204.3",
+            Value::Num("1727756845721204.3".into()),
+        ),
         (
             "[1.5,-7,{\"a\":0.25}]",
             Value::List(
