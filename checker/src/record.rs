@@ -38,32 +38,33 @@ pub enum NemesisTag {
     Nemesis,
 }
 
-/// One event of a history.
+/// One event of a history. Fields are declared in the order they are written,
+/// which is alphabetical, as the history files have always been.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Record {
-    /// Invocation or completion.
-    #[serde(rename = "type")]
-    pub kind: RecordKind,
-    /// Who.
-    pub process: RecordProcess,
-    /// The operation (`read`, `write`, ... or a fault's `start-kill`).
-    pub f: String,
-    /// The key, for ops on independent keys: a string or an integer
-    /// (written as `null` when none).
-    #[serde(default)]
-    pub key: Option<Value>,
-    /// Argument on invoke, result on `ok`, the argument again otherwise.
-    #[serde(default)]
-    pub value: Value,
-    /// Nanoseconds since the start of the test.
-    #[serde(default)]
-    pub time: Option<i64>,
-    /// The node that answered (completions).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
     /// Why a `fail` or `info` ended so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The operation (`read`, `write`, ... or a fault's `start-kill`).
+    pub f: String,
+    /// The key, for ops on independent keys: a string or an integer. Client
+    /// lines always carry it (`null` when the op has none); nemesis lines never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<Value>,
+    /// The node that answered (completions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    /// Who.
+    pub process: RecordProcess,
+    /// Nanoseconds since the start of the test.
+    #[serde(default)]
+    pub time: Option<i64>,
+    /// Invocation or completion.
+    #[serde(rename = "type")]
+    pub kind: RecordKind,
+    /// Argument on invoke, result on `ok`, the argument again otherwise.
+    #[serde(default)]
+    pub value: Value,
 }
 
 impl Record {
@@ -130,6 +131,19 @@ mod tests {
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(back, records);
+        // The byte format of the files stays what it was: sorted fields.
+        assert!(
+            text.starts_with(
+                r#"{"f":"write","key":"k1","process":0,"time":1,"type":"invoke","value":3}"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"{"f":"start-kill","process":"nemesis","time":3,"type":"info","value":["n1"]}"#
+            ),
+            "{text}"
+        );
         let h = crate::format::jsonl::read(text.as_bytes()).unwrap();
         assert_eq!(h.ops.len(), 3);
         assert_eq!(h.nemesis.len(), 1);
