@@ -9,15 +9,15 @@
 use std::fmt::Write;
 
 /// A small seeded PRNG (SplitMix64), so histories replay from their seed.
-struct Rng(u64);
+pub(crate) struct Rng(pub(crate) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(crate) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         super::linearizability::splitmix_public(self.0)
     }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
     }
 }
 

@@ -145,6 +145,9 @@ pub struct History {
     pub keys: Vec<Key>,
     /// Nemesis events in order.
     pub nemesis: Vec<NemesisEvent>,
+    /// Operations that completed `fail`, by invocation: no model checks them, but a
+    /// transaction checker needs their writes to recognise reads of aborted data.
+    pub failed: Vec<Op>,
     /// What was read.
     pub stats: HistoryStats,
 }
@@ -190,7 +193,7 @@ pub struct HistoryBuilder {
     int_keys: HashMap<i64, u32, FxBuild>,
     str_keys: HashMap<Box<str>, u32, FxBuild>,
     nodes: HashMap<Box<str>, Arc<str>, FxBuild>,
-    failed: usize,
+    failed: Vec<usize>,
 }
 
 impl HistoryBuilder {
@@ -331,11 +334,11 @@ impl HistoryBuilder {
                         self.history.stats.info += 1;
                     }
                     EventKind::Fail => {
-                        // Marked for removal: a failed op certainly had no effect.
+                        // Set aside at the end: a failed op certainly had no effect.
                         op.ret = position;
                         op.output = Outcome::Unknown;
-                        op.call = NEVER;
-                        self.failed += 1;
+                        op.error = ev.error.map(Into::into);
+                        self.failed.push(index);
                         self.history.stats.fail += 1;
                     }
                     EventKind::Invoke => unreachable!("handled above"),
@@ -345,11 +348,23 @@ impl HistoryBuilder {
         Ok(())
     }
 
-    /// Ends the history: unfinished invokes become indeterminate, failed ops are dropped.
+    /// Ends the history: unfinished invokes become indeterminate, failed ops move
+    /// to [`History::failed`].
     pub fn finish(mut self) -> History {
         self.history.stats.unfinished = self.pending.len() as u64;
-        if self.failed > 0 {
-            self.history.ops.retain(|op| op.call != NEVER);
+        if !self.failed.is_empty() {
+            // Completions come in any order; the ops are by invocation.
+            self.failed.sort_unstable();
+            let mut failed = std::mem::take(&mut self.failed).into_iter().peekable();
+            let ops = std::mem::take(&mut self.history.ops);
+            for (index, op) in ops.into_iter().enumerate() {
+                if failed.peek() == Some(&index) {
+                    failed.next();
+                    self.history.failed.push(op);
+                } else {
+                    self.history.ops.push(op);
+                }
+            }
         }
         self.history
     }

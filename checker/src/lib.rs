@@ -12,6 +12,7 @@ pub mod lost_writes;
 pub mod model;
 pub mod record;
 pub mod result;
+pub mod txn;
 pub mod validity;
 pub mod value;
 

@@ -88,6 +88,7 @@ fn mutex_history(history: &History) -> History {
         ops,
         keys: history.keys.clone(),
         nemesis: history.nemesis.clone(),
+        failed: Vec::new(),
         stats: history.stats.clone(),
     }
 }
