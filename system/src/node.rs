@@ -161,10 +161,18 @@ impl Node {
                 }),
             )),
             tokio::spawn(async move {
-                let _ = axum::serve(client_listener, http::router(api_state, routes)).await;
+                let _ = axum::serve(
+                    http::wire::Listener(client_listener),
+                    http::router(api_state, routes),
+                )
+                .await;
             }),
             tokio::spawn(async move {
-                let _ = axum::serve(admin_listener, admin::router(admin_state)).await;
+                let _ = axum::serve(
+                    http::wire::Listener(admin_listener),
+                    admin::router(admin_state),
+                )
+                .await;
             }),
         ];
         log_line!(

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
-use crate::http::ApiError;
+use crate::http::{guarded, parse, ApiError};
 
 /// What the admin handlers share.
 pub struct AdminState {
@@ -21,12 +21,14 @@ pub struct AdminState {
     pub clock: Arc<Clock>,
 }
 
-/// The admin routes.
+/// The admin routes, with the client listener's JSON errors.
 pub fn router(state: Arc<AdminState>) -> Router {
-    Router::new()
-        .route("/admin/clock", get(clock).post(set_clock))
-        .route("/admin/health", get(health))
-        .with_state(state)
+    guarded(
+        Router::new()
+            .route("/admin/clock", get(clock).post(set_clock))
+            .route("/admin/health", get(health))
+            .with_state(state),
+    )
 }
 
 async fn clock(State(s): State<Arc<AdminState>>) -> Json<Value> {
@@ -41,24 +43,19 @@ struct ClockBody {
 }
 
 async fn set_clock(State(s): State<Arc<AdminState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
-    let b: ClockBody = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::malformed(format!(
-            "expected {{\"offset_ms\": N}} or {{\"bump_ms\": N}}: {e}"
-        ))
-    })?;
-    match (b.offset_ms, b.bump_ms) {
+    let b: ClockBody = parse(&body, "expected {\"offset_ms\": N} or {\"bump_ms\": N}")?;
+    let offset = match (b.offset_ms, b.bump_ms) {
         (Some(o), None) => s.clock.set_offset_ms(o),
-        (None, Some(d)) => {
-            s.clock.bump_ms(d);
-        }
+        (None, Some(d)) => s.clock.bump_ms(d),
         _ => {
             return Err(ApiError::malformed(
                 "give exactly one of offset_ms and bump_ms",
             ))
         }
     }
-    crate::log_line!(s.id, "clock offset now {} ms", s.clock.offset_ms());
-    Ok(Json(json!({"offset_ms": s.clock.offset_ms()})))
+    .map_err(|e| ApiError::malformed(e.to_string()))?;
+    crate::log_line!(s.id, "clock offset now {offset} ms");
+    Ok(Json(json!({"offset_ms": offset})))
 }
 
 async fn health(State(s): State<Arc<AdminState>>) -> Json<Value> {

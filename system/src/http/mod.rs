@@ -5,13 +5,18 @@
 //! outcome unknown), so a client can record `fail` or `info` correctly.
 
 pub mod admin;
+mod body;
 mod cluster;
+pub mod wire;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -60,14 +65,73 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Largest request body a route reads; a larger one is refused with 413.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Longest piece of a request path quoted in an error.
+const QUOTED_PATH_CHARS: usize = 100;
+
 /// The client routes: the services' and the cluster's.
 pub fn router(state: Arc<ApiState>, services: Router<Arc<ApiState>>) -> Router {
-    Router::new()
-        .merge(services)
-        .merge(cluster::routes())
+    guarded(
+        Router::new()
+            .merge(services)
+            .merge(cluster::routes())
+            .with_state(state),
+    )
+}
+
+/// A listener's routes with the node's error answers: JSON 404 and 405, the body
+/// limit, and axum's own plain-text refusals turned into the JSON error body.
+pub(crate) fn guarded(routes: Router) -> Router {
+    routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(json_errors))
+}
+
+/// Gives a 4xx answer that is not JSON (axum's refusals: a body over the limit,
+/// a path segment that is not UTF-8) the node's error body, naming the route.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let path = match path.char_indices().nth(QUOTED_PATH_CHARS) {
+        Some((i, _)) => format!("{}... ({} bytes)", &path[..i], path.len()),
+        None => path.to_string(),
+    };
+    let route = format!("{} {path}", req.method());
+    let response = next.run(req).await;
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !status.is_client_error() || json {
+        return response;
+    }
+    let message = if status == StatusCode::PAYLOAD_TOO_LARGE {
+        format!("{route}: the body is larger than {MAX_BODY_BYTES} bytes")
+    } else {
+        let text = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap_or_default();
+        let text = String::from_utf8_lossy(&text);
+        let reason = status.canonical_reason().unwrap_or("refused");
+        format!(
+            "{route}: {}",
+            if text.trim().is_empty() {
+                reason
+            } else {
+                text.trim()
+            }
+        )
+    };
+    let code = if status == StatusCode::NOT_FOUND {
+        "not-found"
+    } else {
+        "malformed"
+    };
+    ApiError::new(status, code, message, true).into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -88,8 +152,10 @@ async fn method_not_allowed() -> ApiError {
     )
 }
 
+/// Reads a request body: a JSON object whose integers fit in 64 bits
+/// (`body.rs`); `what` says the expected shape in the error.
 pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
+    body::read(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
 }
 
 /// Waits for the answer to a request handed to consensus, as a client answer.

@@ -343,3 +343,55 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// An answer read off the wire: status, head (lower-cased) and body.
+#[derive(Debug)]
+pub struct RawAnswer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+/// Sends `request` as bytes to a loopback port and reads the answer until the
+/// node closes the connection (send `connection: close`) or 10 s pass; writing
+/// goes on beside reading, as a node may answer before the body is sent. An
+/// interim `100 Continue` is skipped; no answer is status 0.
+pub async fn raw_request(port: u16, request: &[u8]) -> RawAnswer {
+    use tokio::io::AsyncReadExt;
+    let stream = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect to node");
+    let (mut rd, mut wr) = stream.into_split();
+    let request = request.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&request).await;
+        wr
+    });
+    let mut bytes = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut bytes)).await;
+    writer.abort();
+    let mut rest = &bytes[..];
+    loop {
+        let Some(end) = rest.windows(4).position(|w| w == b"\r\n\r\n") else {
+            return RawAnswer {
+                status: 0,
+                head: String::from_utf8_lossy(rest).into_owned(),
+                body: Vec::new(),
+            };
+        };
+        let head = String::from_utf8_lossy(&rest[..end]).to_lowercase();
+        let status = head
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        rest = &rest[end + 4..];
+        if status != 100 {
+            return RawAnswer {
+                status,
+                head,
+                body: rest.to_vec(),
+            };
+        }
+    }
+}
