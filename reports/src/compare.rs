@@ -104,11 +104,93 @@ impl Comparison {
 fn load(dir: &Path) -> Result<Value, ReportError> {
     let path = dir.join("results.json");
     let bytes = std::fs::read(&path).map_err(|e| ReportError::Io(path.clone(), e))?;
-    serde_json::from_slice(&bytes).map_err(|e| ReportError::Parse {
-        path,
+    let results: Value = serde_json::from_slice(&bytes).map_err(|e| ReportError::Parse {
+        path: path.clone(),
         line: e.line() as u64,
         message: e.to_string(),
-    })
+    })?;
+    check_shape(&results).map_err(|message| ReportError::Shape { path, message })?;
+    Ok(results)
+}
+
+fn found(v: &Value) -> String {
+    let text = v.to_string();
+    match text.char_indices().nth(60) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text,
+    }
+}
+
+/// Checks the fields compare reads (docs/results.md): a JSON object with a
+/// verdict `valid` and `checkers`, each an object with a verdict; `perf`'s
+/// numbers when present. Without this, `[]` compared as "ok".
+fn check_shape(results: &Value) -> Result<(), String> {
+    let verdict = |v: &Value, field: &str| match v {
+        Value::Bool(_) => Ok(()),
+        Value::String(s) if s == "unknown" => Ok(()),
+        Value::Null => Err(format!(
+            "`{field}` is missing (a verdict: true, false or \"unknown\")"
+        )),
+        other => Err(format!(
+            "`{field}` must be a verdict (true, false or \"unknown\"), found {}",
+            found(other)
+        )),
+    };
+    let number = |v: &Value, field: &str| match v {
+        Value::Null | Value::Number(_) => Ok(()),
+        other => Err(format!(
+            "`{field}` must be a number, found {}",
+            found(other)
+        )),
+    };
+    if !results.is_object() {
+        return Err(format!(
+            "must be a JSON object with `valid` and `checkers` (docs/results.md), found {}",
+            found(results)
+        ));
+    }
+    verdict(&results["valid"], "valid")?;
+    let checkers = results["checkers"].as_object().ok_or_else(|| {
+        format!(
+            "`checkers` must be an object of checker results, found {}",
+            found(&results["checkers"])
+        )
+    })?;
+    for (name, result) in checkers {
+        if !result.is_object() {
+            return Err(format!(
+                "`checkers.{name}` must be an object with `valid`, found {}",
+                found(result)
+            ));
+        }
+        verdict(&result["valid"], &format!("checkers.{name}.valid"))?;
+    }
+    let perf = &results["checkers"]["perf"];
+    number(&perf["ok_per_second"], "checkers.perf.ok_per_second")?;
+    number(&perf["availability"], "checkers.perf.availability")?;
+    match &perf["latency_ms"] {
+        Value::Null => {}
+        Value::Object(ops) => {
+            for (f, q) in ops {
+                if !q.is_object() {
+                    return Err(format!(
+                        "`checkers.perf.latency_ms.{f}` must be an object of quantiles, found {}",
+                        found(q)
+                    ));
+                }
+                for p in ["p50", "p99"] {
+                    number(&q[p], &format!("checkers.perf.latency_ms.{f}.{p}"))?;
+                }
+            }
+        }
+        other => {
+            return Err(format!(
+                "`checkers.perf.latency_ms` must be an object, found {}",
+                found(other)
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn pct(base: f64, current: f64) -> Option<f64> {

@@ -32,6 +32,14 @@ pub enum ReportError {
         /// What is wrong.
         message: String,
     },
+    /// A JSON file parses but is not the shape its format says.
+    #[error("{path}: {message}")]
+    Shape {
+        /// The file.
+        path: PathBuf,
+        /// Which field is wrong and how.
+        message: String,
+    },
     /// Drawing a plot failed.
     #[error("plot: {0}")]
     Plot(String),
