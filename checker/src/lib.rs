@@ -30,7 +30,7 @@ use model::{AppendKv, FifoQueue, Model, ModelError, Mutex, Register};
 pub enum CheckError {
     /// No model has that name.
     #[error(
-        "unknown model `{0}` (known: register, cas-register, kv, append-kv, mutex, fifo-queue)"
+        "unknown model `{0}` (known: register, cas-register, kv, append-kv, mutex, fifo-queue, list-append, rw-register)"
     )]
     UnknownModel(String),
     /// An op does not fit the model.

@@ -750,3 +750,66 @@ fn rw_register_never_cries_wolf_on_small_random_histories() {
     }
     assert!(caught > 300, "only {caught} invalid verdicts");
 }
+
+#[test]
+fn the_fast_jsonl_reader_matches_the_general_one() {
+    for (seed, processes) in [(1, 3), (2, 30)] {
+        let shape = Shape {
+            txns: 3000,
+            processes,
+            seed,
+            plant: Plant::ALL.iter().map(|p| p.0).collect(),
+            ..Shape::default()
+        };
+        let mut text = list_append_history(&shape);
+        text += "{\"type\":\"info\",\"process\":\"nemesis\",\"f\":\"kill\",\"value\":[\"n1\"]}\n\n";
+        text += "{\"type\":\"invoke\",\"process\":999,\"f\":\"txn\",\"value\":[[\"append\",\"k\",\"v\"],[\"r\",\"k\",null]]}\n";
+        let fast =
+            txn::jsonl::read_fast(text.as_bytes(), Kind::ListAppend).expect("fast path takes it");
+        let general = txn::read(&jsonl::read(text.as_bytes()).unwrap(), Kind::ListAppend).unwrap();
+        let (a, b) = (resolved(&fast), resolved(&general));
+        assert_eq!(a.len(), b.len());
+        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+            assert_eq!(x, y, "txn {i} differs");
+        }
+    }
+    // What it does not take, it leaves to the general reader.
+    let odd = "{\"type\":\"invoke\",\"process\":0,\"f\":\"txn\",\"value\":[[\"append\",1,1.5]]}\n";
+    assert!(txn::jsonl::read_fast(odd.as_bytes(), Kind::ListAppend).is_none());
+}
+
+/// Each txn with its micro-ops spelled out, independent of interning order.
+fn resolved(h: &txn::TxnHistory) -> Vec<String> {
+    (0..h.txns.len())
+        .map(|t| {
+            let x = &h.txns[t];
+            let mops: Vec<String> = h
+                .mops_of(t)
+                .iter()
+                .map(|m| match *m {
+                    txn::Mop::Write { key, value } => {
+                        format!("w {} {}", h.keys[key as usize], h.values[value as usize])
+                    }
+                    txn::Mop::Read { key, known, .. } => format!(
+                        "r {} {known} {:?}",
+                        h.keys[key as usize],
+                        h.elems(m)
+                            .iter()
+                            .map(|&v| h.values[v as usize].to_string())
+                            .collect::<Vec<_>>()
+                    ),
+                })
+                .collect();
+            format!(
+                "{} {:?} {} {} {} {:?} {}",
+                x.process,
+                x.status,
+                x.call,
+                x.ret,
+                x.line,
+                x.ret_line,
+                mops.join("; ")
+            )
+        })
+        .collect()
+}

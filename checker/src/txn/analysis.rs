@@ -8,7 +8,7 @@ use serde_json::json;
 
 use super::consistency::{self, ConsistencyModel};
 use super::explain::{key, list, val, Anomaly, Namer, PROCESS, REALTIME, RW, WR, WW};
-use super::{graph, register, Kind, Mop, Status, TxnHistory};
+use super::{graph, register, Kind, MixBuild, Mop, Status, TxnHistory};
 use crate::error::ReadError;
 use crate::linearizability::FxBuild;
 use crate::{CheckerResult, Validity};
@@ -86,7 +86,7 @@ fn wkey(k: u32, v: u32) -> u64 {
 /// List-append facts: each key's order and who wrote what.
 pub(crate) struct AppendFacts {
     orders: Vec<Vec<u32>>,
-    writers: HashMap<u64, Writer, FxBuild>,
+    writers: HashMap<u64, Writer, MixBuild>,
     unobserved: Vec<Vec<u32>>,
     happened: Vec<bool>,
 }
@@ -114,7 +114,7 @@ impl AppendFacts {
 /// Infers list-append orders, reports what needs no cycle, and adds the data edges.
 pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendFacts, ReadError> {
     let n = h.txns.len();
-    let mut writers: HashMap<u64, Writer, FxBuild> = HashMap::default();
+    let mut writers: HashMap<u64, Writer, MixBuild> = HashMap::default();
     writers.reserve(h.mops.len());
     let mut reads: Vec<Vec<(u32, u32)>> = vec![Vec::new(); h.keys.len()];
     for t in 0..n {
@@ -297,7 +297,7 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
         happened,
     };
 
-    read_anomalies(h, inf, &facts, &reads);
+    read_anomalies(h, inf, &facts, &reads, &compatible);
     internal(h, inf);
     append_edges(inf, &facts, &reads, &compatible, h);
     inf.happened = facts.happened.clone();
@@ -305,14 +305,38 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
 }
 
 /// Aborted, garbage and intermediate reads, and dirty updates.
-fn read_anomalies(h: &TxnHistory, inf: &mut Inference, f: &AppendFacts, reads: &[Vec<(u32, u32)>]) {
+fn read_anomalies(
+    h: &TxnHistory,
+    inf: &mut Inference,
+    f: &AppendFacts,
+    reads: &[Vec<(u32, u32)>],
+    compatible: &[Vec<bool>],
+) {
     let status = |t: u32| h.txns[t as usize].status;
     for (k, rs) in reads.iter().enumerate() {
         let k = k as u32;
-        for &(t, m) in rs {
+        // A read that is a prefix of the order has a bad element only past the
+        // order's first one: look each element up once per key, not per read.
+        let order = &f.orders[k as usize];
+        let first_bad = order
+            .iter()
+            .position(|&e| {
+                f.writers
+                    .get(&wkey(k, e))
+                    .is_none_or(|w| status(w.txn) == Status::Fail)
+            })
+            .unwrap_or(usize::MAX);
+        for (&(t, m), &prefix) in rs.iter().zip(&compatible[k as usize]) {
             let elems = h.elems(&h.mops[m as usize]);
+            let scan = if prefix && elems.len() <= first_bad {
+                &[][..]
+            } else if prefix {
+                &elems[first_bad..=first_bad]
+            } else {
+                elems
+            };
             // Only the first bad element of a read is reported.
-            for &e in elems {
+            for &e in scan {
                 match f.writers.get(&wkey(k, e)) {
                     None => {
                         inf.report("garbage-read", || {

@@ -11,9 +11,11 @@ mod consistency;
 mod explain;
 pub mod generate;
 mod graph;
+pub mod jsonl;
 mod register;
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::error::ReadError;
 use crate::history::{History, Op, Outcome, NEVER};
@@ -90,7 +92,7 @@ impl Mop {
 }
 
 /// One transaction.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Txn {
     /// Client process.
     pub process: i64,
@@ -109,7 +111,7 @@ pub struct Txn {
 }
 
 /// A history of transactions, interned for checking.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxnHistory {
     /// The data type.
     pub kind: Kind,
@@ -147,6 +149,35 @@ impl TxnHistory {
         self.txns[t].status != Status::Fail
     }
 }
+
+/// A hasher for integer keys that mixes every bit into the low ones: keys
+/// packed as `key << 32 | value` differ mostly in high bits, which a
+/// multiply-only hash leaves out of the bucket index.
+#[derive(Default)]
+pub(crate) struct MixHasher(u64);
+
+impl Hasher for MixHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.write_u64(u64::from(i))
+    }
+    fn write_u64(&mut self, i: u64) {
+        let mut z = (self.0 ^ i).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.0 = z ^ (z >> 31);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// Builds [`MixHasher`]s.
+pub(crate) type MixBuild = BuildHasherDefault<MixHasher>;
 
 #[derive(Default)]
 struct Interner {

@@ -9,9 +9,8 @@ use std::collections::HashMap;
 
 use super::analysis::{Facts, Inference};
 use super::explain::{key, val, Namer, RW, WR, WW};
-use super::{Mop, Status, TxnHistory};
+use super::{MixBuild, Mop, Status, TxnHistory};
 use crate::error::ReadError;
-use crate::linearizability::FxBuild;
 
 fn wkey(k: u32, v: u32) -> u64 {
     (u64::from(k) << 32) | u64::from(v)
@@ -19,7 +18,7 @@ fn wkey(k: u32, v: u32) -> u64 {
 
 /// Rw-register facts for explanations.
 pub(crate) struct RegisterFacts {
-    writers: HashMap<u64, (u32, bool), FxBuild>,
+    writers: HashMap<u64, (u32, bool), MixBuild>,
 }
 
 /// What a txn's first access to a key was: an external read (its value id, or
@@ -54,7 +53,7 @@ fn first_reads(h: &TxnHistory, t: usize) -> Vec<(u32, Option<u32>, Option<u32>)>
 /// Infers edges and reports aborted, garbage, intermediate and internal reads.
 pub(crate) fn infer(h: &TxnHistory, inf: &mut Inference) -> Result<RegisterFacts, ReadError> {
     let n = h.txns.len();
-    let mut writers: HashMap<u64, (u32, bool), FxBuild> = HashMap::default();
+    let mut writers: HashMap<u64, (u32, bool), MixBuild> = HashMap::default();
     let mut by_key: Vec<Vec<u32>> = vec![Vec::new(); h.keys.len()];
     for t in 0..n {
         let ms = h.mops_of(t);
@@ -83,7 +82,7 @@ pub(crate) fn infer(h: &TxnHistory, inf: &mut Inference) -> Result<RegisterFacts
     let status = |t: u32| h.txns[t as usize].status;
     let mut happened: Vec<bool> = h.txns.iter().map(|t| t.status == Status::Ok).collect();
     // External reads per (key, value); nil reads per key.
-    let mut readers: HashMap<u64, Vec<u32>, FxBuild> = HashMap::default();
+    let mut readers: HashMap<u64, Vec<u32>, MixBuild> = HashMap::default();
     let mut nil_readers: Vec<Vec<u32>> = vec![Vec::new(); h.keys.len()];
     for t in 0..n {
         if h.txns[t].status != Status::Ok {

@@ -12,6 +12,9 @@ use crate::EXIT_BAD_INPUT;
 
 /// Runs the check described by `args`.
 pub fn run(args: &CheckArgs) -> ExitCode {
+    if let Some(kind) = txn_kind(&args.model) {
+        return run_txn(args, kind);
+    }
     let read_started = Instant::now();
     let history = match checker::format::read_file(&args.file, args.format) {
         Ok(h) => h,
@@ -29,6 +32,13 @@ pub fn run(args: &CheckArgs) -> ExitCode {
             args.file.display(),
             s.events,
             history.nemesis.len()
+        );
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
+    if args.consistency.is_some() {
+        eprintln!(
+            "harness check: --consistency applies to the transactional models (list-append, rw-register), not `{}`",
+            args.model
         );
         return ExitCode::from(EXIT_BAD_INPUT);
     }
@@ -197,6 +207,120 @@ fn print_counterexample(c: &Counterexample) {
         println!("    and none of the concurrent ops fits next:");
         for op in c.pending.iter().take(10) {
             println!("      {}", describe(op));
+        }
+    }
+}
+
+fn txn_kind(model: &str) -> Option<checker::txn::Kind> {
+    match model {
+        "list-append" => Some(checker::txn::Kind::ListAppend),
+        "rw-register" => Some(checker::txn::Kind::RwRegister),
+        _ => None,
+    }
+}
+
+/// Checks a transactional history and prints its anomalies, explained.
+fn run_txn(args: &CheckArgs, kind: checker::txn::Kind) -> ExitCode {
+    let bad = |e: &dyn std::fmt::Display| {
+        eprintln!("harness check: {e}");
+        ExitCode::from(EXIT_BAD_INPUT)
+    };
+    let read_started = Instant::now();
+    let txns = match checker::txn::jsonl::read_file(&args.file, args.format, kind) {
+        Ok(t) => t,
+        Err(e) => return bad(&e),
+    };
+    let read_ms = read_started.elapsed().as_secs_f64() * 1e3;
+    // Nothing to judge is not "valid": a recorder that wrote nothing must not pass.
+    if txns.txns.is_empty() {
+        return bad(&format!(
+            "{}: the history holds no transaction: nothing to check",
+            args.file.display()
+        ));
+    }
+    let started = Instant::now();
+    let options = checker::txn::TxnOptions {
+        consistency: args
+            .consistency
+            .unwrap_or(checker::txn::ConsistencyModel::StrictSerializable),
+        ..Default::default()
+    };
+    let result = match checker::txn::check(&txns, &options) {
+        Ok(r) => r,
+        Err(e) => return bad(&e.in_file(&args.file)),
+    };
+    let check_ms = started.elapsed().as_secs_f64() * 1e3;
+    if args.json {
+        let object = json!({
+            "valid": result.valid,
+            "checkers": {
+                "txn": result.to_value(),
+            },
+            "file": args.file,
+            "read_ms": read_ms,
+            "check_ms": check_ms,
+        });
+        println!("{object}");
+    } else {
+        print_txn(args, &result, read_ms, check_ms);
+    }
+    ExitCode::from(result.valid.exit_code() as u8)
+}
+
+fn print_txn(args: &CheckArgs, r: &checker::CheckerResult, read_ms: f64, check_ms: f64) {
+    let d = &r.details;
+    let consistency = d["consistency"].as_str().unwrap_or("?");
+    let verdict = match r.valid {
+        Validity::Valid => format!("valid: {consistency}"),
+        Validity::Invalid => format!("INVALID: not {consistency}"),
+        Validity::Unknown => format!("unknown: {consistency} undecided"),
+    };
+    println!("{}: {verdict}", args.file.display());
+    println!(
+        "  {} txns ({} ok, {} info, {} fail), {}, read in {read_ms:.0} ms, checked in {check_ms:.0} ms",
+        d["txns"], d["ok"], d["info"], d["fail"], d["model"].as_str().unwrap_or("?")
+    );
+    let names = |v: &serde_json::Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default()
+    };
+    if let Some(counts) = d["anomaly_counts"].as_object().filter(|c| !c.is_empty()) {
+        let list: Vec<String> = counts.iter().map(|(k, n)| format!("{k} ({n})")).collect();
+        println!("  anomalies: {}", list.join(", "));
+        println!("  not {}", names(&d["not"]));
+        if !names(&d["also_not"]).is_empty() {
+            println!("  and so not {}", names(&d["also_not"]));
+        }
+    }
+    if !names(&d["unknown"]).is_empty() {
+        println!("  search budget ran out on: {}", names(&d["unknown"]));
+    }
+    let Some(by_kind) = d["anomalies"].as_object() else {
+        return;
+    };
+    for (kind, list) in by_kind {
+        for a in list.as_array().into_iter().flatten().take(2) {
+            println!("  {kind}:");
+            for t in a["txns"].as_array().into_iter().flatten() {
+                println!(
+                    "    {} (process {}, {}, lines {}-{}): {}",
+                    t["name"].as_str().unwrap_or("?"),
+                    t["process"],
+                    t["status"].as_str().unwrap_or("?"),
+                    t["line"],
+                    t["ret_line"],
+                    t["ops"].as_str().unwrap_or("")
+                );
+            }
+            for (i, s) in a["steps"].as_array().into_iter().flatten().enumerate() {
+                println!("    {}. {}", i + 1, s.as_str().unwrap_or(""));
+            }
         }
     }
 }

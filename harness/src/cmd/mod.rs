@@ -228,9 +228,14 @@ fn bounded(text: &str, x: f64) -> Result<f64, String> {
 /// Arguments of `harness check`.
 #[derive(Args, Debug)]
 pub struct CheckArgs {
-    /// Model: register, cas-register, kv, append-kv, mutex, fifo-queue.
+    /// Model: register, cas-register, kv, append-kv, mutex, fifo-queue, or a
+    /// transactional one: list-append, rw-register.
     #[arg(long)]
     pub model: String,
+    /// For list-append and rw-register: the consistency model the verdict is
+    /// about (read-uncommitted ... strict-serializable; default strict-serializable).
+    #[arg(long, value_name = "MODEL")]
+    pub consistency: Option<checker::txn::ConsistencyModel>,
     /// History format: jsonl (default), jepsen-log, jepsen-edn.
     #[arg(long, default_value = "jsonl")]
     pub format: checker::Format,
