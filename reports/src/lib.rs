@@ -1,6 +1,7 @@
 //! Faultline reports: a self-contained HTML report per run (plots inline as SVG,
 //! drawn with plotters), the run index, and the regression comparison for CI.
 
+mod anomalies;
 mod cache;
 pub mod compare;
 mod counterexample;

@@ -7,7 +7,9 @@ use serde_json::Value;
 
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
-use crate::{cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError};
+use crate::{
+    anomalies, cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError,
+};
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
 pub fn render(dir: &Path) -> Result<PathBuf, ReportError> {
@@ -130,6 +132,7 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         focus = failures[0]["op"]["invoke_line"].as_u64();
     }
     body.push_str(&lost_writes::section(&r["checkers"]["lost-writes"]));
+    body.push_str(&anomalies::section(r));
 
     body.push_str(&timeline::section(run, focus));
 

@@ -38,6 +38,14 @@ pub fn print() {
     for (name, what) in checker::model::MODELS {
         println!("  {name:<19} {what}");
     }
+    println!("transactional models (harness check --model M [--consistency C]):");
+    println!("  list-append         txns of [\"append\", k, v] and [\"r\", k, [..]]: Elle-style anomalies");
+    println!("  rw-register         txns of [\"w\", k, v] and [\"r\", k, v]: anomalies in what can be inferred");
+    let names: Vec<&str> = checker::txn::MODELS.iter().map(|m| m.name()).collect();
+    println!(
+        "  consistency models: {} (default strict-serializable)",
+        names.join(", ")
+    );
     println!("history formats (harness check --format F):");
     println!("  jsonl          Faultline JSON Lines (docs/history-format.md), the default");
     println!("  jepsen-log     Jepsen text logs: INFO  jepsen.util - P :type :f value");
