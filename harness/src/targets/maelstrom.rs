@@ -15,11 +15,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot};
 use workloads::{BoxFut, Rng};
 
+use super::maelstrom_lines::{excerpt, next_line, MAX_LINE_BYTES};
 use super::{Start, Started, Target};
 use crate::net::proxy::LinkPolicy;
 use crate::net::Net;
@@ -97,6 +98,9 @@ impl Target for Maelstrom {
 /// The services a node may call, each a key-value store.
 const SERVICES: [&str; 3] = ["lin-kv", "seq-kv", "lww-kv"];
 
+/// How long a started node has to answer `init`.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Routes messages between Maelstrom nodes, clients and services.
 pub struct Router {
     stdin: Mutex<HashMap<String, mpsc::UnboundedSender<String>>>,
@@ -154,12 +158,19 @@ impl Router {
     /// Handles one line a node printed.
     fn deliver(self: &Arc<Self>, from: &str, line: &str) {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
-            eprintln!("maelstrom: {from} printed a line that is not JSON: {line}");
+            eprintln!(
+                "maelstrom: {from} printed a line that is not JSON: {}",
+                excerpt(line, line.len())
+            );
             return;
         };
         let dest = msg["dest"].as_str().unwrap_or("").to_string();
         if msg["src"].as_str() != Some(from) {
-            eprintln!("maelstrom: {from} sent a message with src {}", msg["src"]);
+            let src = msg["src"].to_string();
+            eprintln!(
+                "maelstrom: {from} sent a message with src {}",
+                excerpt(&src, src.len())
+            );
         }
         if dest.starts_with('c') {
             if let Some(id) = msg["body"]["in_reply_to"].as_u64() {
@@ -426,20 +437,42 @@ impl Runtime for MaelstromRuntime {
                 .insert(id.to_string(), tx);
             let (r, me) = (router.clone(), id.to_string());
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    r.deliver(&me, &line);
+                let mut out = BufReader::new(stdout);
+                while let Ok(Some(line)) = next_line(&mut out, MAX_LINE_BYTES).await {
+                    if line.len > MAX_LINE_BYTES {
+                        eprintln!(
+                            "maelstrom: {me} printed a line over {MAX_LINE_BYTES} bytes, dropped: {}",
+                            excerpt(&line.text, line.len)
+                        );
+                        continue;
+                    }
+                    r.deliver(&me, &line.text);
                 }
             });
-            p.child = Some(child);
             // `init`, as Maelstrom sends it, before anything else.
             let init = json!({"type": "init", "node_id": id, "node_ids": ids});
-            let reply = router
-                .request("c0", id, init, Duration::from_secs(10))
-                .await;
+            let log = format!("see nodes/{id}/node.log");
+            let reply = tokio::select! {
+                reply = router.request("c0", id, init, INIT_TIMEOUT) => reply,
+                status = child.wait() => {
+                    let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                    bail!("{id} exited ({status}) before answering init ({log})")
+                }
+            };
+            p.child = Some(child);
             match reply {
                 Some(r) if r["type"] == "init_ok" => Ok(()),
-                other => bail!("{id} answered init with {other:?} (see nodes/{id}/node.log)"),
+                Some(r) => {
+                    let r = r.to_string();
+                    bail!(
+                        "{id} answered init with {} instead of init_ok ({log})",
+                        excerpt(&r, r.len())
+                    )
+                }
+                None => bail!(
+                    "{id} did not answer init within {} s ({log})",
+                    INIT_TIMEOUT.as_secs()
+                ),
             }
         })
     }

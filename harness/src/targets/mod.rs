@@ -7,6 +7,7 @@ mod builtin;
 mod custom;
 mod etcd;
 pub mod maelstrom;
+mod maelstrom_lines;
 mod redis;
 mod redis_sentinel;
 
