@@ -289,27 +289,50 @@ pub fn list_append_history(shape: &Shape) -> String {
     out
 }
 
-/// Appends a planted pattern on two fresh keys, its transactions one after another.
+/// Appends a planted pattern on two fresh keys. Its transactions overlap in
+/// time (all invoked, then all completed), so real time orders none of them,
+/// except for a stale read, which needs its write to complete first.
 fn plant(out: &mut String, pl: Plant, key: &mut u64, process: &mut i64, time: u64) {
     let (x, y) = (key.to_string(), (*key + 1).to_string());
     *key += 2;
-    for (status, ops) in pl.txns(&x, &y) {
-        let pid = *process;
-        *process += 1;
-        let inv = reads_unknown(&ops);
+    let txns: Vec<(i64, &str, String)> = pl
+        .txns(&x, &y)
+        .into_iter()
+        .map(|(status, ops)| {
+            *process += 1;
+            (*process - 1, status, ops)
+        })
+        .collect();
+    let invoke = |out: &mut String, pid: i64, ops: &str| {
         let _ = writeln!(
             out,
-            r#"{{"type":"invoke","process":{pid},"f":"txn","value":{inv},"time":{time}}}"#
+            r#"{{"type":"invoke","process":{pid},"f":"txn","value":{},"time":{time}}}"#,
+            reads_unknown(ops)
         );
+    };
+    let complete = |out: &mut String, pid: i64, status: &str, ops: &str| {
         let done = if status == "ok" {
-            ops.clone()
+            ops.to_string()
         } else {
-            inv.clone()
+            reads_unknown(ops)
         };
         let _ = writeln!(
             out,
             r#"{{"type":"{status}","process":{pid},"f":"txn","value":{done},"time":{time}}}"#
         );
+    };
+    if pl == Plant::StaleRead {
+        for (pid, status, ops) in &txns {
+            invoke(out, *pid, ops);
+            complete(out, *pid, status, ops);
+        }
+    } else {
+        for (pid, _, ops) in &txns {
+            invoke(out, *pid, ops);
+        }
+        for (pid, status, ops) in &txns {
+            complete(out, *pid, status, ops);
+        }
     }
 }
 
