@@ -813,3 +813,26 @@ fn resolved(h: &txn::TxnHistory) -> Vec<String> {
         })
         .collect()
 }
+
+#[test]
+fn a_search_that_runs_out_says_unknown_never_valid() {
+    let h = sequential(&[
+        (0, "ok", r#"[["append",1,1],["append",2,1]]"#),
+        (1, "ok", r#"[["r",1,[]],["r",2,[1]]]"#),
+    ]);
+    let t = txn::read(&jsonl::read(h.as_bytes()).unwrap(), Kind::ListAppend).unwrap();
+    let opts = TxnOptions {
+        consistency: ConsistencyModel::Serializable,
+        budget: 0,
+    };
+    let r = txn::check(&t, &opts).unwrap();
+    assert_eq!(r.valid, Validity::Unknown, "{}", r.to_value());
+    let unknown = r.details["unknown"].as_array().unwrap();
+    assert!(unknown.iter().any(|u| u == "G-single"), "{unknown:?}");
+    // A model that forbids none of the undecided classes still gets its verdict.
+    let opts = TxnOptions {
+        consistency: ConsistencyModel::ReadCommitted,
+        budget: 0,
+    };
+    assert_eq!(txn::check(&t, &opts).unwrap().valid, Validity::Valid);
+}

@@ -78,6 +78,7 @@ struct Writer {
 }
 
 const UNSEEN: u32 = u32::MAX;
+const NONE: u32 = u32::MAX;
 
 fn wkey(k: u32, v: u32) -> u64 {
     (u64::from(k) << 32) | u64::from(v)
@@ -86,6 +87,8 @@ fn wkey(k: u32, v: u32) -> u64 {
 /// List-append facts: each key's order and who wrote what.
 pub(crate) struct AppendFacts {
     orders: Vec<Vec<u32>>,
+    /// The writer of each element of each order (`NONE` if no txn wrote it).
+    owners: Vec<Vec<u32>>,
     writers: HashMap<u64, Writer, MixBuild>,
     unobserved: Vec<Vec<u32>>,
     happened: Vec<bool>,
@@ -94,8 +97,8 @@ pub(crate) struct AppendFacts {
 impl AppendFacts {
     /// The writer of element `i` of key `k`'s order, if it took effect.
     fn node_writer(&self, k: u32, i: usize) -> Option<u32> {
-        let w = self.writers.get(&wkey(k, self.orders[k as usize][i]))?;
-        self.happened[w.txn as usize].then_some(w.txn)
+        let w = self.owners[k as usize][i];
+        (w != NONE && self.happened[w as usize]).then_some(w)
     }
 
     /// The nearest element before `end` written by a txn other than `not`, and its writer.
@@ -158,6 +161,7 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
 
     // Each key's order is its longest read; every other read must be a prefix of it.
     let mut orders: Vec<Vec<u32>> = Vec::with_capacity(h.keys.len());
+    let mut owners: Vec<Vec<u32>> = Vec::with_capacity(h.keys.len());
     let mut compatible: Vec<Vec<bool>> = Vec::with_capacity(h.keys.len());
     for (k, rs) in reads.iter().enumerate() {
         let k = k as u32;
@@ -169,14 +173,26 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
         // Cut the order at the first duplicate: past it no order can be inferred.
         let mut seen_garbage = HashSet::new();
         let mut cut = full.len();
+        // Each element's writer (NONE for garbage), and the appends of txns that
+        // append to this key more than once: (position, txn, index in the txn).
+        let mut owner: Vec<u32> = Vec::with_capacity(full.len());
+        let mut multi: Vec<(usize, u32, u32)> = Vec::new();
         for (i, &e) in full.iter().enumerate() {
             let dup = match writers.get_mut(&wkey(k, e)) {
                 Some(w) if w.pos != UNSEEN => true,
                 Some(w) => {
                     w.pos = i as u32;
+                    owner.push(w.txn);
+                    if w.multi {
+                        multi.push((i, w.txn, w.idx));
+                    }
                     false
                 }
-                None => !seen_garbage.insert(e),
+                None if seen_garbage.insert(e) => {
+                    owner.push(NONE);
+                    false
+                }
+                None => true,
             };
             if dup {
                 cut = i;
@@ -237,14 +253,12 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
             }
         }
         // A txn's own appends must appear in the order it made them.
-        let mut multi: Vec<(u32, u32, u32)> = Vec::new(); // (txn, idx, value)
-        for &e in &full[..cut] {
-            let Some(w) = writers.get(&wkey(k, e)).filter(|w| w.multi) else {
-                continue;
-            };
-            match multi.iter_mut().find(|m| m.0 == w.txn) {
-                Some(m) if m.1 > w.idx => {
-                    let (t, earlier) = (w.txn, m.2);
+        let mut last: Vec<(u32, u32, u32)> = Vec::new(); // (txn, idx, value)
+        for &(i, txn, idx) in &multi {
+            let e = full[i];
+            match last.iter_mut().find(|m| m.0 == txn) {
+                Some(m) if m.1 > idx => {
+                    let (t, earlier) = (txn, m.2);
                     inf.report("incompatible-order", || {
                         let mut names = Namer::new(h);
                         let a = names.name(t as usize);
@@ -260,17 +274,18 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
                             )],
                         )
                     });
-                    m.1 = w.idx;
+                    m.1 = idx;
                     m.2 = e;
                 }
                 Some(m) => {
-                    m.1 = w.idx;
+                    m.1 = idx;
                     m.2 = e;
                 }
-                None => multi.push((w.txn, w.idx, e)),
+                None => last.push((txn, idx, e)),
             }
         }
         orders.push(full[..cut].to_vec());
+        owners.push(owner);
         compatible.push(ok);
     }
 
@@ -292,6 +307,7 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
     }
     let facts = AppendFacts {
         orders,
+        owners,
         writers,
         unobserved,
         happened,
@@ -317,14 +333,9 @@ fn read_anomalies(
         let k = k as u32;
         // A read that is a prefix of the order has a bad element only past the
         // order's first one: look each element up once per key, not per read.
-        let order = &f.orders[k as usize];
-        let first_bad = order
+        let first_bad = f.owners[k as usize]
             .iter()
-            .position(|&e| {
-                f.writers
-                    .get(&wkey(k, e))
-                    .is_none_or(|w| status(w.txn) == Status::Fail)
-            })
+            .position(|&w| w == NONE || status(w) == Status::Fail)
             .unwrap_or(usize::MAX);
         for (&(t, m), &prefix) in rs.iter().zip(&compatible[k as usize]) {
             let elems = h.elems(&h.mops[m as usize]);
@@ -424,13 +435,12 @@ fn read_anomalies(
         }
         // A committed append on top of an aborted one.
         let order = &f.orders[k as usize];
-        if let Some(i) = order.iter().position(|&e| {
-            f.writers
-                .get(&wkey(k, e))
-                .is_some_and(|w| status(w.txn) == Status::Fail)
-        }) {
+        if let Some(i) = f.owners[k as usize]
+            .iter()
+            .position(|&w| w != NONE && status(w) == Status::Fail)
+        {
             if let Some(j) = (i + 1..order.len()).find(|&j| f.node_writer(k, j).is_some()) {
-                let a = f.writers[&wkey(k, order[i])].txn;
+                let a = f.owners[k as usize][i];
                 let b = f.node_writer(k, j).expect("found above");
                 inf.report("dirty-update", || {
                     let mut names = Namer::new(h);
