@@ -192,6 +192,62 @@ async fn a_node_joins_and_another_leaves() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_of_unreachable_members_cannot_strand_the_cluster_without_a_quorum() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.leader(ALL3).await;
+    c.put_acked(ALL3, "before", json!(1)).await;
+    // Each join names an address nobody listens on. The first two leave a
+    // reachable majority (3 of 4, 3 of 5); the third (3 of 6) would not.
+    let mut codes = Vec::new();
+    for id in ["a", "b", "c"] {
+        let r = c
+            .http
+            .post(c.url(&leader, "/cluster/join"))
+            .json(&json!({"id": id, "addr": "127.0.0.1:1"}))
+            .send()
+            .await
+            .unwrap();
+        let code = r.status().as_u16();
+        let body: Value = r.json().await.unwrap_or(Value::Null);
+        codes.push((code, body));
+    }
+    assert_eq!(codes[0].0, 200, "{codes:?}");
+    assert_eq!(codes[1].0, 200, "{codes:?}");
+    assert_eq!(codes[2].0, 409, "{codes:?}");
+    assert_eq!(codes[2].1["error"], "refused");
+    assert!(
+        codes[2].1["message"]
+            .as_str()
+            .unwrap()
+            .contains("short of a quorum of 4"),
+        "{codes:?}"
+    );
+    // Five members, three reachable: still a quorum, still writable.
+    c.put_acked(ALL3, "after", json!(2)).await;
+    // Removing a reachable member now would leave 2 of 4: refused too.
+    let other = ALL3.iter().copied().find(|n| *n != leader).unwrap();
+    let r = c
+        .http
+        .post(c.url(&leader, "/cluster/leave"))
+        .json(&json!({"id": other}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 409);
+    // Removing the unreachable ones is always allowed.
+    for id in ["a", "b"] {
+        let r = c
+            .http
+            .post(c.url(&leader, "/cluster/leave"))
+            .json(&json!({"id": id}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{:?}", r.text().await);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_isolated_leader_cannot_commit_and_the_majority_moves_on() {
     let c = Cluster::start(3, &["--request-timeout-ms", "1000"]).await;
     let old = c.leader(ALL3).await;

@@ -58,6 +58,8 @@ pub enum Reply {
     Indeterminate(String),
     /// Refused because what it names does not exist (definite; nothing proposed).
     NotFound(String),
+    /// Refused because doing it would be unsafe now (definite; nothing proposed).
+    Refused(String),
 }
 
 /// The node's view of the cluster, for `/cluster/status`.

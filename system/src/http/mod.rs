@@ -198,6 +198,7 @@ pub(crate) async fn ask(
             body: json!({"error": "not-leader", "message": "this node is not the leader", "definite": true, "leader": leader}),
         }),
         Reply::NotFound(m) => Err(ApiError::new(StatusCode::NOT_FOUND, "not-found", m, true)),
+        Reply::Refused(m) => Err(ApiError::new(StatusCode::CONFLICT, "refused", m, true)),
         Reply::Unavailable(m) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",

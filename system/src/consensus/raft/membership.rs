@@ -54,6 +54,33 @@ impl<S: StateMachine> Raft<S> {
         None
     }
 
+    /// Etcd's strict reconfiguration check: refuses a change after which the
+    /// members this leader has heard from within an election timeout (itself
+    /// included) would not be a majority of the new configuration. A member
+    /// that never answered (a join with a wrong address) never counts, so
+    /// joins cannot strand the cluster without a quorum.
+    fn refuse_unsafe(&self, members: &Members, now: Instant) -> Option<Reply> {
+        let window = self.cfg.election_timeout * 2;
+        let live: Vec<&NodeId> = members
+            .keys()
+            .filter(|id| {
+                **id == self.cfg.id
+                    || self.peers.get(*id).is_some_and(|p| {
+                        p.matched > 0 && now.saturating_duration_since(p.last_ack) < window
+                    })
+            })
+            .collect();
+        let quorum = members.len() / 2 + 1;
+        (live.len() < quorum).then(|| {
+            Reply::Refused(format!(
+                "after this change {} of {} members would be reachable ({}), short of a quorum of {quorum}; bring members back before changing membership",
+                live.len(),
+                members.len(),
+                live.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+            ))
+        })
+    }
+
     pub(super) fn change_members(
         &mut self,
         members: Members,
@@ -109,6 +136,10 @@ impl<S: StateMachine> Raft<S> {
         }
         let mut members = self.members.clone();
         members.insert(id.clone(), addr);
+        if let Some(refusal) = self.refuse_unsafe(&members, now) {
+            let _ = reply.send(refusal);
+            return;
+        }
         self.change_members(members, reply, now);
     }
 
@@ -128,6 +159,10 @@ impl<S: StateMachine> Raft<S> {
         members.remove(&id);
         if members.is_empty() {
             let _ = reply.send(Reply::Unavailable("cannot remove the last member".into()));
+            return;
+        }
+        if let Some(refusal) = self.refuse_unsafe(&members, now) {
+            let _ = reply.send(refusal);
             return;
         }
         self.change_members(members, reply, now);

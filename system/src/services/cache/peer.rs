@@ -322,7 +322,12 @@ impl CacheNode {
             Ok(Ok(Reply::NotLeader(leader))) => {
                 Err(format!("not-leader:{}", leader.unwrap_or_default()))
             }
-            Ok(Ok(Reply::Unavailable(m) | Reply::Indeterminate(m) | Reply::NotFound(m))) => Err(m),
+            Ok(Ok(
+                Reply::Unavailable(m)
+                | Reply::Indeterminate(m)
+                | Reply::NotFound(m)
+                | Reply::Refused(m),
+            )) => Err(m),
             _ => Err("no answer from the store in time".into()),
         }
     }
