@@ -7,6 +7,7 @@ pub mod clock;
 pub mod collide;
 pub mod kill;
 pub mod link;
+pub mod membership;
 pub mod partition;
 pub mod pause;
 pub mod process;
@@ -35,6 +36,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &link::Loss,
     &replay::Replay,
     &collide::Collide,
+    &membership::Membership,
 ];
 
 /// A fault the nemesis can inject and heal.

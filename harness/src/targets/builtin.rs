@@ -42,6 +42,7 @@ impl Target for Builtin {
             "loss",
             "replay",
             "collide",
+            "membership",
         ]
     }
 

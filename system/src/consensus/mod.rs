@@ -83,6 +83,9 @@ pub struct Status {
     pub last_index: u64,
     /// Members in the configuration in force.
     pub members: Vec<NodeId>,
+    /// Their peer addresses as the configuration in force records them (what a
+    /// tool removing a member passes back to `join` to restore it).
+    pub member_addrs: std::collections::BTreeMap<NodeId, String>,
     /// Planted bugs switched on.
     pub bugs: Vec<&'static str>,
 }

@@ -353,6 +353,11 @@ impl<S: StateMachine> Raft<S> {
             applied_index: self.applied,
             last_index: self.log.last_index(),
             members: self.members.keys().cloned().collect(),
+            member_addrs: self
+                .members
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             bugs: self.cfg.bugs.names(),
         }
     }
