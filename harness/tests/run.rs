@@ -745,3 +745,36 @@ fn check_names_lost_writes_next_to_linearizability() {
     assert!(String::from_utf8_lossy(&out.stdout)
         .contains("lost-writes: INVALID: 1 acknowledged write(s) lost"));
 }
+
+#[test]
+fn membership_changes_under_kills_keep_the_kv_valid() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run(
+        store.path(),
+        &[
+            "--time-limit",
+            "8",
+            "--nemesis",
+            "membership,kill",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "2",
+            "--recovery",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // A member really left through the leader and came back.
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    let removals: Vec<Value> = history
+        .lines()
+        .filter(|l| l.contains(r#""f":"start-membership""#))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(
+        removals.iter().any(|r| r["value"]["status"] == 200),
+        "no removal was accepted: {removals:?}"
+    );
+    assert!(history.contains(r#""f":"stop-membership""#));
+}
