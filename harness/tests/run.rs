@@ -778,3 +778,53 @@ fn membership_changes_under_kills_keep_the_kv_valid() {
     );
     assert!(history.contains(r#""f":"stop-membership""#));
 }
+
+#[test]
+fn txn_workload_is_strictly_serializable_and_a_nonatomic_store_is_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_workload(
+        "txn",
+        store.path(),
+        &[
+            "--time-limit",
+            "6",
+            "--nemesis",
+            "partition,kill",
+            "--nemesis-interval",
+            "1.5",
+            "--seed",
+            "3",
+            "--recovery",
+            "2",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(r["checkers"]["txn"]["valid"], true);
+    assert!(
+        r["checkers"]["txn"]["ok"].as_u64().unwrap() > 100,
+        "{}",
+        r["checkers"]["txn"]
+    );
+
+    let (out, latest) = run_workload(
+        "txn",
+        store.path(),
+        &[
+            "--time-limit",
+            "4",
+            "--nemesis",
+            "none",
+            "--seed",
+            "3",
+            "--bug",
+            "txn-nonatomic",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    assert_eq!(r["checkers"]["txn"]["valid"], false);
+    // The report explains and draws the cycles.
+    let html = std::fs::read_to_string(latest.join("report.html")).unwrap();
+    assert!(html.contains("<svg class=\"cycle\""), "no cycle drawn");
+}

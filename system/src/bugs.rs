@@ -39,6 +39,9 @@ pub enum Bug {
     /// When a truncation removes every config entry, keep the members in force
     /// instead of falling back to the snapshot's or the initial ones.
     KeepConfigOnTruncate,
+    /// A transaction's micro-ops run one at a time (each its own log entry or
+    /// read), so other transactions interleave between them.
+    TxnNonatomic,
 }
 
 /// Every bug with its name and what it breaks.
@@ -102,6 +105,11 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::KeepConfigOnTruncate,
         "keep-config-on-truncate",
         "keep a truncated membership change in force",
+    ),
+    (
+        Bug::TxnNonatomic,
+        "txn-nonatomic",
+        "run a transaction's micro-ops one at a time instead of as one log entry",
     ),
 ];
 

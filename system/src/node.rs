@@ -22,6 +22,7 @@ use crate::services::broker::BrokerService;
 use crate::services::cache::{CacheConfig, CacheNode, CacheService};
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
+use crate::services::txn::TxnService;
 use crate::services::Registry;
 use crate::transport::{self, Receivers, Transport};
 use crate::types::{Members, NodeId};
@@ -133,6 +134,7 @@ impl Node {
             Box::new(LockService::new(&cfg.bugs)),
             Box::new(BrokerService::new(&cfg.bugs)),
             Box::new(CacheService::new(cache.clone())),
+            Box::new(TxnService::new(&cfg.bugs)),
         ]);
         let routes = services.routes();
         let thread = Raft::open(raft_cfg, services, transport)

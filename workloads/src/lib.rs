@@ -11,6 +11,7 @@ pub mod maelstrom;
 pub mod queue;
 pub mod redis;
 pub mod rng;
+pub mod txn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -224,6 +225,11 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "cache",
         "read-through cache over the Raft KV with invalidating and bypassing writers: stale reads, TTL, capacity, convergence",
         || Box::new(cache::CacheWorkload),
+    ),
+    (
+        "txn",
+        "list-append transactions on the node's /txn route: Elle-style anomalies (G0 ... G2-item, real-time), strict serializability",
+        || Box::new(txn::TxnWorkload),
     ),
 ];
 

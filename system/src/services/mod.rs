@@ -7,6 +7,7 @@ pub mod broker;
 pub mod cache;
 pub mod kv;
 pub mod locks;
+pub mod txn;
 
 use std::sync::Arc;
 
