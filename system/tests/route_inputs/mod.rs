@@ -147,6 +147,12 @@ pub static ROUTES: &[Route] = &[
         Some(r#"{"data": 1}"#),
     ),
     route("DELETE /sessions/{id}", "DELETE", "/sessions/{}", None),
+    route(
+        "POST /txn",
+        "POST",
+        "/txn",
+        Some(r#"{"ops": [["append", 1, 2], ["r", 1, null], ["w", "k", 3]]}"#),
+    ),
     route("GET /{no such path}", "GET", "/{}", None),
     admin("GET /admin/clock", "GET", "/admin/clock", None),
     admin(
