@@ -7,12 +7,14 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::BufRead;
+use std::io::Read;
 use std::path::Path;
 
 use serde::de::{self, Deserializer, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use rayon::prelude::*;
 
 use super::{Kind, MixBuild, Mop, Status, Txn, TxnHistory};
 use crate::error::ReadError;
@@ -222,19 +224,49 @@ impl Ids {
 /// Why the fast path stopped: the general reader takes over.
 struct GiveUp;
 
-struct Reader {
-    out: TxnHistory,
-    keys: Ids,
-    values: Ids,
-    /// Per process: (txn index, the invoke's micro-ops).
-    pending: HashMap<i64, (usize, Vec<Mop>), MixBuild>,
-    position: u64,
+impl Ids {
+    /// The id of a value another table interned.
+    fn id_of(&mut self, v: &Value) -> u32 {
+        match v {
+            Value::Int(i) => self.id(&Scalar::Int(*i)),
+            Value::Str(t) => self.id(&Scalar::Str(Cow::Borrowed(t))),
+            _ => unreachable!("only integers and strings are interned"),
+        }
+    }
 }
 
-impl Reader {
-    /// Interns micro-ops; with `elems` false, reads are unknown (an invoke's).
-    fn mops(&mut self, raw: &[RawMop], known: bool, into: &mut Vec<Mop>) -> Result<(), GiveUp> {
-        let write = match self.out.kind {
+/// What an event line is.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind2 {
+    Invoke,
+    Ok,
+    Info,
+    Fail,
+    Nemesis,
+}
+
+/// One event of a chunk: its line within the chunk, kind, process and micro-ops
+/// (`ok`: with results; `invoke`: reads unknown; others: none).
+struct Ev {
+    line: u64,
+    kind: Kind2,
+    process: i64,
+    mops: (u32, u32),
+}
+
+/// A block of lines parsed on its own, with its own interning tables.
+struct Chunk {
+    events: Vec<Ev>,
+    mops: Vec<Mop>,
+    elems: Vec<u32>,
+    keys: Ids,
+    values: Ids,
+    lines: u64,
+}
+
+impl Chunk {
+    fn mops(&mut self, raw: &[RawMop], known: bool, kind: Kind) -> Result<(), GiveUp> {
+        let write = match kind {
             Kind::ListAppend => "append",
             Kind::RwRegister => "w",
         };
@@ -242,48 +274,52 @@ impl Reader {
             let key = self.keys.id(k);
             if f == write {
                 let Arg::One(v) = arg else { return Err(GiveUp) };
-                into.push(Mop::Write {
-                    key,
-                    value: self.values.id(v),
-                });
+                let value = self.values.id(v);
+                self.mops.push(Mop::Write { key, value });
                 continue;
             }
             if f != "r" {
                 return Err(GiveUp);
             }
-            let start = self.out.read_elems.len() as u32;
+            let start = self.elems.len() as u32;
             if known {
-                match (self.out.kind, arg) {
+                match (kind, arg) {
                     (_, Arg::Null) => {}
                     (Kind::ListAppend, Arg::List(items)) => {
                         for e in items {
                             let id = self.values.id(e);
-                            self.out.read_elems.push(id);
+                            self.elems.push(id);
                         }
                     }
                     (Kind::RwRegister, Arg::One(v)) => {
                         let id = self.values.id(v);
-                        self.out.read_elems.push(id);
+                        self.elems.push(id);
                     }
                     _ => return Err(GiveUp),
                 }
             }
-            into.push(Mop::Read {
+            self.mops.push(Mop::Read {
                 key,
                 start,
-                len: self.out.read_elems.len() as u32 - start,
+                len: self.elems.len() as u32 - start,
                 known,
             });
         }
         Ok(())
     }
 
-    fn line(&mut self, text: &[u8], number: u64) -> Result<(), GiveUp> {
+    fn line(&mut self, text: &[u8], number: u64, kind: Kind) -> Result<(), GiveUp> {
         let line: Line = serde_json::from_slice(text).map_err(|_| GiveUp)?;
-        let position = self.position;
-        self.position += 1;
-        let p = match line.process {
-            Process::Nemesis => return Ok(()),
+        let process = match line.process {
+            Process::Nemesis => {
+                self.events.push(Ev {
+                    line: number,
+                    kind: Kind2::Nemesis,
+                    process: 0,
+                    mops: (0, 0),
+                });
+                return Ok(());
+            }
             Process::Client(p) => p,
         };
         if line.f != "txn" {
@@ -294,93 +330,181 @@ impl Reader {
             Slot::Raw(r) => serde_json::from_str(r.get()).map_err(|_| GiveUp)?,
             Slot::Missing | Slot::Skipped => return Err(GiveUp),
         };
-        match line.kind.as_ref() {
-            "invoke" => {
-                if self.pending.contains_key(&p) {
-                    return Err(GiveUp);
-                }
-                let mut mops = Vec::with_capacity(raw.len());
-                self.mops(&raw, false, &mut mops)?;
-                self.pending.insert(p, (self.out.txns.len(), mops));
-                self.out.txns.push(Txn {
-                    process: p,
-                    status: Status::Info,
-                    mops: (0, 0),
-                    call: position,
-                    ret: NEVER,
-                    line: number,
-                    ret_line: None,
-                });
-            }
-            kind @ ("ok" | "info" | "fail") => {
-                let (t, invoked) = self.pending.remove(&p).ok_or(GiveUp)?;
-                let start = self.out.mops.len() as u32;
-                if kind == "ok" {
-                    let mut mops = std::mem::take(&mut self.out.mops);
-                    let done = self.mops(&raw, true, &mut mops);
-                    self.out.mops = mops;
-                    done?;
-                } else {
-                    self.out.mops.extend(invoked);
-                }
-                let txn = &mut self.out.txns[t];
-                txn.mops = (start, self.out.mops.len() as u32);
-                txn.ret_line = Some(number);
-                match kind {
-                    "ok" => {
-                        txn.status = Status::Ok;
-                        txn.ret = position;
-                    }
-                    "fail" => txn.status = Status::Fail,
-                    _ => {}
-                }
-            }
+        let event = match line.kind.as_ref() {
+            "invoke" => Kind2::Invoke,
+            "ok" => Kind2::Ok,
+            "info" => Kind2::Info,
+            "fail" => Kind2::Fail,
             _ => return Err(GiveUp),
+        };
+        let start = self.mops.len() as u32;
+        if matches!(event, Kind2::Invoke | Kind2::Ok) {
+            self.mops(&raw, event == Kind2::Ok, kind)?;
         }
+        self.events.push(Ev {
+            line: number,
+            kind: event,
+            process,
+            mops: (start, self.mops.len() as u32),
+        });
         Ok(())
     }
 }
 
-fn fast<R: BufRead>(mut input: R, kind: Kind) -> Result<TxnHistory, GiveUp> {
-    let mut r = Reader {
-        out: TxnHistory {
-            kind,
-            ..TxnHistory::default()
-        },
+fn parse_chunk(text: &[u8], kind: Kind) -> Result<Chunk, GiveUp> {
+    let mut c = Chunk {
+        events: Vec::with_capacity(text.len() / 100),
+        mops: Vec::new(),
+        elems: Vec::new(),
         keys: Ids::default(),
         values: Ids::default(),
-        pending: HashMap::default(),
-        position: 0,
+        lines: 0,
     };
-    let mut buf = Vec::with_capacity(4096);
-    let mut number = 0u64;
-    loop {
-        buf.clear();
-        number += 1;
-        match input.read_until(b'\n', &mut buf) {
-            Ok(0) => break,
-            Ok(_) => {}
-            Err(_) => return Err(GiveUp),
-        }
-        if buf.iter().all(u8::is_ascii_whitespace) {
+    for line in text.split_inclusive(|&b| b == b'\n') {
+        c.lines += 1;
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        r.line(&buf, number)?;
+        c.line(line, c.lines, kind)?;
+    }
+    Ok(c)
+}
+
+/// Cuts `text` into blocks of about `size` bytes, each ending with a line.
+fn blocks(text: &[u8], size: usize) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= size {
+            rest.len()
+        } else {
+            rest[size..]
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(rest.len(), |i| size + i + 1)
+        };
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    out
+}
+
+/// Parses blocks on all cores, then pairs the events in order on one.
+fn fast<R: Read>(mut input: R, kind: Kind) -> Result<TxnHistory, GiveUp> {
+    let mut text = Vec::new();
+    input.read_to_end(&mut text).map_err(|_| GiveUp)?;
+    let chunks: Vec<Chunk> = blocks(&text, 4 << 20)
+        .into_par_iter()
+        .map(|b| parse_chunk(b, kind))
+        .collect::<Result<_, _>>()?;
+    drop(text);
+    let mut out = TxnHistory {
+        kind,
+        ..TxnHistory::default()
+    };
+    let (mut keys, mut values) = (Ids::default(), Ids::default());
+    // Per process: (txn index, the invoke's micro-ops, already in global ids).
+    let mut pending: HashMap<i64, (usize, Vec<Mop>), MixBuild> = HashMap::default();
+    let mut position = 0u64;
+    let mut first_line = 0u64;
+    for c in chunks {
+        let kmap: Vec<u32> = c.keys.values.iter().map(|v| keys.id_of(v)).collect();
+        let vmap: Vec<u32> = c.values.values.iter().map(|v| values.id_of(v)).collect();
+        let remap = |m: &Mop, elems: &mut Vec<u32>| match *m {
+            Mop::Write { key, value } => Mop::Write {
+                key: kmap[key as usize],
+                value: vmap[value as usize],
+            },
+            Mop::Read {
+                key,
+                start,
+                len,
+                known,
+            } => {
+                let at = elems.len() as u32;
+                elems.extend(
+                    c.elems[start as usize..(start + len) as usize]
+                        .iter()
+                        .map(|&v| vmap[v as usize]),
+                );
+                Mop::Read {
+                    key: kmap[key as usize],
+                    start: at,
+                    len,
+                    known,
+                }
+            }
+        };
+        for ev in &c.events {
+            let here = position;
+            position += 1;
+            let number = first_line + ev.line;
+            let local = &c.mops[ev.mops.0 as usize..ev.mops.1 as usize];
+            match ev.kind {
+                Kind2::Nemesis => {}
+                Kind2::Invoke => {
+                    if pending.contains_key(&ev.process) {
+                        return Err(GiveUp);
+                    }
+                    let mops: Vec<Mop> = local
+                        .iter()
+                        .map(|m| remap(m, &mut out.read_elems))
+                        .collect();
+                    pending.insert(ev.process, (out.txns.len(), mops));
+                    out.txns.push(Txn {
+                        process: ev.process,
+                        status: Status::Info,
+                        mops: (0, 0),
+                        call: here,
+                        ret: NEVER,
+                        line: number,
+                        ret_line: None,
+                    });
+                }
+                done => {
+                    let (t, invoked) = pending.remove(&ev.process).ok_or(GiveUp)?;
+                    let start = out.mops.len() as u32;
+                    if done == Kind2::Ok {
+                        for m in local {
+                            let m = remap(m, &mut out.read_elems);
+                            out.mops.push(m);
+                        }
+                    } else {
+                        out.mops.extend(invoked);
+                    }
+                    let txn = &mut out.txns[t];
+                    txn.mops = (start, out.mops.len() as u32);
+                    txn.ret_line = Some(number);
+                    match done {
+                        Kind2::Ok => {
+                            txn.status = Status::Ok;
+                            txn.ret = here;
+                        }
+                        Kind2::Fail => txn.status = Status::Fail,
+                        _ => {}
+                    }
+                }
+            }
+        }
+        first_line += c.lines;
     }
     // Unfinished invokes are indeterminate, with their invoke's micro-ops.
-    let mut open: Vec<(usize, Vec<Mop>)> = r.pending.drain().map(|(_, v)| v).collect();
+    let mut open: Vec<(usize, Vec<Mop>)> = pending.drain().map(|(_, v)| v).collect();
     open.sort_by_key(|o| o.0);
     for (t, mops) in open {
-        let start = r.out.mops.len() as u32;
-        r.out.mops.extend(mops);
-        r.out.txns[t].mops = (start, r.out.mops.len() as u32);
+        let start = out.mops.len() as u32;
+        out.mops.extend(mops);
+        out.txns[t].mops = (start, out.mops.len() as u32);
     }
-    if r.out.txns.is_empty() || r.out.mops.len() > u32::MAX as usize / 2 {
+    if out.txns.is_empty()
+        || out.mops.len() > u32::MAX as usize / 2
+        || out.read_elems.len() > u32::MAX as usize / 2
+    {
         return Err(GiveUp);
     }
-    r.out.keys = r.keys.values;
-    r.out.values = r.values.values;
-    Ok(r.out)
+    out.keys = keys.values;
+    out.values = values.values;
+    Ok(out)
 }
 
 /// Reads a transactional history file: the fast path for JSONL, the general
@@ -388,7 +512,7 @@ fn fast<R: BufRead>(mut input: R, kind: Kind) -> Result<TxnHistory, GiveUp> {
 pub fn read_file(path: &Path, format: Format, kind: Kind) -> Result<TxnHistory, ReadError> {
     if format == Format::Jsonl {
         if let Ok(file) = std::fs::File::open(path) {
-            if let Ok(h) = fast(std::io::BufReader::with_capacity(1 << 20, file), kind) {
+            if let Ok(h) = fast(file, kind) {
                 return Ok(h);
             }
         }
@@ -398,6 +522,6 @@ pub fn read_file(path: &Path, format: Format, kind: Kind) -> Result<TxnHistory, 
 }
 
 /// The fast path alone, for tests that compare it with the general reader.
-pub fn read_fast<R: BufRead>(input: R, kind: Kind) -> Option<TxnHistory> {
+pub fn read_fast<R: Read>(input: R, kind: Kind) -> Option<TxnHistory> {
     fast(input, kind).ok()
 }
