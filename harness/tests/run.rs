@@ -617,6 +617,16 @@ fn bench_runs_each_target_at_each_client_count_and_times_failover() {
 
 /// `--target maelstrom` with one of our Maelstrom-protocol nodes in tests/maelstrom.
 fn run_maelstrom(store: &Path, node: &str, nemesis: &str) -> (Output, PathBuf) {
+    run_maelstrom_workload("kv", store, node, nemesis)
+}
+
+/// As [`run_maelstrom`], for any workload the Maelstrom target speaks.
+fn run_maelstrom_workload(
+    workload: &str,
+    store: &Path,
+    node: &str,
+    nemesis: &str,
+) -> (Output, PathBuf) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/maelstrom")
         .join(node);
@@ -624,7 +634,7 @@ fn run_maelstrom(store: &Path, node: &str, nemesis: &str) -> (Output, PathBuf) {
     cmd.args([
         "run",
         "--workload",
-        "kv",
+        workload,
         "--target",
         "maelstrom",
         "--quiet",
@@ -827,4 +837,34 @@ fn txn_workload_is_strictly_serializable_and_a_nonatomic_store_is_caught() {
     // The report explains and draws the cycles.
     let html = std::fs::read_to_string(latest.join("report.html")).unwrap();
     assert!(html.contains("<svg class=\"cycle\""), "no cycle drawn");
+}
+
+#[test]
+fn maelstrom_txn_nodes_are_checked_for_isolation() {
+    // One compare-and-set of the whole database per transaction: strictly
+    // serializable, also under partitions and crashes.
+    for workload in ["txn", "txn-rw-register"] {
+        let store = tempfile::tempdir().unwrap();
+        let (out, latest) =
+            run_maelstrom_workload(workload, store.path(), "txn_root_cas.py", "partition,kill");
+        assert_eq!(out.status.code(), Some(0), "{workload}: {}", describe(&out));
+        let r = results(&latest);
+        assert_eq!(r["checkers"]["txn"]["valid"], true, "{workload}");
+        assert!(
+            r["checkers"]["txn"]["ok"].as_u64().unwrap() > 100,
+            "{}",
+            r["checkers"]["txn"]
+        );
+        // Micro-ops one key at a time: not isolated, and the checker names how.
+        let store = tempfile::tempdir().unwrap();
+        let (out, latest) =
+            run_maelstrom_workload(workload, store.path(), "txn_per_key.py", "none");
+        assert_eq!(out.status.code(), Some(1), "{workload}: {}", describe(&out));
+        let r = results(&latest);
+        let kinds = r["checkers"]["txn"]["anomaly_types"].as_array().unwrap();
+        assert!(
+            kinds.iter().any(|k| k.as_str().unwrap().starts_with("G")),
+            "{workload}: {kinds:?}"
+        );
+    }
 }

@@ -229,7 +229,12 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
     (
         "txn",
         "list-append transactions on the node's /txn route: Elle-style anomalies (G0 ... G2-item, real-time), strict serializability",
-        || Box::new(txn::TxnWorkload),
+        || Box::new(txn::TxnWorkload(checker::txn::Kind::ListAppend)),
+    ),
+    (
+        "txn-rw-register",
+        "read/write-register transactions on the same route: the anomalies the register reads reveal",
+        || Box::new(txn::TxnWorkload(checker::txn::Kind::RwRegister)),
     ),
 ];
 

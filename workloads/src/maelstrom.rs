@@ -1,5 +1,6 @@
-//! The `kv` workload against nodes that speak Maelstrom's protocol (the
-//! `lin-kv` workload's RPCs: read, write, cas). The harness routes every
+//! The `kv` and `txn` workloads against nodes that speak Maelstrom's protocol
+//! (the `lin-kv` workload's RPCs: read, write, cas; the `txn-list-append` and
+//! `txn-rw-register` workloads' `txn`). The harness routes every
 //! message; clients reach nodes through a [`Rpc`] it provides. Maelstrom error
 //! codes say whether an operation certainly did not happen.
 
@@ -97,6 +98,7 @@ impl MaelstromSession {
                        "from": pair.first().cloned().unwrap_or(Value::Null),
                        "to": pair.get(1).cloned().unwrap_or(Value::Null)})
             }
+            "txn" => json!({"type": "txn", "txn": op.value}),
             other => return (Completion::Fail(format!("kv has no op `{other}`")), None),
         };
         let node = self.nodes[self.target].id.clone();
@@ -127,6 +129,9 @@ impl MaelstromSession {
                 }
             }
             Some(r) if is_read => Completion::Ok(r.get("value").cloned().unwrap_or(Value::Null)),
+            Some(r) if op.f == "txn" => {
+                Completion::Ok(r.get("txn").cloned().unwrap_or(Value::Null))
+            }
             Some(_) => Completion::Ok(op.value.clone()),
         };
         if !matches!(done, Completion::Ok(_)) {

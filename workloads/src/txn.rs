@@ -1,6 +1,6 @@
-//! Workload `txn`: list-append transactions over the node's `/txn` route,
-//! checked with the Elle-style transactional checker (`checker::txn`) for
-//! strict serializability.
+//! Workloads `txn` (list-append) and `txn-rw-register`: transactions over the
+//! node's `/txn` route (or Maelstrom's `txn` message), checked with the
+//! Elle-style transactional checker (`checker::txn`) for strict serializability.
 //!
 //! Each transaction holds 1-4 micro-ops (append or read) over a few live keys;
 //! a key takes a bounded number of appends and is then retired for a fresh
@@ -20,16 +20,23 @@ use crate::{
     WorkloadOptions,
 };
 
-/// The `txn` workload.
-pub struct TxnWorkload;
+/// A transactional workload over one data type.
+pub struct TxnWorkload(pub Kind);
 
 impl Workload for TxnWorkload {
     fn name(&self) -> &'static str {
-        "txn"
+        match self.0 {
+            Kind::ListAppend => "txn",
+            Kind::RwRegister => "txn-rw-register",
+        }
     }
 
     fn generator(&self, options: &WorkloadOptions) -> Box<dyn Generator> {
         Box::new(TxnGenerator {
+            write: match self.0 {
+                Kind::ListAppend => "append",
+                Kind::RwRegister => "w",
+            },
             live: Vec::new(),
             keys: options.keys.max(1),
             appends_per_key: options.ops_per_key.clamp(1, 64),
@@ -38,6 +45,13 @@ impl Workload for TxnWorkload {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+        if let crate::Target::Maelstrom(link) = &options.target {
+            return Arc::new(crate::maelstrom::MaelstromKvClient::new(
+                link.clone(),
+                nodes,
+                options.op_timeout,
+            ));
+        }
         Arc::new(TxnClient {
             http: crate::http::client(options),
             nodes: Arc::new(nodes),
@@ -45,11 +59,11 @@ impl Workload for TxnWorkload {
     }
 
     fn model(&self) -> &'static str {
-        "list-append"
+        self.0.name()
     }
 
     fn check(&self, history: &History, _options: &CheckOptions) -> Result<Checked, String> {
-        let txns = checker::txn::read(history, Kind::ListAppend).map_err(|e| e.to_string())?;
+        let txns = checker::txn::read(history, self.0).map_err(|e| e.to_string())?;
         let options = TxnOptions {
             consistency: ConsistencyModel::StrictSerializable,
             ..TxnOptions::default()
@@ -61,8 +75,10 @@ impl Workload for TxnWorkload {
     }
 }
 
-/// Transactions over a sliding set of live keys: (key, appends so far).
+/// Transactions over a sliding set of live keys: (key, writes so far).
 pub struct TxnGenerator {
+    /// The write micro-op: `append` or `w`.
+    write: &'static str,
     live: Vec<(u64, usize)>,
     keys: usize,
     appends_per_key: usize,
@@ -85,7 +101,7 @@ impl Generator for TxnGenerator {
                 continue;
             }
             self.live[slot].1 += 1;
-            ops.push(json!(["append", key, self.live[slot].1]));
+            ops.push(json!([self.write, key, self.live[slot].1]));
             if self.live[slot].1 >= self.appends_per_key {
                 self.live[slot] = (self.next_key, 0);
                 self.next_key += 1;
@@ -163,7 +179,7 @@ mod tests {
             op_timeout: std::time::Duration::from_secs(1),
             target: crate::Target::Builtin,
         };
-        let mut g = TxnWorkload.generator(&opts);
+        let mut g = TxnWorkload(Kind::ListAppend).generator(&opts);
         let mut rng = Rng::new(9);
         let mut seen = std::collections::BTreeSet::new();
         let mut keys = std::collections::BTreeSet::new();

@@ -36,7 +36,7 @@ impl Target for Maelstrom {
     }
 
     fn about(&self) -> &'static str {
-        "processes speaking Maelstrom's protocol (--bin 'CMD ARGS'), every message routed by the harness; workload kv as lin-kv; services lin-kv, seq-kv, lww-kv"
+        "processes speaking Maelstrom's protocol (--bin 'CMD ARGS'), every message routed by the harness; workloads kv (lin-kv), txn (txn-list-append), txn-rw-register; services lin-kv, seq-kv, lww-kv"
     }
 
     fn faults(&self) -> &'static [&'static str] {
@@ -45,6 +45,12 @@ impl Target for Maelstrom {
 
     fn takes_bin(&self) -> bool {
         true
+    }
+
+    /// `kv` as Maelstrom's lin-kv; `txn` and `txn-rw-register` as its
+    /// txn-list-append and txn-rw-register (the `txn` message).
+    fn workloads(&self) -> &'static [&'static str] {
+        &["kv", "txn", "txn-rw-register"]
     }
 
     /// Nodes run through `sh -c`; the command itself is checked at start.

@@ -85,14 +85,24 @@ pub trait Target: Send + Sync {
     fn takes_config(&self) -> bool {
         false
     }
+    /// The workloads its clients speak (checked by the default [`Target::validate`]).
+    fn workloads(&self) -> &'static [&'static str] {
+        &["kv"]
+    }
     /// Refuses what it cannot do with the rest of `cfg` (a message for a 254).
-    /// By default: systems we did not write run the `kv` workload on local
-    /// processes, with no planted bugs.
+    /// By default: systems we did not write run their [`Target::workloads`] on
+    /// local processes, with no planted bugs.
     fn validate(&self, cfg: &TestConfig) -> Result<(), String> {
-        if cfg.workload != "kv" || cfg.runtime != "process" || !cfg.bugs.is_empty() {
+        let workloads = self.workloads();
+        if !workloads.contains(&cfg.workload.as_str())
+            || cfg.runtime != "process"
+            || !cfg.bugs.is_empty()
+        {
             return Err(format!(
-                "--target {} runs the kv workload on the process runtime, without --bug",
-                self.name()
+                "--target {} runs the {} workload{} on the process runtime, without --bug",
+                self.name(),
+                workloads.join(", "),
+                if workloads.len() > 1 { "s" } else { "" }
             ));
         }
         Ok(())
