@@ -58,6 +58,25 @@ impl Inference {
     }
 }
 
+impl Inference {
+    /// Reports an anomaly about one transaction, argued in one sentence that
+    /// `say` writes given the transaction's name.
+    pub(crate) fn report_one(
+        &mut self,
+        h: &TxnHistory,
+        kind: &str,
+        t: usize,
+        say: impl FnOnce(&str) -> String,
+    ) {
+        self.report(kind, || {
+            let mut names = Namer::new(h);
+            let name = names.name(t);
+            let step = say(&name);
+            names.anomaly(kind, vec![step])
+        });
+    }
+}
+
 /// Says why a data edge holds, in words; each kind of history knows its own.
 pub(crate) trait Facts {
     fn why(&self, h: &TxnHistory, names: &mut Namer, from: usize, to: usize, kind: u8) -> String;
@@ -198,21 +217,14 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
                 cut = i;
                 let (t, _) = longest.expect("a non-empty order comes from a read");
                 let first = full.iter().position(|&x| x == e).unwrap_or(0);
-                inf.report("duplicate-elements", || {
-                    let mut names = Namer::new(h);
-                    let r = names.name(t as usize);
-                    names.anomaly(
-                        "duplicate-elements",
-                        vec![format!(
+                inf.report_one(h, "duplicate-elements", t as usize, |r| format!(
                             "{r} read key {} = {}, in which {} appears twice (positions {} and {}); each value is appended once, so a list holds it once",
                             key(h, k),
                             list(h, full),
                             val(h, e),
                             first,
                             i
-                        )],
-                    )
-                });
+                        ));
                 break;
             }
         }
@@ -259,21 +271,14 @@ pub(crate) fn list_append(h: &TxnHistory, inf: &mut Inference) -> Result<AppendF
             match last.iter_mut().find(|m| m.0 == txn) {
                 Some(m) if m.1 > idx => {
                     let (t, earlier) = (txn, m.2);
-                    inf.report("incompatible-order", || {
-                        let mut names = Namer::new(h);
-                        let a = names.name(t as usize);
-                        names.anomaly(
-                            "incompatible-order",
-                            vec![format!(
+                    inf.report_one(h, "incompatible-order", t as usize, |a| format!(
                                 "{a} appended {} before {} to key {}, but the key's order {} has {} first",
                                 val(h, e),
                                 val(h, earlier),
                                 key(h, k),
                                 list(h, full),
                                 val(h, earlier)
-                            )],
-                        )
-                    });
+                            ));
                     m.1 = idx;
                     m.2 = e;
                 }
@@ -350,18 +355,13 @@ fn read_anomalies(
             for &e in scan {
                 match f.writers.get(&wkey(k, e)) {
                     None => {
-                        inf.report("garbage-read", || {
-                            let mut names = Namer::new(h);
-                            let r = names.name(t as usize);
-                            names.anomaly(
-                                "garbage-read",
-                                vec![format!(
-                                    "{r} read key {} = {}, but no transaction appended {} to key {}",
-                                    key(h, k),
-                                    list(h, elems),
-                                    val(h, e),
-                                    key(h, k)
-                                )],
+                        inf.report_one(h, "garbage-read", t as usize, |r| {
+                            format!(
+                                "{r} read key {} = {}, but no transaction appended {} to key {}",
+                                key(h, k),
+                                list(h, elems),
+                                val(h, e),
+                                key(h, k)
                             )
                         });
                         break;
@@ -507,19 +507,12 @@ fn internal(h: &TxnHistory, inf: &mut Inference) {
                         _ => None,
                     });
                     if let Some(v) = future {
-                        inf.report("internal", || {
-                            let mut names = Namer::new(h);
-                            let r = names.name(t);
-                            names.anomaly(
-                                "internal",
-                                vec![format!(
+                        inf.report_one(h, "internal", t, |r| format!(
                                     "{r} read key {} = {}, which holds {}, an append {r} makes only later",
                                     key(h, k),
                                     list(h, got),
                                     val(h, v)
-                                )],
-                            )
-                        });
+                                ));
                     }
                     if !fine {
                         let expected = match before {
@@ -529,18 +522,11 @@ fn internal(h: &TxnHistory, inf: &mut Inference) {
                             ),
                             None => format!("a list ending with its own appends {}", list(h, own)),
                         };
-                        inf.report("internal", || {
-                            let mut names = Namer::new(h);
-                            let r = names.name(t);
-                            names.anomaly(
-                                "internal",
-                                vec![format!(
+                        inf.report_one(h, "internal", t, |r| format!(
                                     "{r} read key {} = {}, but by its own earlier micro-ops it should see {expected}",
                                     key(h, k),
                                     list(h, got)
-                                )],
-                            )
-                        });
+                                ));
                     }
                     state[i].1 = Some(got.to_vec());
                     state[i].2.clear();

@@ -95,18 +95,13 @@ pub(crate) fn infer(h: &TxnHistory, inf: &mut Inference) -> Result<RegisterFacts
                 continue;
             };
             match writers.get(&wkey(k, v)) {
-                None => inf.report("garbage-read", || {
-                    let mut names = Namer::new(h);
-                    let r = names.name(t);
-                    names.anomaly(
-                        "garbage-read",
-                        vec![format!(
-                            "{r} read key {} = {}, but no transaction wrote {} to key {}",
-                            key(h, k),
-                            val(h, v),
-                            val(h, v),
-                            key(h, k)
-                        )],
+                None => inf.report_one(h, "garbage-read", t, |r| {
+                    format!(
+                        "{r} read key {} = {}, but no transaction wrote {} to key {}",
+                        key(h, k),
+                        val(h, v),
+                        val(h, v),
+                        key(h, k)
                     )
                 }),
                 Some(&(w, _)) if status(w) == Status::Fail => inf.report("G1a", || {
@@ -204,15 +199,10 @@ fn internal(h: &TxnHistory, inf: &mut Inference, t: usize) {
                     } else {
                         "its earlier read"
                     };
-                    inf.report("internal", || {
-                        let mut names = Namer::new(h);
-                        let r = names.name(t);
-                        names.anomaly(
-                            "internal",
-                            vec![format!(
-                                "{r} read key {} = {got}, but {why} says {expected}",
-                                key(h, k)
-                            )],
+                    inf.report_one(h, "internal", t, |r| {
+                        format!(
+                            "{r} read key {} = {got}, but {why} says {expected}",
+                            key(h, k)
                         )
                     });
                 }
