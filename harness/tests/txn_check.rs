@@ -106,6 +106,11 @@ fn bad_and_empty_input_exit_254_naming_where() {
             || String::from_utf8_lossy(&out.stderr).contains("no transaction")
     );
 
+    // --linearizable-keys belongs to rw-register.
+    let out = check(&["--model", "list-append", "--linearizable-keys"], &bad);
+    assert_eq!(out.status.code(), Some(254));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("rw-register only"));
+
     // --consistency belongs to the transactional models.
     let out = check(&["--model", "kv", "--consistency", "serializable"], &bad);
     assert_eq!(out.status.code(), Some(254));

@@ -24,6 +24,9 @@ pub struct TxnOptions {
     /// Edge visits allowed per cycle class and strongly connected component; a
     /// class whose search runs out is reported `unknown`, never absent.
     pub budget: u64,
+    /// Rw-register: each key is a linearizable register, so real time orders
+    /// its versions (Elle's `linearizable-keys?`). Unsound if it is not.
+    pub linearizable_keys: bool,
 }
 
 impl Default for TxnOptions {
@@ -31,6 +34,7 @@ impl Default for TxnOptions {
         TxnOptions {
             consistency: ConsistencyModel::StrictSerializable,
             budget: 20_000_000,
+            linearizable_keys: false,
         }
     }
 }
@@ -735,7 +739,7 @@ pub fn check(h: &TxnHistory, options: &TxnOptions) -> Result<CheckerResult, Read
     let mut inf = Inference::default();
     let facts: Box<dyn Facts> = match h.kind {
         Kind::ListAppend => Box::new(list_append(h, &mut inf)?),
-        Kind::RwRegister => Box::new(register::infer(h, &mut inf)?),
+        Kind::RwRegister => Box::new(register::infer(h, &mut inf, options.linearizable_keys)?),
     };
     session_edges(h, &mut inf);
     let cycles = graph::search(h, &inf, facts.as_ref(), options.budget);

@@ -19,6 +19,8 @@ fn wkey(k: u32, v: u32) -> u64 {
 /// Rw-register facts for explanations.
 pub(crate) struct RegisterFacts {
     writers: HashMap<u64, (u32, bool), MixBuild>,
+    /// Whether real time ordered versions too (each key a linearizable register).
+    linearizable_keys: bool,
 }
 
 /// What a txn's first access to a key was: an external read (its value id, or
@@ -51,7 +53,11 @@ fn first_reads(h: &TxnHistory, t: usize) -> Vec<(u32, Option<u32>, Option<u32>)>
 }
 
 /// Infers edges and reports aborted, garbage, intermediate and internal reads.
-pub(crate) fn infer(h: &TxnHistory, inf: &mut Inference) -> Result<RegisterFacts, ReadError> {
+pub(crate) fn infer(
+    h: &TxnHistory,
+    inf: &mut Inference,
+    linearizable_keys: bool,
+) -> Result<RegisterFacts, ReadError> {
     let n = h.txns.len();
     let mut writers: HashMap<u64, (u32, bool), MixBuild> = HashMap::default();
     let mut by_key: Vec<Vec<u32>> = vec![Vec::new(); h.keys.len()];
@@ -175,8 +181,79 @@ pub(crate) fn infer(h: &TxnHistory, inf: &mut Inference) -> Result<RegisterFacts
             }
         }
     }
+    if linearizable_keys {
+        realtime_versions(h, inf, &by_key, &readers, &happened);
+    }
     inf.happened = happened;
-    Ok(RegisterFacts { writers })
+    Ok(RegisterFacts {
+        writers,
+        linearizable_keys,
+    })
+}
+
+/// With each key a linearizable register (the user says so), real time orders
+/// versions too: a write that completed before another began is the earlier
+/// version; a read that completed before a write began saw an earlier version
+/// than that write's; a write that completed before a read began is no later
+/// than the version the read saw. Each order adds `ww` between the writers and
+/// `rw` from the earlier version's readers to the later writer.
+fn realtime_versions(
+    h: &TxnHistory,
+    inf: &mut Inference,
+    by_key: &[Vec<u32>],
+    readers: &HashMap<u64, Vec<u32>, MixBuild>,
+    happened: &[bool],
+) {
+    let txn = |t: u32| &h.txns[t as usize];
+    let ok = |t: u32| txn(t).status == Status::Ok;
+    for (k, ws) in by_key.iter().enumerate() {
+        let k = k as u32;
+        // Each writer that took effect, with its visible (last) value for k.
+        let mut versions: Vec<(u32, u32)> = Vec::new();
+        for &t in ws {
+            if !happened[t as usize] || versions.iter().any(|v| v.0 == t) {
+                continue;
+            }
+            let last = h.mops_of(t as usize).iter().rev().find_map(|m| match *m {
+                Mop::Write { key, value } if key == k => Some(value),
+                _ => None,
+            });
+            if let Some(v) = last {
+                versions.push((t, v));
+            }
+        }
+        let readers_of = |v: u32| readers.get(&wkey(k, v)).map_or(&[][..], |r| r.as_slice());
+        let before = |a: u32, va: u32, b: u32, edges: &mut Vec<(u32, u32, u8)>| {
+            if a != b {
+                edges.push((a, b, WW));
+                edges.extend(
+                    readers_of(va)
+                        .iter()
+                        .filter(|&&r| r != b)
+                        .map(|&r| (r, b, RW)),
+                );
+            }
+        };
+        for &(a, va) in &versions {
+            for &(b, _) in &versions {
+                if a != b && ok(a) && txn(a).ret < txn(b).call {
+                    before(a, va, b, &mut inf.edges);
+                }
+            }
+            for &r in readers_of(va) {
+                for &(b, vb) in &versions {
+                    if b == a || b == r {
+                        continue;
+                    }
+                    if txn(r).ret < txn(b).call {
+                        before(a, va, b, &mut inf.edges);
+                    } else if ok(b) && txn(b).ret < txn(r).call {
+                        before(b, vb, a, &mut inf.edges);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A read after the txn's own write sees that write; two reads with no write
@@ -270,6 +347,12 @@ impl Facts for RegisterFacts {
                 }
             }
             _ => {}
+        }
+        if self.linearizable_keys {
+            return format!(
+                "{an} < {bn} ({}): real time orders their versions of a key, which is a linearizable register",
+                super::explain::kind_name(kind)
+            );
         }
         format!("{an} < {bn} ({})", super::explain::kind_name(kind))
     }

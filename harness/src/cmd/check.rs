@@ -12,6 +12,10 @@ use crate::EXIT_BAD_INPUT;
 
 /// Runs the check described by `args`.
 pub fn run(args: &CheckArgs) -> ExitCode {
+    if args.linearizable_keys && args.model != "rw-register" {
+        eprintln!("harness check: --linearizable-keys applies to --model rw-register only");
+        return ExitCode::from(EXIT_BAD_INPUT);
+    }
     if let Some(kind) = txn_kind(&args.model) {
         return run_txn(args, kind);
     }
@@ -243,6 +247,7 @@ fn run_txn(args: &CheckArgs, kind: checker::txn::Kind) -> ExitCode {
         consistency: args
             .consistency
             .unwrap_or(checker::txn::ConsistencyModel::StrictSerializable),
+        linearizable_keys: args.linearizable_keys,
         ..Default::default()
     };
     let result = match checker::txn::check(&txns, &options) {

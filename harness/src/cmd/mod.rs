@@ -236,6 +236,10 @@ pub struct CheckArgs {
     /// about (read-uncommitted ... strict-serializable; default strict-serializable).
     #[arg(long, value_name = "MODEL")]
     pub consistency: Option<checker::txn::ConsistencyModel>,
+    /// For rw-register: each key is a linearizable register, so real time also
+    /// orders its versions (unsound if the system does not promise it).
+    #[arg(long)]
+    pub linearizable_keys: bool,
     /// History format: jsonl (default), jepsen-log, jepsen-edn.
     #[arg(long, default_value = "jsonl")]
     pub format: checker::Format,
