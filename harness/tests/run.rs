@@ -868,3 +868,36 @@ fn maelstrom_txn_nodes_are_checked_for_isolation() {
         );
     }
 }
+
+#[test]
+fn leases_stay_safe_when_clocks_jump_and_strobe() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_workload(
+        "lock",
+        store.path(),
+        &[
+            "--time-limit",
+            "8",
+            "--nemesis",
+            "clock-bump,clock-strobe",
+            "--nemesis-interval",
+            "1",
+            "--seed",
+            "1",
+            "--recovery",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    let strobe = history
+        .lines()
+        .find(|l| l.contains(r#""f":"start-clock-strobe""#))
+        .expect("a strobe in this schedule");
+    let strobe: Value = serde_json::from_str(strobe).unwrap();
+    assert!(strobe["value"]["flips"].as_u64().unwrap() > 10, "{strobe}");
+    assert!(
+        history.contains(r#""f":"start-clock-bump""#),
+        "no bump in this schedule"
+    );
+}

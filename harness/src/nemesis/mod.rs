@@ -32,6 +32,8 @@ pub static FAULTS: &[&dyn Fault] = &[
     &kill::Kill,
     &pause::Pause,
     &clock::Clock,
+    &clock::ClockBump,
+    &clock::ClockStrobe,
     &link::Delay,
     &link::Loss,
     &replay::Replay,

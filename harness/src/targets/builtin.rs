@@ -38,6 +38,8 @@ impl Target for Builtin {
             "kill",
             "pause",
             "clock",
+            "clock-bump",
+            "clock-strobe",
             "delay",
             "loss",
             "replay",
