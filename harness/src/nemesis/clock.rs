@@ -134,7 +134,7 @@ impl Fault for ClockStrobe {
             let until = std::time::Instant::now() + STROBE;
             let mut flips = 0u64;
             while std::time::Instant::now() < until {
-                let sign = if flips % 2 == 0 { 1 } else { -1 };
+                let sign = if flips.is_multiple_of(2) { 1 } else { -1 };
                 for (id, d) in &amplitude {
                     post_clock(ctx, id, json!({"offset_ms": sign * d})).await;
                 }
