@@ -140,7 +140,12 @@ impl QueueSession {
             node = n.or(node);
             let messages = match answer {
                 Ok(body) => body["messages"].as_array().cloned().unwrap_or_default(),
-                // Anything else: the deliveries may have happened unseen; say so.
+                // Deliveries it did not see come back after their visibility
+                // timeout: try again while there is time.
+                Err(_) if started.elapsed() < DRAIN_MAX => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
                 Err(_) => return (Completion::Info("drain interrupted".into()), node),
             };
             if messages.is_empty() {
@@ -159,9 +164,22 @@ impl QueueSession {
                     key: None,
                     value: json!({"group": group, "partition": d["partition"], "offset": d["offset"]}),
                 };
-                match self.call(&ack).await.0 {
-                    Ok(_) => acked.push(json!([d["partition"], d["offset"]])),
-                    Err(_) => return (Completion::Info("drain interrupted".into()), node),
+                // Acks settle a message however often they are repeated.
+                let mut tries = 0;
+                loop {
+                    match self.call(&ack).await.0 {
+                        Ok(_) => {
+                            acked.push(json!([d["partition"], d["offset"]]));
+                            break;
+                        }
+                        // A refusal that answers (dead-lettered meanwhile) settles it too.
+                        Err(Completion::Fail(e)) if crate::is_answer(&e) => break,
+                        Err(_) if tries < 10 && started.elapsed() < DRAIN_MAX => {
+                            tries += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(_) => return (Completion::Info("drain interrupted".into()), node),
+                    }
                 }
             }
         }
