@@ -17,12 +17,6 @@ pub const EXIT_BAD_INPUT: u8 = 254;
 pub const EXIT_INTERNAL: u8 = 255;
 
 fn main() -> ExitCode {
-    // Output piped into `head` and closed early ends the process quietly, as
-    // for other command-line tools, instead of a panic on a failed print.
-    // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let args = match cmd::Cli::try_parse() {
         Ok(args) => args,
         Err(e) => {
@@ -34,6 +28,17 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // Output piped into `head` and closed early ends a printing command quietly,
+    // as for other command-line tools, instead of a panic on a failed print.
+    // Commands that run nodes keep SIGPIPE ignored: a write to the stdin of a
+    // node that just died (killed by the nemesis, or exited) must be an error
+    // the router handles, not a signal that kills the harness without a word.
+    if !args.writes_to_nodes() {
+        // SAFETY: restores the default disposition of SIGPIPE before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     match std::panic::catch_unwind(|| cmd::dispatch(args)) {
         Ok(code) => code,
         Err(_) => {

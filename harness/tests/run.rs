@@ -615,12 +615,6 @@ fn bench_runs_each_target_at_each_client_count_and_times_failover() {
     assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
 }
 
-/// Maelstrom-target runs take turns. Two at once in this binary have ended
-/// with one harness killed by a signal (exit without a code, no output), in 2
-/// of 6 tries on a loaded machine; not reproduced by hand or through a shell
-/// wrapper. Until that is understood, the tests do not overlap.
-static MAELSTROM_TURN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// `--target maelstrom` with one of our Maelstrom-protocol nodes in tests/maelstrom.
 fn run_maelstrom(store: &Path, node: &str, nemesis: &str) -> (Output, PathBuf) {
     run_maelstrom_workload("kv", store, node, nemesis)
@@ -664,7 +658,6 @@ fn run_maelstrom_workload(
 
 #[test]
 fn maelstrom_nodes_are_routed_and_checked() {
-    let _turn = MAELSTROM_TURN.lock().unwrap_or_else(|e| e.into_inner());
     let store = tempfile::tempdir().unwrap();
     let (out, latest) = run_maelstrom(store.path(), "lin_kv_proxy.py", "partition,kill,pause,loss");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -848,7 +841,6 @@ fn txn_workload_is_strictly_serializable_and_a_nonatomic_store_is_caught() {
 
 #[test]
 fn maelstrom_txn_nodes_are_checked_for_isolation() {
-    let _turn = MAELSTROM_TURN.lock().unwrap_or_else(|e| e.into_inner());
     // One compare-and-set of the whole database per transaction: strictly
     // serializable, also under partitions and crashes.
     for workload in ["txn", "txn-rw-register"] {

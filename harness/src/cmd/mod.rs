@@ -20,6 +20,18 @@ pub struct Cli {
     command: Command,
 }
 
+impl Cli {
+    /// Whether the command runs nodes and writes to their pipes (Maelstrom
+    /// nodes read their messages on stdin): there a node that dies must give
+    /// a write error, not a SIGPIPE that silently kills the harness.
+    pub fn writes_to_nodes(&self) -> bool {
+        matches!(
+            self.command,
+            Command::Run(_) | Command::Bench(_) | Command::Serve { .. } | Command::Image { .. }
+        )
+    }
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Check a history file alone (exit 0 valid, 1 invalid, 2 unknown, 254 bad input).
