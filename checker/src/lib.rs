@@ -19,7 +19,7 @@ pub mod value;
 pub use error::ReadError;
 pub use format::Format;
 pub use history::History;
-pub use linearizability::{check, CheckOptions, Linearizability};
+pub use linearizability::{check, CheckOptions, Engine, Linearizability};
 pub use result::CheckerResult;
 pub use validity::Validity;
 

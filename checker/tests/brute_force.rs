@@ -2,7 +2,7 @@
 
 use checker::history::{Op, Outcome, NEVER};
 use checker::value::Value;
-use checker::{check_named, CheckOptions, Validity};
+use checker::{check_named, CheckOptions, Engine, Validity};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -197,6 +197,9 @@ proptest! {
         // The unpartitioned search must agree too.
         let whole = CheckOptions { partition: false, ..CheckOptions::default() };
         prop_assert_eq!(check_named("cas-register", &history, &whole).unwrap().valid, want);
+        // And the configuration-set sweep on its own.
+        let sweep = CheckOptions { engine: Engine::Sweep, ..CheckOptions::default() };
+        prop_assert_eq!(check_named("cas-register", &history, &sweep).unwrap().valid, want, "sweep");
     }
 }
 

@@ -6,7 +6,7 @@
 use checker::generate::{cas_register_history, Shape};
 use checker::history::History;
 use checker::value::Value;
-use checker::{check_named, CheckOptions, Linearizability, Validity};
+use checker::{check_named, CheckOptions, Engine, Linearizability, Validity};
 
 /// A tiny seeded PRNG for choosing corruptions.
 struct Dice(u64);
@@ -71,10 +71,17 @@ fn check(history: &History, symmetry: bool) -> Linearizability {
     check_with(history, symmetry, true)
 }
 
+/// Without the reachability pass, the depth-first search alone (so a refutation
+/// carries its prefix).
 fn check_with(history: &History, symmetry: bool, reachability: bool) -> Linearizability {
     let options = CheckOptions {
         symmetry,
         reachability,
+        engine: if reachability {
+            Engine::Both
+        } else {
+            Engine::Search
+        },
         ..CheckOptions::default()
     };
     check_named("cas-register", history, &options).unwrap()
@@ -171,6 +178,74 @@ fn pruning_agrees_with_the_plain_search_on_corrupted_histories() {
     // The comparison means little unless both answers occur often.
     assert!(
         invalid >= 75 && valid >= 25,
+        "{invalid} invalid, {valid} valid"
+    );
+}
+
+/// The configuration-set sweep against the depth-first search, each alone, on
+/// long generated histories (slots reused, indeterminate ops left open) with one
+/// corrupted read or write: the verdicts must agree, and a sweep's refutation
+/// names an op the corruption could have made impossible.
+#[test]
+fn the_sweep_agrees_with_the_search_on_corrupted_histories() {
+    let mut dice = Dice(11);
+    let (mut valid, mut invalid) = (0, 0);
+    for seed in 0..200u64 {
+        let processes = [4, 6, 9, 12, 16][seed as usize % 5];
+        let text = cas_register_history(Shape {
+            ops: 300,
+            keys: 1,
+            processes,
+            seed: 5000 + seed,
+        });
+        let f = if seed % 2 == 0 { "read" } else { "write" };
+        let Some(bad) = corrupt(&text, f, &mut dice) else {
+            continue;
+        };
+        let history = checker::format::jsonl::read(bad.as_bytes()).unwrap();
+        let alone = |engine| {
+            let options = CheckOptions {
+                engine,
+                reachability: false,
+                ..CheckOptions::default()
+            };
+            check_named("cas-register", &history, &options).unwrap()
+        };
+        let (search, sweep) = (alone(Engine::Search), alone(Engine::Sweep));
+        assert_eq!(
+            search.valid, sweep.valid,
+            "seed {seed}, corrupted {f}:\n{bad}"
+        );
+        assert_eq!(
+            alone(Engine::Both).valid,
+            search.valid,
+            "seed {seed}, both engines:\n{bad}"
+        );
+        match sweep.valid {
+            Validity::Invalid => {
+                invalid += 1;
+                let cx = &sweep.failures[0];
+                assert!(cx.reason.is_some() && cx.prefix.is_empty(), "{cx:?}");
+                // The op it blocks on returns no earlier than the corrupted one is
+                // invoked: nothing before the corruption can be impossible.
+                let corrupted = bad
+                    .lines()
+                    .zip(text.lines())
+                    .position(|(a, b)| a != b)
+                    .unwrap();
+                let blocked = cx.op.complete_line.unwrap() as usize;
+                assert!(
+                    blocked > corrupted,
+                    "seed {seed}: blocked on line {blocked}, corrupted {}",
+                    corrupted + 1
+                );
+            }
+            Validity::Valid => valid += 1,
+            Validity::Unknown => panic!("seed {seed}: unknown on a small history"),
+        }
+    }
+    assert!(
+        invalid >= 40 && valid >= 20,
         "{invalid} invalid, {valid} valid"
     );
 }

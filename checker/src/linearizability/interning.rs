@@ -64,6 +64,11 @@ impl<'m, M: Model> Interning<'m, M> {
         }
     }
 
+    /// A second view of the same model with its own table, for a second search.
+    pub(crate) fn fork(&self) -> Self {
+        Interning::new(self.inner)
+    }
+
     fn intern(&self, state: M::State) -> u32 {
         let mut t = self.table.borrow_mut();
         if let Some(&id) = t.ids.get(&state) {

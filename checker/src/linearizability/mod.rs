@@ -1,6 +1,7 @@
 //! Linearizability checking: split the history by key (P-compositionality), search
 //! each key's ops on its own core, merge the verdicts.
 
+mod frontier;
 mod interning;
 mod memo;
 mod reachable;
@@ -30,6 +31,7 @@ use crate::model::{Model, ModelError, ValueTable};
 use crate::validity::Validity;
 use crate::value::{Key, Value};
 
+use frontier::Frontier;
 use interning::Interning;
 use memo::{ExactMemo, FingerprintMemo, InlineMemo, Memo};
 use search::{Search, SearchStats, Stuck, Verdict};
@@ -54,6 +56,22 @@ pub struct CheckOptions {
     /// Before searching a key, refute any op that no state reachable by the key's
     /// ops accepts (see `reachable`). Always sound; off only for comparisons.
     pub reachability: bool,
+    /// Which searches decide each key (see [`Engine`]).
+    pub engine: Engine,
+}
+
+/// The searches a key's check may use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Engine {
+    /// The depth-first search; on keys of more than 256 ops, in turns with the
+    /// configuration-set sweep, the first to decide answering.
+    #[default]
+    Both,
+    /// The depth-first search alone.
+    Search,
+    /// The configuration-set sweep alone (the search only where more than 128 ops
+    /// are open at once).
+    Sweep,
 }
 
 impl Default for CheckOptions {
@@ -65,6 +83,7 @@ impl Default for CheckOptions {
             stop_at_first_invalid: true,
             symmetry: true,
             reachability: true,
+            engine: Engine::Both,
         }
     }
 }
@@ -260,6 +279,7 @@ pub fn check<M: Model + Sync>(
                     g,
                     options.symmetry,
                     false,
+                    options.engine,
                 )
             },
             history,
@@ -278,6 +298,7 @@ pub fn check<M: Model + Sync>(
                     g,
                     options.symmetry,
                     options.reachability,
+                    options.engine,
                 )
             },
             history,
@@ -367,7 +388,7 @@ fn schedule<N, F>(
     options: &CheckOptions,
 ) -> Result<Vec<KeyResult>, ModelError>
 where
-    N: Model + Send,
+    N: Fork + Send,
     N::Op: Send,
     N::State: Send,
     F: Fn(usize) -> Result<Task<N>, ModelError> + Sync,
@@ -422,8 +443,11 @@ enum Phase<N: Model> {
     Small(Search<N, InlineMemo<N::State, 2>>),
     /// At most 256 ops, likewise.
     Medium(Search<N, InlineMemo<N::State, 4>>),
-    /// Searching with the fingerprint memo.
-    Fast(Search<N, FingerprintMemo<N::State>>),
+    /// Searching with the fingerprint memo, in turns with the configuration-set
+    /// sweep (dropped when too many ops are open at once); the first to decide wins.
+    Fast(Search<N, FingerprintMemo<N::State>>, Option<Frontier<N>>),
+    /// The sweep alone; the search takes over only if the sweep is too wide.
+    SweepFirst(Search<N, FingerprintMemo<N::State>>, Frontier<N>),
     /// Repeating a refutation with the exact memo; the fast search's finding kept.
     Exact(Search<N, ExactMemo<N::State>>, Stuck<N::State>),
     /// Refuted before searching (see `reachable`).
@@ -439,6 +463,9 @@ struct Task<N: Model> {
     phase: Phase<N>,
     stats: SearchStats,
     symmetry: bool,
+    /// Time the search and the sweep have had on this key, to give them equal turns
+    /// (a sweep step costs far more than a search step).
+    spent: [Duration; 2],
 }
 
 /// What one turn of a search came to.
@@ -447,7 +474,24 @@ enum Turn<V> {
     Decided(KeyVerdict),
 }
 
-impl<N: Model> Task<N> {
+/// A model the configuration-set sweep can take a copy of beside the search.
+trait Fork: Model + Sized {
+    fn fork(&self) -> Self;
+}
+
+impl<M: Model> Fork for &M {
+    fn fork(&self) -> Self {
+        self
+    }
+}
+
+impl<M: Model> Fork for Interning<'_, M> {
+    fn fork(&self) -> Self {
+        Interning::fork(self)
+    }
+}
+
+impl<N: Fork> Task<N> {
     /// Translates one key's ops into the model's terms; with `closure`, first looks
     /// for an op no reachable state accepts (skipped for models whose states grow
     /// without bound).
@@ -458,6 +502,7 @@ impl<N: Model> Task<N> {
         group: usize,
         symmetry: bool,
         closure: bool,
+        engine: Engine,
     ) -> Result<Self, ModelError> {
         let mut values = ValueTable::new();
         let mut ops = Vec::with_capacity(members.len());
@@ -482,15 +527,29 @@ impl<N: Model> Task<N> {
         };
         let phase = match (impossible, ops.len()) {
             (Some(found), _) => Phase::Impossible(model, found),
+            (None, _) if engine == Engine::Sweep => {
+                let sweep = Frontier::new(model.fork(), ops.clone(), &call, &ret);
+                Phase::SweepFirst(
+                    Search::new(model, ops, call, ret, FingerprintMemo::new())
+                        .with_symmetry(symmetry),
+                    sweep,
+                )
+            }
             (None, 0..=128) => Phase::Small(
                 Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
             ),
             (None, 129..=256) => Phase::Medium(
                 Search::new(model, ops, call, ret, InlineMemo::new()).with_symmetry(symmetry),
             ),
-            (None, _) => Phase::Fast(
-                Search::new(model, ops, call, ret, FingerprintMemo::new()).with_symmetry(symmetry),
-            ),
+            (None, _) => {
+                let sweep = (engine == Engine::Both)
+                    .then(|| Frontier::new(model.fork(), ops.clone(), &call, &ret));
+                Phase::Fast(
+                    Search::new(model, ops, call, ret, FingerprintMemo::new())
+                        .with_symmetry(symmetry),
+                    sweep,
+                )
+            }
         };
         Ok(Task {
             group,
@@ -499,6 +558,7 @@ impl<N: Model> Task<N> {
             phase,
             stats: SearchStats::default(),
             symmetry,
+            spent: [Duration::ZERO; 2],
         })
     }
 
@@ -553,36 +613,99 @@ impl<N: Model> Task<N> {
                 }
                 Turn::Decided(v) => v,
             },
-            Phase::Fast(mut search) => match search.advance(steps, budget) {
+            Phase::SweepFirst(search, mut f) => match f.advance(steps, budget) {
                 None => {
-                    self.phase = Phase::Fast(search);
+                    self.phase = Phase::SweepFirst(search, f);
                     return None;
                 }
-                Some(verdict) => {
-                    search.release(budget);
-                    self.stats.add(&search.stats);
-                    match verdict {
-                        Verdict::Valid => KeyVerdict::Valid,
-                        Verdict::Unknown(why) => KeyVerdict::Unknown(why),
-                        Verdict::Invalid(stuck) => {
-                            // Fingerprints can only wrongly prune: repeat the refutation exactly.
-                            let Search {
-                                model,
-                                ops,
-                                call,
-                                ret,
-                                ..
-                            } = search;
-                            self.phase = Phase::Exact(
-                                Search::new(model, ops, call, ret, ExactMemo::new())
-                                    .with_symmetry(self.symmetry),
-                                stuck,
-                            );
-                            return None;
-                        }
+                Some(frontier::Outcome::TooWide) => {
+                    f.release(budget);
+                    self.phase = Phase::Fast(search, None);
+                    return None;
+                }
+                Some(outcome) => {
+                    f.release(budget);
+                    self.stats.steps += f.created;
+                    match outcome {
+                        frontier::Outcome::Valid => KeyVerdict::Valid,
+                        frontier::Outcome::Unknown(why) => KeyVerdict::Unknown(why),
+                        frontier::Outcome::Invalid(refuted) => KeyVerdict::Invalid(Box::new(
+                            self.refutation(&f.model, history, key, refuted),
+                        )),
+                        frontier::Outcome::TooWide => unreachable!("handled above"),
                     }
                 }
             },
+            Phase::Fast(mut search, mut sweep) => {
+                let sweep_turn = sweep.is_some() && self.spent[1] <= self.spent[0];
+                if let Some(mut f) = sweep.take_if(|_| sweep_turn) {
+                    let began = Instant::now();
+                    let outcome = f.advance(steps / 16, budget);
+                    self.spent[1] += began.elapsed();
+                    match outcome {
+                        None => {
+                            self.phase = Phase::Fast(search, Some(f));
+                            return None;
+                        }
+                        Some(frontier::Outcome::TooWide) => f.release(budget),
+                        Some(outcome) => {
+                            f.release(budget);
+                            search.release(budget);
+                            self.stats.add(&search.stats);
+                            self.stats.steps += f.created;
+                            let verdict = match outcome {
+                                frontier::Outcome::Valid => KeyVerdict::Valid,
+                                frontier::Outcome::Unknown(why) => KeyVerdict::Unknown(why),
+                                frontier::Outcome::Invalid(refuted) => KeyVerdict::Invalid(
+                                    Box::new(self.refutation(&f.model, history, key, refuted)),
+                                ),
+                                frontier::Outcome::TooWide => unreachable!("handled above"),
+                            };
+                            return Some(KeyResult {
+                                group: self.group,
+                                verdict,
+                                stats: self.stats,
+                            });
+                        }
+                    }
+                }
+                let began = Instant::now();
+                let verdict = search.advance(steps, budget);
+                self.spent[0] += began.elapsed();
+                match verdict {
+                    None => {
+                        self.phase = Phase::Fast(search, sweep);
+                        return None;
+                    }
+                    Some(verdict) => {
+                        if let Some(mut f) = sweep {
+                            f.release(budget);
+                        }
+                        search.release(budget);
+                        self.stats.add(&search.stats);
+                        match verdict {
+                            Verdict::Valid => KeyVerdict::Valid,
+                            Verdict::Unknown(why) => KeyVerdict::Unknown(why),
+                            Verdict::Invalid(stuck) => {
+                                // Fingerprints can only wrongly prune: repeat the refutation exactly.
+                                let Search {
+                                    model,
+                                    ops,
+                                    call,
+                                    ret,
+                                    ..
+                                } = search;
+                                self.phase = Phase::Exact(
+                                    Search::new(model, ops, call, ret, ExactMemo::new())
+                                        .with_symmetry(self.symmetry),
+                                    stuck,
+                                );
+                                return None;
+                            }
+                        }
+                    }
+                }
+            }
             Phase::Exact(mut search, stuck) => match search.advance(steps, budget) {
                 None => {
                     self.phase = Phase::Exact(search, stuck);
@@ -625,6 +748,42 @@ impl<N: Model> Task<N> {
             verdict,
             stats: self.stats,
         })
+    }
+
+    /// The counterexample of a refutation by the configuration-set sweep: no
+    /// prefix (the sweep keeps none), the states every order could be in instead.
+    fn refutation(
+        &self,
+        model: &N,
+        history: &History,
+        key: Option<u32>,
+        refuted: frontier::Refuted<N::State>,
+    ) -> Counterexample {
+        let view = |i: u32| OpView::of(history, self.source[i as usize]);
+        let shown: Vec<Value> = refuted
+            .states
+            .iter()
+            .map(|s| model.show(s, &self.values))
+            .collect();
+        let listed = shown
+            .iter()
+            .take(10)
+            .map(|v| v.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let more = if shown.len() > 10 { ", ..." } else { "" };
+        Counterexample {
+            key: key.map(|k| history.keys[k as usize].clone()),
+            op: view(refuted.blocked),
+            prefix: Vec::new(),
+            state: shown.first().cloned().unwrap_or(Value::Null),
+            pending: refuted.pending.iter().map(|&i| view(i)).collect(),
+            exact: true,
+            reason: Some(format!(
+                "every order of the operations before its return was followed ({} configurations at that moment); in none did this one take effect: the state could only be {listed}{more}",
+                refuted.configs
+            )),
+        }
     }
 
     fn counterexample(

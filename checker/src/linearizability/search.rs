@@ -107,7 +107,7 @@ pub(crate) struct Search<M: Model, V: Memo<M::State>> {
 /// is open. For each op this returns the latest-invoked such `a` that overlaps it
 /// (an op that returns before `b` is invoked is never open beside it), or `END`.
 /// Indeterminate ops never return, so equal ones are ordered by invocation.
-fn twins<O: PartialEq>(ops: &[O], call: &[u64], ret: &[u64]) -> Vec<u32> {
+pub(crate) fn twins<O: PartialEq>(ops: &[O], call: &[u64], ret: &[u64]) -> Vec<u32> {
     let mut twin = vec![END; ops.len()];
     // Ops invoked so far that are still open at the current invocation.
     let mut open: Vec<u32> = Vec::new();

@@ -63,6 +63,7 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         stop_at_first_invalid: !args.all_failures,
         symmetry: !args.no_symmetry,
         reachability: !args.no_reachability,
+        engine: args.engine,
     };
     let result = match checker::check_named(&args.model, &history, &options) {
         Ok(r) => r,

@@ -275,11 +275,28 @@ pub struct CheckArgs {
     /// measuring and cross-checking that pass).
     #[arg(long)]
     pub no_reachability: bool,
+    /// Which search decides each key: `both` (default: the depth-first search,
+    /// raced by the configuration-set sweep on keys of more than 256 ops),
+    /// `search` or `sweep` alone (for measuring and cross-checking).
+    #[arg(long, value_name = "E", default_value = "both", value_parser = parse_engine)]
+    pub engine: checker::Engine,
     /// Keep checking other keys after one is found invalid, to report them all.
     #[arg(long)]
     pub all_failures: bool,
     /// The history file.
     pub file: PathBuf,
+}
+
+/// Parses `--engine`.
+fn parse_engine(s: &str) -> Result<checker::Engine, String> {
+    match s {
+        "both" => Ok(checker::Engine::Both),
+        "search" => Ok(checker::Engine::Search),
+        "sweep" => Ok(checker::Engine::Sweep),
+        _ => Err(format!(
+            "unknown engine {s:?}: expected both, search or sweep"
+        )),
+    }
 }
 
 /// Parses sizes like `1048576`, `512MiB`, `2GiB`, `1.5G`.
