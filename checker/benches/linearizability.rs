@@ -180,5 +180,45 @@ fn bench_genkv(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_etcd, bench_kv, bench_million, bench_genkv);
+/// The configuration-set sweep beside the depth-first search on one key with 20
+/// processes: valid as generated, and with a read late in it naming a value
+/// nobody wrote (the reachability pass off, so an engine must refute it).
+fn bench_sweep(c: &mut Criterion) {
+    use checker::Engine;
+    let mut g = c.benchmark_group("sweep_5000_1_20");
+    g.sample_size(10);
+    let text = genkv(5000, 1, 20, 4);
+    let valid = checker::format::jsonl::read(text.as_bytes()).unwrap();
+    let bad = corrupted(&text, 0.75);
+    for (name, engine) in [
+        ("search", Engine::Search),
+        ("sweep", Engine::Sweep),
+        ("both", Engine::Both),
+    ] {
+        let opts = CheckOptions {
+            engine,
+            reachability: false,
+            ..CheckOptions::default()
+        };
+        g.bench_function(format!("valid_{name}"), |b| {
+            b.iter(|| check_named("cas-register", &valid, &opts).unwrap())
+        });
+        // The search alone does not finish this one in a minute.
+        if engine != Engine::Search {
+            g.bench_function(format!("corrupted_at_75pct_{name}"), |b| {
+                b.iter(|| check_named("cas-register", &bad, &opts).unwrap())
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_etcd,
+    bench_kv,
+    bench_million,
+    bench_genkv,
+    bench_sweep
+);
 criterion_main!(benches);

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod history;
 pub mod linearizability;
 pub mod lost_writes;
+pub mod membership_agreement;
 pub mod model;
 pub mod record;
 pub mod result;

@@ -5,9 +5,11 @@
 
 pub mod clock;
 pub mod collide;
+pub mod comeback;
 pub mod kill;
 pub mod link;
 pub mod membership;
+pub mod orphan;
 pub mod partition;
 pub mod pause;
 pub mod process;
@@ -38,7 +40,9 @@ pub static FAULTS: &[&dyn Fault] = &[
     &link::Loss,
     &replay::Replay,
     &collide::Collide,
+    &comeback::Comeback,
     &membership::Membership,
+    &orphan::OrphanChange,
 ];
 
 /// A fault the nemesis can inject and heal.

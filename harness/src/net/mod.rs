@@ -257,6 +257,15 @@ impl Net {
         Ok(())
     }
 
+    /// Sets replay to `replay` on the links `on(from, to)` picks and turns it off
+    /// on the others (proxy links only; loss, delay and cuts unchanged).
+    pub fn replay_where(&self, replay: f64, on: impl Fn(&str, &str) -> bool) {
+        for ((from, to), link) in &self.links {
+            let r = if on(from, to) { replay } else { 0.0 };
+            link.update(|p| p.replay = r);
+        }
+    }
+
     /// Restores every link to a clean, connected state.
     pub fn heal(&self) -> anyhow::Result<()> {
         if let Some(router) = &self.router {

@@ -2,7 +2,8 @@
 //! frames (4-byte big-endian length, then the body) and, per the link's policy and
 //! a seeded RNG, forwards, drops, delays (with jitter, so messages reorder) or
 //! duplicates each one. A cut link drops every frame but keeps its connections
-//! open: a partition never tells the node.
+//! open: a partition never tells the node. With replay on, old frames of the
+//! link are delivered again, and still cross a cut now and then.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -34,7 +35,8 @@ pub struct LinkPolicy {
     pub duplicate: f64,
     /// Probability, per frame forwarded, of also delivering an older frame of
     /// this link again (from its window, which outlives connections, so a
-    /// restarted sender's previous incarnation can speak again).
+    /// restarted sender's previous incarnation can speak again). On a cut link,
+    /// the probability per frame dropped of an old one crossing instead.
     pub replay: f64,
 }
 
@@ -70,6 +72,17 @@ impl Shared {
             counters: LinkCounters::default(),
             window: std::collections::VecDeque::new(),
         }
+    }
+
+    /// An older frame to deliver in place of a new one that a cut drops, if the
+    /// policy's replay draws one (the new frame is not kept: it never crossed).
+    fn replay_only(&mut self) -> Option<Vec<u8>> {
+        if self.window.is_empty() || !self.rng.chance(self.policy.replay) {
+            return None;
+        }
+        let i = self.rng.below(self.window.len() as u64) as usize;
+        self.counters.replayed += 1;
+        self.window.get(i).cloned()
     }
 
     /// Keeps `frame` for replay; answers an older frame to deliver again, if
@@ -199,7 +212,13 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
         let plan = {
             let mut s = shared.lock().unwrap_or_else(|e| e.into_inner());
             let p = s.policy.clone();
-            if p.cut || (p.loss > 0.0 && s.rng.chance(p.loss)) {
+            if p.cut && p.replay > 0.0 {
+                // A cut with replay on: new frames are lost, but old ones still
+                // trickle across, as messages held somewhere along a broken route.
+                s.counters.dropped += 1;
+                s.replay_only()
+                    .map(|old| (Instant::now(), None, Some(old), false))
+            } else if p.cut || (p.loss > 0.0 && s.rng.chance(p.loss)) {
                 s.counters.dropped += 1;
                 None
             } else {
@@ -214,10 +233,10 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
                 let second = twice.then(|| now + p.delay + p.jitter.mul_f64(s.rng.unit()));
                 s.counters.forwarded += 1 + twice as u64;
                 let old = s.remember(&frame);
-                Some((first, second, old))
+                Some((first, second, old, true))
             }
         };
-        if let Some((at, again, old)) = plan {
+        if let Some((at, again, old, send_new)) = plan {
             if let Some(at2) = again {
                 let _ = tx.send((at2, frame.clone()));
             }
@@ -225,7 +244,7 @@ async fn relay(mut inbound: TcpStream, target: String, shared: Arc<Mutex<Shared>
                 // Delivered first: an old message overtaking a new one.
                 let _ = tx.send((at, old));
             }
-            if tx.send((at, frame)).is_err() {
+            if send_new && tx.send((at, frame)).is_err() {
                 break;
             }
         }
@@ -496,6 +515,38 @@ mod tests {
         conn.write_all(&frame(b"two")).await.unwrap();
         assert_eq!(got.recv().await.unwrap(), b"two");
         assert_eq!(proxy.counters().dropped, 1);
+    }
+
+    #[tokio::test]
+    async fn a_cut_link_with_replay_lets_only_old_frames_across() {
+        let sink = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let target = sink.local_addr().unwrap().to_string();
+        let mut got = echo_frames(sink).await;
+        let proxy = LinkProxy::start("127.0.0.1", target, Rng::new(3))
+            .await
+            .unwrap();
+        let mut conn = TcpStream::connect(("127.0.0.1", proxy.port)).await.unwrap();
+        for old in [b"old1", b"old2"] {
+            conn.write_all(&frame(old)).await.unwrap();
+            assert_eq!(got.recv().await.unwrap(), old);
+        }
+        proxy.update(|p| {
+            p.cut = true;
+            p.replay = 1.0;
+        });
+        for _ in 0..20 {
+            conn.write_all(&frame(b"new")).await.unwrap();
+        }
+        let mut crossed = Vec::new();
+        while let Ok(Some(f)) = tokio::time::timeout(Duration::from_millis(200), got.recv()).await {
+            crossed.push(f);
+        }
+        assert_eq!(crossed.len(), 20, "one old frame per frame dropped");
+        assert!(
+            crossed.iter().all(|f| f == b"old1" || f == b"old2"),
+            "{crossed:?}"
+        );
+        assert_eq!(proxy.counters().dropped, 20);
     }
 
     #[tokio::test]

@@ -44,7 +44,9 @@ impl Target for Builtin {
             "loss",
             "replay",
             "collide",
+            "comeback",
             "membership",
+            "orphan-change",
         ]
     }
 
@@ -174,7 +176,8 @@ impl Target for Builtin {
         })
     }
 
-    /// `election-safety`: at most one leader per term, from the node logs.
+    /// From the node logs: `election-safety` (at most one leader per term) and
+    /// `membership-agreement` (the newest leader's members hold its configuration).
     fn after_teardown(&self, dir: &Path) -> Vec<(String, checker::CheckerResult)> {
         let mut logs = Vec::new();
         for entry in std::fs::read_dir(dir.join("nodes"))
@@ -191,9 +194,15 @@ impl Target for Builtin {
             return Vec::new();
         }
         logs.sort();
-        vec![(
-            "election-safety".to_string(),
-            checker::election_safety::check_logs(&logs),
-        )]
+        vec![
+            (
+                "election-safety".to_string(),
+                checker::election_safety::check_logs(&logs),
+            ),
+            (
+                "membership-agreement".to_string(),
+                checker::membership_agreement::check_logs(&logs),
+            ),
+        ]
     }
 }

@@ -1,7 +1,10 @@
 //! The Raft thread's inbox as the rest of the node holds it: [`Consensus`] for
 //! clients and services, peer delivery for the transport, and stop.
 
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::sync::oneshot;
@@ -12,23 +15,80 @@ use crate::types::NodeId;
 use super::{Event, Message};
 
 /// A cloneable handle on one node's Raft thread.
+///
+/// Client requests may fill only half the inbox: the rest stays for peers, so a
+/// burst of clients cannot crowd out the heartbeats and votes that keep the
+/// cluster's leadership (clients get `503 overloaded` instead).
 #[derive(Clone, Debug)]
 pub struct RaftHandle {
     inbox: SyncSender<Event>,
+    /// Client requests queued and not yet taken by the thread.
+    clients: Arc<AtomicUsize>,
+    client_bound: usize,
+    /// Peer messages dropped because the inbox was full.
+    dropped: Arc<AtomicU64>,
+}
+
+/// The receiving end of the inbox, for [`super::Raft::run`].
+pub struct Inbox {
+    rx: Receiver<Event>,
+    clients: Arc<AtomicUsize>,
+}
+
+impl Inbox {
+    fn taken(&self, ev: Event) -> Event {
+        if !matches!(ev, Event::Peer { .. } | Event::Shutdown) {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+        }
+        ev
+    }
+
+    /// The next event, waiting at most `wait`.
+    pub fn recv_timeout(&self, wait: Duration) -> Result<Event, RecvTimeoutError> {
+        self.rx.recv_timeout(wait).map(|ev| self.taken(ev))
+    }
+
+    /// The next event if one is queued.
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok().map(|ev| self.taken(ev))
+    }
 }
 
 impl RaftHandle {
-    /// A handle and the inbox it feeds, holding at most `bound` events; give
-    /// the inbox to [`super::Raft::run`].
-    pub fn channel(bound: usize) -> (RaftHandle, Receiver<Event>) {
+    /// A handle and the inbox it feeds, holding at most `bound` events (clients
+    /// at most half of them); give the inbox to [`super::Raft::run`].
+    pub fn channel(bound: usize) -> (RaftHandle, Inbox) {
         let (inbox, rx) = sync_channel(bound);
-        (RaftHandle { inbox }, rx)
+        let clients = Arc::new(AtomicUsize::new(0));
+        let handle = RaftHandle {
+            inbox,
+            clients: clients.clone(),
+            client_bound: bound.div_ceil(2),
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (handle, Inbox { rx, clients })
     }
 
-    /// Hands a peer's message to the thread; dropped if the inbox is full
-    /// (Raft retransmits).
+    /// Hands a peer's message to the thread. When even the peers' half of the
+    /// inbox is full the message is dropped (Raft retransmits), counted, and the
+    /// count logged at every power of two.
     pub fn deliver(&self, from: NodeId, msg: Message) {
-        let _ = self.inbox.try_send(Event::Peer { from, msg });
+        if let Err(TrySendError::Full(Event::Peer { from, .. })) =
+            self.inbox.try_send(Event::Peer { from, msg })
+        {
+            let n = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if n.is_power_of_two() {
+                crate::log_line!(
+                    "-",
+                    "inbox full: {n} peer message(s) dropped so far (the last from {from})"
+                );
+            }
+        }
+    }
+
+    /// Peer messages dropped so far because the inbox was full.
+    pub fn peer_dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
     }
 
     /// Asks the thread to stop, waiting for room in the inbox.
@@ -38,10 +98,19 @@ impl RaftHandle {
 
     fn ask<T>(&self, event: impl FnOnce(oneshot::Sender<T>) -> Event) -> Asked<T> {
         let (tx, rx) = oneshot::channel();
+        if self.clients.fetch_add(1, Ordering::AcqRel) >= self.client_bound {
+            self.clients.fetch_sub(1, Ordering::AcqRel);
+            return Err(Refused::Overloaded);
+        }
         match self.inbox.try_send(event(tx)) {
             Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(Refused::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(Refused::Stopped),
+            Err(e) => {
+                self.clients.fetch_sub(1, Ordering::AcqRel);
+                Err(match e {
+                    TrySendError::Full(_) => Refused::Overloaded,
+                    TrySendError::Disconnected(_) => Refused::Stopped,
+                })
+            }
         }
     }
 }
@@ -65,5 +134,38 @@ impl Consensus for RaftHandle {
 
     fn status(&self) -> Asked<Status> {
         self.ask(Event::Status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heartbeat() -> Message {
+        Message::Vote {
+            term: 1,
+            last_index: 0,
+            last_term: 0,
+        }
+    }
+
+    #[test]
+    fn clients_fill_only_half_the_inbox_and_peers_keep_the_rest() {
+        let (handle, inbox) = RaftHandle::channel(4);
+        assert!(handle.status().is_ok());
+        assert!(handle.status().is_ok());
+        assert!(matches!(handle.status(), Err(Refused::Overloaded)));
+        handle.deliver("n2".to_string(), heartbeat());
+        handle.deliver("n2".to_string(), heartbeat());
+        assert_eq!(handle.peer_dropped(), 0);
+        handle.deliver("n2".to_string(), heartbeat());
+        assert_eq!(handle.peer_dropped(), 1);
+        // Taking a client request frees a client place, not before.
+        let mut clients = 0;
+        while let Some(ev) = inbox.try_recv() {
+            clients += usize::from(!matches!(ev, Event::Peer { .. }));
+        }
+        assert_eq!(clients, 2);
+        assert!(handle.status().is_ok());
     }
 }

@@ -29,11 +29,24 @@ impl<S: StateMachine> Raft<S> {
                 .filter(|m| !m.is_empty())
         });
         match known {
-            Some(m) => self.members = m,
+            Some(m) => self.set_members(m),
             // Planted: the removed change stays in force.
             None if self.cfg.bugs.has(Bug::KeepConfigOnTruncate) => {}
-            None => self.members = self.cfg.members.clone(),
+            None => self.set_members(self.cfg.members.clone()),
         }
+    }
+
+    /// Puts `members` in force, logging the change (the harness's
+    /// membership-agreement check reads these lines).
+    fn set_members(&mut self, members: Members) {
+        if members != self.members {
+            log_line!(
+                self.cfg.id,
+                "members now {:?}",
+                members.keys().collect::<Vec<_>>()
+            );
+        }
+        self.members = members;
     }
 
     pub(super) fn refuse_config_change(&self) -> Option<Reply> {
@@ -116,7 +129,7 @@ impl<S: StateMachine> Raft<S> {
             self.peers.remove(&p);
             self.transport.forget(&p);
         }
-        self.members = members;
+        self.set_members(members);
     }
 
     pub(super) fn on_join(

@@ -26,7 +26,7 @@ pub use message::Message;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -230,7 +230,7 @@ impl<S: StateMachine> Raft<S> {
     }
 
     /// Runs until [`Event::Shutdown`] or the inbox closes.
-    pub fn run(mut self, inbox: Receiver<Event>) {
+    pub fn run(mut self, inbox: handle::Inbox) {
         loop {
             let now = Instant::now();
             let wait = self.next_deadline().saturating_duration_since(now);
@@ -240,9 +240,9 @@ impl<S: StateMachine> Raft<S> {
                     self.handle(ev);
                     for _ in 0..MAX_EVENTS_PER_FLUSH {
                         match inbox.try_recv() {
-                            Ok(Event::Shutdown) => return,
-                            Ok(ev) => self.handle(ev),
-                            Err(_) => break,
+                            Some(Event::Shutdown) => return,
+                            Some(ev) => self.handle(ev),
+                            None => break,
                         }
                     }
                 }
