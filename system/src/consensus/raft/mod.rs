@@ -433,8 +433,13 @@ impl<S: StateMachine> Raft<S> {
                     let peers: Vec<NodeId> = self.peers.keys().cloned().collect();
                     for peer in peers {
                         if let Some(p) = self.peers.get_mut(&peer) {
-                            // No progress for a while: resend from what is known to match.
-                            if now.duration_since(p.progress_at) > self.cfg.heartbeat
+                            // No progress for two election timeouts: resend from what
+                            // is known to match. Not sooner: under a long round trip
+                            // (delay faults) the entries in flight are still coming,
+                            // and a rewind every heartbeat resent up to 512 of them
+                            // each time. A lost append shows sooner anyway, as a
+                            // refused one whose hint rewinds the peer.
+                            if now.duration_since(p.progress_at) > self.cfg.election_timeout * 2
                                 && p.next > p.matched + 1
                             {
                                 p.next = p.matched + 1;
