@@ -32,36 +32,52 @@ impl Fault for OrphanChange {
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
             let nodes = ids(&ctx.nodes);
-            let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await else {
-                return Ok(Injected {
-                    in_force: "orphan-change: no leader".into(),
-                    value: json!({"leader": null}),
-                    nodes: Vec::new(),
-                });
+            // A cut that lands after the leader already stepped down (a slow
+            // machine) strands nothing: heal and try again, up to three times.
+            let mut tries = 0;
+            let (leader, victim, grudge, status) = loop {
+                tries += 1;
+                let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await else {
+                    if tries < 3 {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        continue;
+                    }
+                    return Ok(Injected {
+                        in_force: "orphan-change: no leader".into(),
+                        value: json!({"leader": null}),
+                        nodes: Vec::new(),
+                    });
+                };
+                let followers: Vec<&String> = nodes.iter().filter(|n| **n != leader).collect();
+                let victim = followers[rng.below(followers.len() as u64) as usize].clone();
+                let grudge = partition::isolate(&leader, &nodes);
+                ctx.net.partition(&grudge)?;
+                let url = ctx
+                    .nodes
+                    .iter()
+                    .find(|n| n.id == leader)
+                    .map(|n| format!("{}/cluster/leave", n.client_url));
+                let mut status = None;
+                if let Some(url) = url {
+                    let sent = ctx
+                        .http
+                        .post(url)
+                        .json(&json!({"id": victim}))
+                        .timeout(ANSWER_WITHIN)
+                        .send()
+                        .await;
+                    status = sent.ok().map(|r| r.status().as_u16());
+                }
+                // 421: it no longer led when the change arrived.
+                if status != Some(421) || tries >= 3 {
+                    break (leader, victim, grudge, status);
+                }
+                ctx.net.heal()?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
             };
-            let followers: Vec<&String> = nodes.iter().filter(|n| **n != leader).collect();
-            let victim = followers[rng.below(followers.len() as u64) as usize].clone();
-            let grudge = partition::isolate(&leader, &nodes);
-            ctx.net.partition(&grudge)?;
-            let url = ctx
-                .nodes
-                .iter()
-                .find(|n| n.id == leader)
-                .map(|n| format!("{}/cluster/leave", n.client_url));
-            let mut status = None;
-            if let Some(url) = url {
-                let sent = ctx
-                    .http
-                    .post(url)
-                    .json(&json!({"id": victim}))
-                    .timeout(ANSWER_WITHIN)
-                    .send()
-                    .await;
-                status = sent.ok().map(|r| r.status().as_u16());
-            }
             Ok(Injected {
                 in_force: format!("{leader} cut off, asked to remove {victim}"),
-                value: json!({"leader": leader, "remove": victim, "status": status, "grudge": grudge}),
+                value: json!({"leader": leader, "remove": victim, "status": status, "grudge": grudge, "tries": tries}),
                 nodes: Vec::new(),
             })
         })
