@@ -46,6 +46,10 @@ struct Args {
     /// Applied entries between snapshots.
     #[arg(long, default_value_t = 20_000)]
     snapshot_every: u64,
+    /// Bytes of snapshot text per message to a follower catching up (a
+    /// snapshot of any size travels in chunks under the frame cap).
+    #[arg(long, default_value_t = 1 << 20)]
+    snapshot_chunk_bytes: usize,
     /// How long a client request waits before 504, in ms.
     #[arg(long, default_value_t = 2_000)]
     request_timeout_ms: u64,
@@ -113,6 +117,7 @@ fn main() -> ExitCode {
         election_timeout: Duration::from_millis(args.election_ms),
         heartbeat: Duration::from_millis(args.heartbeat_ms),
         snapshot_every: args.snapshot_every.max(1),
+        snapshot_chunk: args.snapshot_chunk_bytes.clamp(1, 16 << 20),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         bugs: Bugs::new(args.bugs),
         cache: CacheConfig {

@@ -53,6 +53,8 @@ pub struct NodeConfig {
     pub heartbeat: Duration,
     /// Applied entries between snapshots.
     pub snapshot_every: u64,
+    /// Bytes of snapshot text per message to a follower catching up.
+    pub snapshot_chunk: usize,
     /// How long a client request may wait.
     pub request_timeout: Duration,
     /// Planted bugs.
@@ -113,6 +115,7 @@ impl Node {
             election_timeout: cfg.election_timeout,
             heartbeat: cfg.heartbeat,
             snapshot_every: cfg.snapshot_every,
+            snapshot_chunk: cfg.snapshot_chunk,
             bugs: cfg.bugs.clone(),
         };
         let (raft, inbox) = RaftHandle::channel(INBOX);

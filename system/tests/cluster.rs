@@ -105,7 +105,12 @@ async fn restart_of_every_node_from_disk_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lagging_follower_catches_up_through_a_snapshot() {
-    let mut c = Cluster::start(3, &["--snapshot-every", "40"]).await;
+    // Chunks of 64 bytes: the snapshot (over a kilobyte) travels in many.
+    let mut c = Cluster::start(
+        3,
+        &["--snapshot-every", "40", "--snapshot-chunk-bytes", "64"],
+    )
+    .await;
     let leader = c.leader(ALL3).await;
     let lagging = ALL3
         .iter()
@@ -128,11 +133,21 @@ async fn lagging_follower_catches_up_through_a_snapshot() {
             .is_some_and(|s| s["applied_index"].as_u64() >= Some(target))
     })
     .await;
-    assert!(
-        c.log_text(&lagging).contains("installed a snapshot"),
-        "{}",
-        c.log_text(&lagging)
-    );
+    let log = c.log_text(&lagging);
+    let bytes: usize = log
+        .lines()
+        .find_map(|l| {
+            l.split("installed a snapshot")
+                .nth(1)?
+                .split('(')
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("no snapshot installed: {log}"));
+    assert!(bytes > 64 * 4, "a snapshot of {bytes} bytes: {log}");
     // Its state is whole: the snapshot it installed holds every key (under `kv`, beside
     // the lock manager and the broker).
     let snap: Value =
@@ -189,6 +204,39 @@ async fn a_node_joins_and_another_leaves() {
         .filter(|n| *n != leaver)
         .collect();
     c.put_acked(&rest, "after", json!(2)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_node_hears_of_its_removal_and_stops_campaigning() {
+    let c = Cluster::start(3, &[]).await;
+    let leader = c.leader(ALL3).await;
+    let leaver = ALL3.iter().copied().find(|n| *n != leader).unwrap();
+    let r = c
+        .http
+        .post(c.url(&leader, "/cluster/leave"))
+        .json(&json!({"id": leaver}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    // No leader sends to it any more; when it asks for votes, a member says it
+    // was removed, and its status shows the configuration that left it out.
+    wait_for("the removed node to know", || async {
+        c.status(leaver).await.is_some_and(|s| {
+            s["role"] == "removed" && !s["members"].as_array().unwrap().contains(&json!(leaver))
+        })
+    })
+    .await;
+    assert!(c.log_text(leaver).contains("removed from the cluster"));
+    // It campaigns no more. Before, it asked for pre-votes every election
+    // timeout (100-200 ms) and spent most of its time a pre-candidate.
+    for _ in 0..40 {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        let s = c.status(leaver).await.unwrap();
+        assert_eq!(s["role"], "removed", "{s}");
+    }
+    let rest: Vec<&str> = ALL3.iter().copied().filter(|n| *n != leaver).collect();
+    c.put_acked(&rest, "after", json!(1)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

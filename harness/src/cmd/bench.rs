@@ -56,6 +56,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         nemesis_interval: 1.0,
         partitions: Vec::new(),
         bugs: Vec::new(),
+        node_args: Vec::new(),
         seed: plan.seed,
         store: plan.store.clone(),
         keys: 6,

@@ -169,6 +169,10 @@ pub struct RunArgs {
     /// A planted bug to switch on in every node (repeatable; see `harness list`).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,
+    /// An extra argument for every node of the builtin target, after the
+    /// workload's own (repeatable), e.g. `--node-arg=--snapshot-every=200`.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
     /// Seed of every random choice (default: from the clock; recorded in test.json).
     #[arg(long)]
     pub seed: Option<u64>,

@@ -52,6 +52,9 @@ fn replay_command(c: &TestConfig) -> String {
     for b in &c.bugs {
         parts.push(format!("--bug {b}"));
     }
+    for a in &c.node_args {
+        parts.push(format!("--node-arg='{a}'"));
+    }
     parts.retain(|p| !p.is_empty());
     parts.join(" ")
 }
@@ -110,6 +113,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         nemesis_interval: args.nemesis_interval,
         partitions,
         bugs: args.bugs.clone(),
+        node_args: args.node_args.clone(),
         seed,
         store: args.store.clone(),
         keys: args.keys as usize,

@@ -40,6 +40,9 @@ pub struct TestConfig {
     pub partitions: Vec<String>,
     /// Planted bugs passed to the nodes.
     pub bugs: Vec<String>,
+    /// Extra node arguments (builtin target), after the workload's own.
+    #[serde(default)]
+    pub node_args: Vec<String>,
     /// Seed of every random choice.
     pub seed: u64,
     /// Store root.

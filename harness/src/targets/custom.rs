@@ -295,9 +295,13 @@ impl Target for Custom {
     }
 
     fn validate(&self, cfg: &TestConfig) -> Result<(), String> {
-        if cfg.workload != "kv" || cfg.runtime != "process" || !cfg.bugs.is_empty() {
+        if cfg.workload != "kv"
+            || cfg.runtime != "process"
+            || !cfg.bugs.is_empty()
+            || !cfg.node_args.is_empty()
+        {
             return Err(
-                "--target custom runs the kv workload on the process runtime, without --bug".into(),
+                "--target custom runs the kv workload on the process runtime, without --bug or --node-arg (its command lives in --target-config)".into(),
             );
         }
         spec_of(cfg).map(|_| ()).map_err(|e| e.0)

@@ -97,9 +97,10 @@ pub trait Target: Send + Sync {
         if !workloads.contains(&cfg.workload.as_str())
             || cfg.runtime != "process"
             || !cfg.bugs.is_empty()
+            || !cfg.node_args.is_empty()
         {
             return Err(format!(
-                "--target {} runs the {} workload{} on the process runtime, without --bug",
+                "--target {} runs the {} workload{} on the process runtime, without --bug or --node-arg",
                 self.name(),
                 workloads.join(", "),
                 if workloads.len() > 1 { "s" } else { "" }

@@ -133,6 +133,9 @@ impl<S: StateMachine> Raft<S> {
         last_term: u64,
         now: Instant,
     ) {
+        if self.tell_removed(&from) {
+            return;
+        }
         let granted = term > self.meta.term
             && self.up_to_date(last_index, last_term)
             && !self.leader_alive(now);
@@ -148,6 +151,9 @@ impl<S: StateMachine> Raft<S> {
         last_term: u64,
         now: Instant,
     ) {
+        if self.tell_removed(&from) {
+            return;
+        }
         let leader_alive = self.leader_alive(now);
         if term > self.meta.term && leader_alive && self.leader.as_ref() != Some(&from) {
             self.send(

@@ -11,7 +11,7 @@ use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::types::{Members, NodeId, Payload};
 
-use super::{Peer, Raft, Role};
+use super::{Message, Peer, Raft, Role};
 
 impl<S: StateMachine> Raft<S> {
     /// Membership in force: the latest config entry in the log, else the snapshot's,
@@ -47,6 +47,66 @@ impl<S: StateMachine> Raft<S> {
             );
         }
         self.members = members;
+    }
+
+    /// The configuration to report: ours, or the one a member told us dropped us.
+    pub(super) fn members_in_force(&self) -> &Members {
+        self.removed.as_ref().unwrap_or(&self.members)
+    }
+
+    /// How recent our configuration is: the index of the config entry in force,
+    /// else the snapshot's last index (its members are as of that index), else 0.
+    fn config_version(&self) -> u64 {
+        self.log
+            .iter()
+            .rev()
+            .find(|e| matches!(e.payload, Payload::Config { .. }))
+            .map(|e| e.index)
+            .unwrap_or_else(|| self.snapshot_index())
+    }
+
+    /// Answers a campaign of `from`, when a committed configuration of ours no
+    /// longer holds it, by telling it so (else it would campaign forever); true
+    /// if it did.
+    pub(super) fn tell_removed(&self, from: &NodeId) -> bool {
+        let version = self.config_version();
+        let tell = !self.members.contains_key(from)
+            && self.members.contains_key(&self.cfg.id)
+            && version > 0
+            && version <= self.commit;
+        if tell {
+            self.send(
+                from,
+                Message::Removed {
+                    term: self.meta.term,
+                    members: self.members.clone(),
+                    version,
+                },
+            );
+        }
+        tell
+    }
+
+    /// A member says a committed configuration newer than ours leaves us out:
+    /// stop campaigning until a leader sends us entries again (as after a new join).
+    pub(super) fn on_removed(&mut self, from: NodeId, term: u64, members: Members, version: u64) {
+        if members.contains_key(&self.cfg.id) || version <= self.config_version() {
+            return;
+        }
+        if term > self.meta.term {
+            self.become_follower(term, None);
+        }
+        if self.role != Role::Follower {
+            self.become_follower(self.meta.term, None);
+        }
+        if self.removed.is_none() {
+            log_line!(
+                self.cfg.id,
+                "removed from the cluster (told by {from}); members now {:?}",
+                members.keys().collect::<Vec<_>>()
+            );
+        }
+        self.removed = Some(members);
     }
 
     pub(super) fn refuse_config_change(&self) -> Option<Reply> {

@@ -2,7 +2,6 @@
 //! directed link carries one direction of the conversation.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::types::{Entry, Members};
 
@@ -73,7 +72,9 @@ pub enum Message {
         /// The echoed read round.
         read_seq: u64,
     },
-    /// The leader's snapshot, for a follower behind the compacted log.
+    /// One chunk of the leader's snapshot, for a follower behind the compacted
+    /// log. The state travels as JSON text cut into chunks, so no frame grows
+    /// with the state (frames are capped, see `transport::MAX_FRAME`).
     Snapshot {
         /// Leader's term.
         term: u64,
@@ -83,8 +84,15 @@ pub enum Message {
         last_term: u64,
         /// Members as of `last_index`.
         members: Members,
-        /// State machine data.
-        data: Value,
+        /// Where `chunk` starts in the state's JSON text.
+        offset: u64,
+        /// A piece of that text, cut at a character boundary.
+        chunk: String,
+        /// Whether `chunk` ends the text.
+        done: bool,
+        /// Read round to echo back (ReadIndex), as in `Append`.
+        #[serde(default)]
+        read_seq: u64,
     },
     /// Answer to [`Message::Snapshot`].
     SnapshotReply {
@@ -92,5 +100,27 @@ pub enum Message {
         term: u64,
         /// Index the follower now has up to.
         last_index: u64,
+        /// Bytes of the snapshot at `of_index` received so far: where the next
+        /// chunk should start.
+        #[serde(default)]
+        offset: u64,
+        /// Which snapshot `offset` counts (its last index).
+        #[serde(default)]
+        of_index: u64,
+        /// The echoed read round.
+        #[serde(default)]
+        read_seq: u64,
+    },
+    /// Tells a node that asked for votes that a committed configuration no longer
+    /// holds it, so it stops campaigning (Raft thesis 4.2.3: a removed server
+    /// never hears of its removal otherwise).
+    Removed {
+        /// Sender's term.
+        term: u64,
+        /// The configuration in force on the sender.
+        members: Members,
+        /// How recent it is: the index of its config entry, or the snapshot's
+        /// last index when it came from a snapshot.
+        version: u64,
     },
 }

@@ -108,6 +108,8 @@ pub struct RaftConfig {
     pub heartbeat: Duration,
     /// Applied entries between snapshots.
     pub snapshot_every: u64,
+    /// Bytes of snapshot text per message.
+    pub snapshot_chunk: usize,
     /// Planted bugs.
     pub bugs: Bugs,
 }
@@ -127,6 +129,11 @@ struct Peer {
     last_ack: Instant,
     progress_at: Instant,
     acked_seq: u64,
+    /// The snapshot being sent to this peer: its last index, the offset of the
+    /// next chunk, and when a chunk last went out (one chunk is in flight at a
+    /// time, and it is sent again only after a quiet spell, never on every
+    /// refused append).
+    sending: Option<(u64, u64, Instant)>,
 }
 
 impl Peer {
@@ -138,6 +145,7 @@ impl Peer {
             last_ack: now,
             progress_at: now,
             acked_seq: 0,
+            sending: None,
         }
     }
 }
@@ -149,6 +157,12 @@ pub struct Raft<S: StateMachine> {
     log: Log,
     sm: S,
     snapshot: Option<Snapshot>,
+    /// The snapshot's state as JSON text, made once per snapshot for sending.
+    snapshot_text: Option<Arc<str>>,
+    /// A snapshot arriving in chunks: its last index and term, and the text so far.
+    incoming: Option<(u64, u64, String)>,
+    /// The committed configuration that dropped this node, once a member told it.
+    removed: Option<Members>,
     role: Role,
     leader: Option<NodeId>,
     leader_contact: Option<Instant>,
@@ -195,6 +209,9 @@ impl<S: StateMachine> Raft<S> {
             log,
             sm,
             snapshot,
+            snapshot_text: None,
+            incoming: None,
+            removed: None,
             role: Role::Follower,
             leader: None,
             leader_contact: None,
@@ -342,6 +359,7 @@ impl<S: StateMachine> Raft<S> {
         Status {
             id: self.cfg.id.clone(),
             role: match self.role {
+                Role::Follower if self.removed.is_some() => "removed",
                 Role::Leader => "leader",
                 Role::Candidate => "candidate",
                 Role::PreCandidate => "pre-candidate",
@@ -352,9 +370,9 @@ impl<S: StateMachine> Raft<S> {
             commit_index: self.commit,
             applied_index: self.applied,
             last_index: self.log.last_index(),
-            members: self.members.keys().cloned().collect(),
+            members: self.members_in_force().keys().cloned().collect(),
             member_addrs: self
-                .members
+                .members_in_force()
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
@@ -400,11 +418,36 @@ impl<S: StateMachine> Raft<S> {
                 last_index,
                 last_term,
                 members,
-                data,
-            } => self.on_snapshot(from, term, last_index, last_term, members, data, now),
-            Message::SnapshotReply { term, last_index } => {
-                self.on_snapshot_reply(from, term, last_index, now)
-            }
+                offset,
+                chunk,
+                done,
+                read_seq,
+            } => self.on_snapshot(
+                from,
+                snapshot::Chunk {
+                    term,
+                    last_index,
+                    last_term,
+                    members,
+                    offset,
+                    chunk,
+                    done,
+                    read_seq,
+                },
+                now,
+            ),
+            Message::SnapshotReply {
+                term,
+                last_index,
+                offset,
+                of_index,
+                read_seq,
+            } => self.on_snapshot_reply(from, term, last_index, (of_index, offset), read_seq, now),
+            Message::Removed {
+                term,
+                members,
+                version,
+            } => self.on_removed(from, term, members, version),
         }
     }
 
@@ -453,7 +496,7 @@ impl<S: StateMachine> Raft<S> {
             }
             _ => {
                 if now >= self.election_deadline {
-                    if self.members.contains_key(&self.cfg.id) {
+                    if self.members.contains_key(&self.cfg.id) && self.removed.is_none() {
                         self.start_pre_vote(now);
                     } else {
                         self.reset_election_timer(now);

@@ -55,6 +55,7 @@ impl<S: StateMachine> Raft<S> {
             return;
         }
         self.follow(&from, term, now);
+        self.removed = None;
 
         let si = self.log.snapshot_index();
         if prev_index < si {
@@ -142,20 +143,7 @@ impl<S: StateMachine> Raft<S> {
         let Some(p) = self.peers.get(to) else { return };
         let next = p.next;
         if next <= self.log.snapshot_index() {
-            if let Some(s) = &self.snapshot {
-                let msg = Message::Snapshot {
-                    term: self.meta.term,
-                    last_index: s.last_index,
-                    last_term: s.last_term,
-                    members: s.members.clone(),
-                    data: s.data.clone(),
-                };
-                let last = s.last_index;
-                self.send(to, msg);
-                if let Some(p) = self.peers.get_mut(to) {
-                    p.next = last + 1;
-                }
-            }
+            self.send_snapshot_chunk(to, read_seq, false);
             return;
         }
         let prev_index = next - 1;
@@ -219,7 +207,7 @@ impl<S: StateMachine> Raft<S> {
         if self.role == Role::Leader {
             self.serve_reads();
         }
-        if self.applied >= self.log.snapshot_index() + self.cfg.snapshot_every {
+        if self.applied >= self.snapshot_index() + self.cfg.snapshot_every {
             self.take_snapshot()?;
         }
         Ok(())
