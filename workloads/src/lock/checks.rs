@@ -24,7 +24,8 @@ use checker::CheckerResult;
 /// At most this many findings are listed per checker.
 const SHOW: usize = 20;
 /// A wait counts for at most this long after its `queued` answer: half the lock
-/// manager's lapse, so skewed clocks cannot make it lapse sooner there.
+/// manager's lapse, so clocks skewed by less than 5 s cannot make it lapse sooner
+/// there. Larger jumps (`clock-bump`) are handled apart, see [`clock_jumps`].
 const WAIT_LAPSE_NS: i64 = 5_000_000_000;
 
 /// Runs every checker of the `lock` workload.
@@ -254,12 +255,44 @@ struct Edge {
     to: i64,
 }
 
-/// Waits that formed a cycle at some moment. Spans are taken conservatively (a
-/// hold from its grant's completion until its release or another grant of the
-/// lock is invoked; a wait from a `queued` answer until the process invokes
-/// anything but another ask for that lock), so a cycle found here certainly existed. An expired lease still
-/// holds until replaced, as in the lock manager.
+/// When the lock manager's clock may have jumped far ahead, lapsing every wait
+/// at once: each `clock-bump` fault, from the nemesis event before it (its
+/// start is recorded only after the clocks moved) until it stopped.
+fn clock_jumps(history: &History) -> Vec<(i64, i64)> {
+    let mut windows = Vec::new();
+    let mut previous = 0;
+    for (i, e) in history.nemesis.iter().enumerate() {
+        let at = e.time.unwrap_or(previous);
+        if &*e.f == "start-clock-bump" {
+            let stop = history.nemesis[i + 1..]
+                .iter()
+                .find(|x| &*x.f == "stop-clock-bump")
+                .and_then(|x| x.time)
+                .unwrap_or(i64::MAX);
+            windows.push((previous, stop));
+        }
+        previous = at;
+    }
+    windows
+}
+
+/// Waits that formed a cycle at some moment. Spans are taken conservatively,
+/// so a cycle found here certainly existed:
+/// - a hold lasts from its grant's completion until its release or another
+///   grant of the lock is invoked (an expired lease still holds until
+///   replaced, as in the lock manager);
+/// - a wait lasts from a `queued` answer until the process invokes anything
+///   but another ask for that lock, a refused (`fail`) op included (a
+///   `deadlock` refusal removes the wait), and never past a possible clock jump.
 fn deadlocks(history: &History) -> Value {
+    let jumps = clock_jumps(history);
+    // Refused ops per process, by invocation: they end waits too.
+    let mut refused: HashMap<i64, Vec<i64>> = HashMap::new();
+    for op in &history.failed {
+        if let Some(call) = op.call_time {
+            refused.entry(op.process).or_default().push(call);
+        }
+    }
     let mut by_process: HashMap<i64, Vec<usize>> = HashMap::new();
     for (i, op) in history.ops.iter().enumerate() {
         by_process.entry(op.process).or_default().push(i);
@@ -315,10 +348,23 @@ fn deadlocks(history: &History) -> Value {
                 .map(|&j| &history.ops[j])
                 .find(|o| !(&*o.f == "acquire" && is_queued(o) && o.key == op.key))
                 .and_then(|o| o.call_time);
-            let (Some(from), Some(next)) = (op.ret_time, end) else {
+            let Some(from) = op.ret_time else { continue };
+            let refusal = refused
+                .get(&op.process)
+                .into_iter()
+                .flatten()
+                .filter(|&&t| t > from)
+                .min()
+                .copied();
+            let Some(next) = end.into_iter().chain(refusal).min() else {
                 continue;
             };
-            let next = next.min(from + WAIT_LAPSE_NS);
+            let mut next = next.min(from + WAIT_LAPSE_NS);
+            for &(a, b) in &jumps {
+                if from < b {
+                    next = next.min(from.max(a));
+                }
+            }
             let lock = key_name(history, op);
             let Some(HValue::List(holders)) = out.get("holders") else {
                 continue;
@@ -560,6 +606,95 @@ mod tests {
         // p2 waiting on a lock held by a third process closes no cycle.
         let fine = history(&events(r#"{"queued":true,"holders":["p3"]}"#));
         assert_eq!(verdicts(&fine)["deadlocks"], json!(true));
+    }
+
+    #[test]
+    fn a_wait_ended_by_a_refusal_or_a_clock_jump_closes_no_cycle() {
+        let qa = r#"{"owner":"p1","ttl_ms":1000,"wait":true}"#;
+        let qb = r#"{"owner":"p2","ttl_ms":1000,"wait":true}"#;
+        // p1 holds x and waits for y (held by p2); p2 then waits for x.
+        let base = |middle: &[(
+            u64,
+            &'static str,
+            &'static str,
+            &'static str,
+            &'static str,
+            i64,
+        )]| {
+            let mut events = vec![
+                (1, "invoke", "acquire", "x", A, 0),
+                (
+                    1,
+                    "ok",
+                    "acquire",
+                    "x",
+                    r#"{"token":1,"took_over":false}"#,
+                    1,
+                ),
+                (2, "invoke", "acquire", "y", B, 0),
+                (
+                    2,
+                    "ok",
+                    "acquire",
+                    "y",
+                    r#"{"token":1,"took_over":false}"#,
+                    1,
+                ),
+                (1, "invoke", "acquire", "y", qa, 10),
+                (
+                    1,
+                    "ok",
+                    "acquire",
+                    "y",
+                    r#"{"queued":true,"holders":["p2"]}"#,
+                    11,
+                ),
+            ];
+            events.extend_from_slice(middle);
+            events.extend_from_slice(&[
+                (2, "invoke", "acquire", "x", qb, 20),
+                (
+                    2,
+                    "ok",
+                    "acquire",
+                    "x",
+                    r#"{"queued":true,"holders":["p1"]}"#,
+                    21,
+                ),
+                (1, "invoke", "release", "x", A, 50),
+                (1, "ok", "release", "x", "null", 51),
+                (2, "invoke", "cancel", "x", B, 52),
+                (2, "ok", "cancel", "x", "null", 53),
+            ]);
+            events
+        };
+        assert_eq!(verdicts(&history(&base(&[])))["deadlocks"], json!(false));
+        // p1 asked for y again and was refused `deadlock`: the manager dropped its
+        // wait before p2 began to wait, so no cycle existed.
+        let refused = history(&base(&[
+            (1, "invoke", "acquire", "y", qa, 14),
+            (1, "fail", "acquire", "y", r#""deadlock""#, 15),
+        ]));
+        assert_eq!(verdicts(&refused)["deadlocks"], json!(true));
+        // A clock jump between the two waits may have lapsed p1's.
+        let mut text = String::new();
+        for (p, kind, f, key, value, ms) in base(&[]) {
+            text.push_str(&format!(
+                "{{\"type\":\"{kind}\",\"process\":{p},\"f\":\"{f}\",\"key\":\"{key}\",\"value\":{value},\"time\":{}}}\n",
+                ms * 1_000_000
+            ));
+            if ms == 11 {
+                for (f, t) in [("start-clock-bump", 12), ("stop-clock-bump", 13)] {
+                    text.push_str(&format!(
+                        "{{\"type\":\"info\",\"process\":\"nemesis\",\"f\":\"{f}\",\"value\":null,\"time\":{}}}\n",
+                        t * 1_000_000
+                    ));
+                }
+            }
+        }
+        let jumped = checker::format::jsonl::read(text.as_bytes()).unwrap();
+        assert_eq!(jumped.nemesis.len(), 2);
+        assert_eq!(verdicts(&jumped)["deadlocks"], json!(true));
     }
 
     #[test]
