@@ -67,6 +67,21 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Serve the file system of `--nemesis lose-unsynced` (started by `run`):
+    /// mounts a FUSE layer at MOUNT over BACKING that keeps unsynced data in
+    /// memory, controlled over the Unix socket CONTROL.
+    #[command(hide = true)]
+    Lazyfs {
+        /// The directory that plays the disk.
+        #[arg(long)]
+        backing: PathBuf,
+        /// Where to mount.
+        #[arg(long)]
+        mount: PathBuf,
+        /// The control socket.
+        #[arg(long)]
+        control: PathBuf,
+    },
 }
 
 /// Arguments of `harness bench`.
@@ -353,6 +368,17 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Compare(args) => compare::run(&args),
         Command::Bench(args) => bench::command(&args),
         Command::Serve { store, port } => serve::run(&store, port),
+        Command::Lazyfs {
+            backing,
+            mount,
+            control,
+        } => match crate::runtime::lazyfs::serve(&backing, &mount, &control) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("harness lazyfs: {e:#}");
+                ExitCode::from(1)
+            }
+        },
         Command::Image { node_bin } => crate::runtime::docker::image::command(node_bin.as_deref()),
     }
 }

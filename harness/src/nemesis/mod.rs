@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod collide;
 pub mod comeback;
+pub mod disk;
 pub mod kill;
 pub mod link;
 pub mod membership;
@@ -43,6 +44,8 @@ pub static FAULTS: &[&dyn Fault] = &[
     &comeback::Comeback,
     &membership::Membership,
     &orphan::OrphanChange,
+    &disk::LoseUnsynced,
+    &disk::SlowDisk,
 ];
 
 /// A fault the nemesis can inject and heal.

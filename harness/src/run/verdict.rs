@@ -22,6 +22,46 @@ pub struct Verdict {
     pub facts: Map<String, Value>,
 }
 
+/// Whether every node the nemesis restarted came back: a node that cannot start
+/// from its own disk (after a power loss, say) lost what it promised to keep.
+/// Only said when a restart failed or the run lost unsynced writes.
+fn recovery(history: &checker::History) -> Option<CheckerResult> {
+    let failed: Vec<&checker::history::NemesisEvent> = history
+        .nemesis
+        .iter()
+        .filter(|e| &*e.f == "restart-failed")
+        .collect();
+    let power_lost = history
+        .nemesis
+        .iter()
+        .filter(|e| &*e.f == "start-lose-unsynced")
+        .count();
+    if failed.is_empty() && power_lost == 0 {
+        return None;
+    }
+    let list: Vec<Value> = failed
+        .iter()
+        .map(|e| json!({"line": e.line, "at_s": e.time.unwrap_or(0) as f64 / 1e9, "failure": serde_json::to_value(&e.value).unwrap_or(Value::Null)}))
+        .collect();
+    Some(CheckerResult::new(
+        if failed.is_empty() {
+            Validity::Valid
+        } else {
+            Validity::Invalid
+        },
+        if failed.is_empty() {
+            format!("every node came back after {power_lost} power losses")
+        } else {
+            format!(
+                "{} restarts failed (first: {})",
+                failed.len(),
+                list[0]["failure"]
+            )
+        },
+        json!({"failed": list, "power_losses": power_lost}),
+    ))
+}
+
 /// Checks the run's history with `workload`'s checkers.
 pub fn check(
     cfg: &TestConfig,
@@ -59,6 +99,9 @@ pub fn check(
             json!({"keys": drove.finals, "unanswered": drove.unanswered}),
         ),
     );
+    if let Some(result) = recovery(&history) {
+        verdict.add("recovery".into(), result);
+    }
     let s = &drove.summary;
     let h = &history.stats;
     verdict.add(

@@ -2,6 +2,7 @@
 //! the default; Docker and third-party systems fit the same trait.
 
 pub mod docker;
+pub mod lazyfs;
 pub mod node_binary;
 pub mod ports;
 pub mod process;
@@ -44,6 +45,23 @@ pub trait Runtime: Send {
     fn resume<'a>(&'a mut self, id: &'a str) -> BoxFut<'a, anyhow::Result<()>>;
     /// Stops every node and releases everything the runtime holds.
     fn teardown(&mut self) -> BoxFut<'_, anyhow::Result<()>>;
+    /// Kills node `id` and drops what it wrote but never synced (with `tear`,
+    /// a seeded part of it survives, torn at a page); answers what was lost.
+    /// Only runtimes with lazy disks can.
+    fn lose_unsynced<'a>(
+        &'a mut self,
+        id: &'a str,
+        tear: Option<u64>,
+    ) -> BoxFut<'a, anyhow::Result<serde_json::Value>> {
+        let _ = tear;
+        Box::pin(async move { anyhow::bail!("node {id}: this runtime has no lazy disks") })
+    }
+    /// Delays every fsync of node `id` by `fsync_ms` (0: no delay).
+    fn slow_disk<'a>(&'a mut self, id: &'a str, fsync_ms: u64) -> BoxFut<'a, anyhow::Result<()>> {
+        let _ = fsync_ms;
+        Box::pin(async move { anyhow::bail!("node {id}: this runtime has no lazy disks") })
+    }
+
     /// Facts about the runtime worth keeping in `results.json` (image, timings).
     fn describe(&self) -> serde_json::Value {
         serde_json::Value::Null

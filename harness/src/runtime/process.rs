@@ -18,6 +18,8 @@ struct Proc {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// Its data directory behind a lazy file system (`lose-unsynced`).
+    disk: Option<super::lazyfs::Disk>,
 }
 
 /// One process of a third-party system: its arguments and where it answers.
@@ -93,9 +95,30 @@ impl ProcessRuntime {
                 args,
                 log: dir.join("node.log"),
                 child: None,
+                disk: None,
             });
         }
         Ok(ProcessRuntime { bin, nodes })
+    }
+
+    /// Puts every node's data directory behind a lazy file system (a FUSE
+    /// layer served by `exe lazyfs`, its disk in `disk/` beside `data/`), so
+    /// `lose-unsynced` can drop what a node wrote but never synced.
+    pub fn with_lazy_disks(&mut self, exe: &Path) -> anyhow::Result<()> {
+        for p in &mut self.nodes {
+            let Some(i) = p.args.iter().position(|a| a == "--data-dir") else {
+                bail!("node {} has no --data-dir to put behind a lazy disk", p.id);
+            };
+            let data = PathBuf::from(&p.args[i + 1]);
+            let node_dir = data.parent().unwrap_or(Path::new(".")).to_path_buf();
+            p.disk = Some(super::lazyfs::Disk::start(
+                exe,
+                &node_dir.join("disk"),
+                &data,
+                &node_dir.join("lazyfs.log"),
+            )?);
+        }
+        Ok(())
     }
 
     /// Processes of a third-party system, launched as given (no admin API).
@@ -114,6 +137,7 @@ impl ProcessRuntime {
                 id: l.id,
                 args: l.args,
                 child: None,
+                disk: None,
             });
         }
         Ok(ProcessRuntime { bin, nodes })
@@ -203,7 +227,44 @@ impl Runtime for ProcessRuntime {
                     let _ = child.kill();
                     let _ = child.wait();
                 }
+                // What was never synced is gone with the node's end, as it
+                // would be at a power loss; the disk holds the rest.
+                if let Some(mut disk) = p.disk.take() {
+                    disk.stop();
+                }
             }
+            Ok(())
+        })
+    }
+
+    fn lose_unsynced<'a>(
+        &'a mut self,
+        id: &'a str,
+        tear: Option<u64>,
+    ) -> BoxFut<'a, anyhow::Result<serde_json::Value>> {
+        Box::pin(async move {
+            let p = self.proc_mut(id)?;
+            if let Some(mut child) = p.child.take() {
+                child.kill().with_context(|| format!("SIGKILL {id}"))?;
+                let _ = child.wait();
+            }
+            let Some(disk) = &p.disk else {
+                bail!("node {id} has no lazy disk");
+            };
+            disk.command(&match tear {
+                Some(seed) => format!("tear {seed}"),
+                None => "drop".into(),
+            })
+        })
+    }
+
+    fn slow_disk<'a>(&'a mut self, id: &'a str, fsync_ms: u64) -> BoxFut<'a, anyhow::Result<()>> {
+        Box::pin(async move {
+            let p = self.proc_mut(id)?;
+            let Some(disk) = &p.disk else {
+                bail!("node {id} has no lazy disk");
+            };
+            disk.command(&format!("slow {fsync_ms}"))?;
             Ok(())
         })
     }
@@ -216,6 +277,7 @@ impl Drop for ProcessRuntime {
                 let _ = child.kill();
                 let _ = child.wait();
             }
+            p.disk = None;
         }
     }
 }

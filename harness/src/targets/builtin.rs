@@ -47,6 +47,8 @@ impl Target for Builtin {
             "comeback",
             "membership",
             "orphan-change",
+            "lose-unsynced",
+            "slow-disk",
         ]
     }
 
@@ -126,7 +128,15 @@ impl Target for Builtin {
                     peers,
                 });
             }
-            let rt = ProcessRuntime::new(bin.to_path_buf(), dir, plans, &cfg.bugs, node_args)?;
+            let mut rt = ProcessRuntime::new(bin.to_path_buf(), dir, plans, &cfg.bugs, node_args)?;
+            if cfg
+                .nemesis
+                .iter()
+                .any(|f| crate::nemesis::disk::NEEDS_LAZY_DISKS.contains(&f.as_str()))
+            {
+                let exe = std::env::current_exe().context("cannot find the harness binary")?;
+                rt.with_lazy_disks(&exe)?;
+            }
             Ok((Box::new(rt) as Box<dyn Runtime>, net))
         })
     }
