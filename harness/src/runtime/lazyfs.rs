@@ -26,9 +26,10 @@ use fuse_mt::{
 };
 use serde_json::json;
 
-/// Bypass the kernel's page cache: every read and write comes to us, so what a
-/// reader sees after a drop is what the disk holds.
-const FOPEN_DIRECT_IO: u32 = 1;
+/// Open flags: none. Without `FOPEN_KEEP_CACHE` the kernel drops a file's
+/// cached pages at every open, so a node restarted after a drop reads what the
+/// disk holds; without `FOPEN_DIRECT_IO`, mmap works (etcd's bbolt needs it).
+const OPEN_FLAGS: u32 = 0;
 /// Attributes change under the kernel's feet (a drop shrinks files): no caching.
 const TTL: Duration = Duration::ZERO;
 /// Torn writes keep whole pages.
@@ -386,7 +387,7 @@ impl FilesystemMT for LazyFs {
 
     fn open(&self, _req: RequestInfo, path: &Path, _flags: u32) -> ResultOpen {
         std::fs::symlink_metadata(self.real(path)).map_err(errno)?;
-        Ok((0, FOPEN_DIRECT_IO))
+        Ok((0, OPEN_FLAGS))
     }
 
     fn read(
@@ -523,7 +524,7 @@ impl FilesystemMT for LazyFs {
             ttl,
             attr,
             fh: 0,
-            flags: FOPEN_DIRECT_IO,
+            flags: OPEN_FLAGS,
         })
     }
 }

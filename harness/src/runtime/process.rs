@@ -18,6 +18,8 @@ struct Proc {
     args: Vec<String>,
     log: PathBuf,
     child: Option<Child>,
+    /// Where it keeps its data, if known.
+    data: Option<PathBuf>,
     /// Its data directory behind a lazy file system (`lose-unsynced`).
     disk: Option<super::lazyfs::Disk>,
 }
@@ -32,6 +34,9 @@ pub struct Launch {
     pub dir: PathBuf,
     /// Arguments of the system's binary.
     pub args: Vec<String>,
+    /// The directory where it keeps its data, if the harness knows it (what a
+    /// lazy disk is mounted over for `lose-unsynced`).
+    pub data: Option<PathBuf>,
 }
 
 /// Local node processes.
@@ -95,6 +100,7 @@ impl ProcessRuntime {
                 args,
                 log: dir.join("node.log"),
                 child: None,
+                data: Some(dir.join("data")),
                 disk: None,
             });
         }
@@ -106,10 +112,9 @@ impl ProcessRuntime {
     /// `lose-unsynced` can drop what a node wrote but never synced.
     pub fn with_lazy_disks(&mut self, exe: &Path) -> anyhow::Result<()> {
         for p in &mut self.nodes {
-            let Some(i) = p.args.iter().position(|a| a == "--data-dir") else {
-                bail!("node {} has no --data-dir to put behind a lazy disk", p.id);
+            let Some(data) = p.data.clone() else {
+                bail!("node {}: its data directory is unknown, so it cannot lose unsynced writes", p.id);
             };
-            let data = PathBuf::from(&p.args[i + 1]);
             let node_dir = data.parent().unwrap_or(Path::new(".")).to_path_buf();
             p.disk = Some(super::lazyfs::Disk::start(
                 exe,
@@ -127,6 +132,10 @@ impl ProcessRuntime {
         for l in launches {
             std::fs::create_dir_all(&l.dir)
                 .with_context(|| format!("cannot create {}", l.dir.display()))?;
+            if let Some(data) = &l.data {
+                std::fs::create_dir_all(data)
+                    .with_context(|| format!("cannot create {}", data.display()))?;
+            }
             nodes.push(Proc {
                 addrs: NodeAddrs {
                     id: l.id.clone(),
@@ -137,6 +146,7 @@ impl ProcessRuntime {
                 id: l.id,
                 args: l.args,
                 child: None,
+                data: l.data,
                 disk: None,
             });
         }

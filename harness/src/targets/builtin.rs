@@ -52,6 +52,10 @@ impl Target for Builtin {
         ]
     }
 
+    fn takes_node_args(&self) -> bool {
+        true
+    }
+
     fn validate(&self, _cfg: &TestConfig) -> Result<(), String> {
         Ok(())
     }
@@ -129,14 +133,7 @@ impl Target for Builtin {
                 });
             }
             let mut rt = ProcessRuntime::new(bin.to_path_buf(), dir, plans, &cfg.bugs, node_args)?;
-            if cfg
-                .nemesis
-                .iter()
-                .any(|f| crate::nemesis::disk::NEEDS_LAZY_DISKS.contains(&f.as_str()))
-            {
-                let exe = std::env::current_exe().context("cannot find the harness binary")?;
-                rt.with_lazy_disks(&exe)?;
-            }
+            super::lazy_disks_if_asked(cfg, &mut rt)?;
             Ok((Box::new(rt) as Box<dyn Runtime>, net))
         })
     }

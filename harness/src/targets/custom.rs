@@ -383,6 +383,7 @@ impl Target for Custom {
                     client_url: format!("http://127.0.0.1:{port}"),
                     dir,
                     args,
+                    data: None,
                 });
             }
             let rt = ProcessRuntime::from_launches(s.bin.to_path_buf(), launches)?;

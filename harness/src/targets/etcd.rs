@@ -32,7 +32,18 @@ impl Target for Etcd {
     }
 
     fn faults(&self) -> &'static [&'static str] {
-        &["partition", "kill", "pause", "delay"]
+        &[
+            "partition",
+            "kill",
+            "pause",
+            "delay",
+            "lose-unsynced",
+            "slow-disk",
+        ]
+    }
+
+    fn takes_node_args(&self) -> bool {
+        true
     }
 
     fn reads(&self) -> &'static [&'static str] {
@@ -46,6 +57,7 @@ impl Target for Etcd {
     fn start<'a>(&'a self, s: Start<'a>) -> BoxFut<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let Start {
+                cfg,
                 bin,
                 dir,
                 ids,
@@ -70,7 +82,12 @@ impl Target for Etcd {
                 at.insert(id.as_str(), (p.0, p.1, advertised));
             }
             let launches = launches(dir, ids, |id| at[id]);
-            let rt = ProcessRuntime::from_launches(bin.to_path_buf(), launches)?;
+            let mut launches = launches;
+            for l in &mut launches {
+                l.args.extend(cfg.node_args.iter().cloned());
+            }
+            let mut rt = ProcessRuntime::from_launches(bin.to_path_buf(), launches)?;
+            super::lazy_disks_if_asked(cfg, &mut rt)?;
             Ok((Box::new(rt) as Box<dyn Runtime>, net))
         })
     }
@@ -172,6 +189,7 @@ fn launches(
             Launch {
                 id: id.clone(),
                 client_url: c,
+                data: Some(dir.join("data")),
                 dir,
                 args,
             }

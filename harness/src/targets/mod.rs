@@ -85,6 +85,10 @@ pub trait Target: Send + Sync {
     fn takes_config(&self) -> bool {
         false
     }
+    /// Whether `--node-arg` reaches its nodes' command lines.
+    fn takes_node_args(&self) -> bool {
+        false
+    }
     /// The workloads its clients speak (checked by the default [`Target::validate`]).
     fn workloads(&self) -> &'static [&'static str] {
         &["kv"]
@@ -97,13 +101,18 @@ pub trait Target: Send + Sync {
         if !workloads.contains(&cfg.workload.as_str())
             || cfg.runtime != "process"
             || !cfg.bugs.is_empty()
-            || !cfg.node_args.is_empty()
+            || (!cfg.node_args.is_empty() && !self.takes_node_args())
         {
             return Err(format!(
-                "--target {} runs the {} workload{} on the process runtime, without --bug or --node-arg",
+                "--target {} runs the {} workload{} on the process runtime, without --bug{}",
                 self.name(),
                 workloads.join(", "),
-                if workloads.len() > 1 { "s" } else { "" }
+                if workloads.len() > 1 { "s" } else { "" },
+                if self.takes_node_args() {
+                    ""
+                } else {
+                    " or --node-arg"
+                }
             ));
         }
         Ok(())
@@ -175,4 +184,22 @@ mod tests {
             assert!(t.faults().iter().all(|f| crate::nemesis::get(f).is_ok()));
         }
     }
+}
+
+/// Puts the nodes' data behind lazy disks when a fault that needs them
+/// (`lose-unsynced`, `slow-disk`) is in the run.
+pub(crate) fn lazy_disks_if_asked(
+    cfg: &TestConfig,
+    rt: &mut crate::runtime::process::ProcessRuntime,
+) -> anyhow::Result<()> {
+    if cfg
+        .nemesis
+        .iter()
+        .any(|f| crate::nemesis::disk::NEEDS_LAZY_DISKS.contains(&f.as_str()))
+    {
+        let exe = std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find the harness binary: {e}"))?;
+        rt.with_lazy_disks(&exe)?;
+    }
+    Ok(())
 }

@@ -31,7 +31,18 @@ impl Target for Redis {
     }
 
     fn faults(&self) -> &'static [&'static str] {
-        &["partition", "kill", "pause", "delay"]
+        &[
+            "partition",
+            "kill",
+            "pause",
+            "delay",
+            "lose-unsynced",
+            "slow-disk",
+        ]
+    }
+
+    fn takes_node_args(&self) -> bool {
+        true
     }
 
     fn reads(&self) -> &'static [&'static str] {
@@ -45,6 +56,7 @@ impl Target for Redis {
     fn start<'a>(&'a self, s: Start<'a>) -> BoxFut<'a, anyhow::Result<Started>> {
         Box::pin(async move {
             let Start {
+                cfg,
                 bin,
                 dir,
                 ids,
@@ -72,7 +84,12 @@ impl Target for Redis {
                 plan.insert(id.as_str(), (p.0, via));
             }
             let launches = launches(dir, ids, |id| plan[id].0, |id| plan[id].1);
-            let rt = ProcessRuntime::from_launches(bin.to_path_buf(), launches)?;
+            let mut launches = launches;
+            for l in &mut launches {
+                l.args.extend(cfg.node_args.iter().cloned());
+            }
+            let mut rt = ProcessRuntime::from_launches(bin.to_path_buf(), launches)?;
+            super::lazy_disks_if_asked(cfg, &mut rt)?;
             Ok((Box::new(rt) as Box<dyn Runtime>, net))
         })
     }
@@ -136,7 +153,7 @@ fn launches(
                 "--bind",
                 "127.0.0.1",
                 "--dir",
-                &dir.display().to_string(),
+                &dir.join("data").display().to_string(),
                 "--daemonize",
                 "no",
                 "--save",
@@ -165,6 +182,7 @@ fn launches(
             Launch {
                 id: id.clone(),
                 client_url: format!("redis://127.0.0.1:{}", port(id)),
+                data: Some(dir.join("data")),
                 dir,
                 args,
             }

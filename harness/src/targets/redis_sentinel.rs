@@ -172,6 +172,7 @@ async fn start(
             client_url: format!("redis://{}:{}", plan.ip, plan.redis),
             dir: node_dir.clone(),
             args: vec![path.display().to_string()],
+            data: None,
         });
 
         let sentinel_dir = node_dir.join("sentinel");
@@ -195,6 +196,7 @@ async fn start(
             client_url: format!("{}:{}", plan.ip, plan.sentinel),
             dir: sentinel_dir,
             args: vec![path.display().to_string(), "--sentinel".into()],
+            data: None,
         });
     }
     let runtime = SentinelRuntime {
