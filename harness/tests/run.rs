@@ -193,6 +193,46 @@ fn an_orphaned_membership_change_is_undone_and_keeping_it_is_caught() {
     );
 }
 
+/// `lose-unsynced`: power losses on lazy disks. The correct node syncs what it
+/// acknowledges and comes back; `no-fsync` leaves a zero-length `meta.json` (or
+/// a log missing acknowledged entries), and the node cannot come back.
+#[test]
+fn a_power_loss_loses_nothing_acknowledged_and_no_fsync_is_caught() {
+    let args = [
+        "--nodes",
+        "3",
+        "--nemesis",
+        "lose-unsynced",
+        "--nemesis-interval",
+        "1.5",
+        "--time-limit",
+        "5",
+        "--seed",
+        "1",
+    ];
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run(store.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_verdict(&r, "recovery", true);
+    assert_verdict(&r, "lost-writes", true);
+    let (out, latest) = run(store.path(), &[&args[..], &["--bug", "no-fsync"]].concat());
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    let r = results(&latest);
+    let caught = ["recovery", "lost-writes", "linearizable"]
+        .iter()
+        .filter(|c| r["checkers"][**c]["valid"] == Value::Bool(false))
+        .count();
+    assert!(caught > 0, "{r}");
+    // What was lost is recorded with the fault.
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains("\"start-lose-unsynced\""),
+        "no power loss recorded"
+    );
+    assert!(history.contains("lost_bytes"));
+}
+
 /// `comeback`: the leader restarts, leads again, and is cut off while its
 /// peers' old replies still reach it. The correct node stops serving reads it
 /// cannot confirm; `echo-read-seq` lets those replies vouch for its reads.
@@ -590,6 +630,52 @@ fn redis_replica_reads_are_caught_stale() {
         .unwrap();
     assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("does not apply"));
+}
+
+/// Redis's AOF under power losses: `appendfsync always` (our default) keeps
+/// every acknowledged write; `everysec` acknowledges before syncing, and the
+/// lost writes are named.
+#[test]
+fn redis_loses_acknowledged_writes_under_power_loss_only_with_appendfsync_everysec() {
+    let store = tempfile::tempdir().unwrap();
+    let (out, latest) = run_target("redis", store.path(), "linearizable", "lose-unsynced", &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_verdict(&results(&latest), "lost-writes", true);
+    // A loss must hit the primary while it holds unsynced acknowledged
+    // writes; seeds 1 and 2 do, and a third is allowed for a loaded machine.
+    let mut outcomes = Vec::new();
+    for seed in ["1", "2", "4"] {
+        let (out, latest) = run_third_party(
+            "redis",
+            store.path(),
+            &[
+                "--nemesis",
+                "lose-unsynced",
+                "--nemesis-interval",
+                "2",
+                "--time-limit",
+                "12",
+                "--seed",
+                seed,
+                "--node-arg=--appendfsync",
+                "--node-arg=everysec",
+            ],
+        );
+        if out.status.code() == Some(1) {
+            let r = results(&latest);
+            assert_verdict(&r, "lost-writes", false);
+            assert!(
+                r["checkers"]["lost-writes"]["summary"]
+                    .as_str()
+                    .unwrap()
+                    .contains("acknowledged write"),
+                "{r}"
+            );
+            return;
+        }
+        outcomes.push(describe(&out));
+    }
+    panic!("everysec never lost a write:\n{}", outcomes.join("\n"));
 }
 
 /// Redis with Sentinel on three nodes; `extra` picks the faults.

@@ -113,7 +113,10 @@ impl ProcessRuntime {
     pub fn with_lazy_disks(&mut self, exe: &Path) -> anyhow::Result<()> {
         for p in &mut self.nodes {
             let Some(data) = p.data.clone() else {
-                bail!("node {}: its data directory is unknown, so it cannot lose unsynced writes", p.id);
+                bail!(
+                    "node {}: its data directory is unknown, so it cannot lose unsynced writes",
+                    p.id
+                );
             };
             let node_dir = data.parent().unwrap_or(Path::new(".")).to_path_buf();
             p.disk = Some(super::lazyfs::Disk::start(
