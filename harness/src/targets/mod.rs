@@ -162,6 +162,24 @@ pub fn on_path(bin: &str, package: &str, target: &str) -> anyhow::Result<PathBuf
     )))
 }
 
+/// Puts the nodes' data behind lazy disks when a fault that needs them
+/// (`lose-unsynced`, `slow-disk`) is in the run.
+pub(crate) fn lazy_disks_if_asked(
+    cfg: &TestConfig,
+    rt: &mut crate::runtime::process::ProcessRuntime,
+) -> anyhow::Result<()> {
+    if cfg
+        .nemesis
+        .iter()
+        .any(|f| crate::nemesis::disk::NEEDS_LAZY_DISKS.contains(&f.as_str()))
+    {
+        let exe = std::env::current_exe()
+            .map_err(|e| anyhow::anyhow!("cannot find the harness binary: {e}"))?;
+        rt.with_lazy_disks(&exe)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,22 +202,4 @@ mod tests {
             assert!(t.faults().iter().all(|f| crate::nemesis::get(f).is_ok()));
         }
     }
-}
-
-/// Puts the nodes' data behind lazy disks when a fault that needs them
-/// (`lose-unsynced`, `slow-disk`) is in the run.
-pub(crate) fn lazy_disks_if_asked(
-    cfg: &TestConfig,
-    rt: &mut crate::runtime::process::ProcessRuntime,
-) -> anyhow::Result<()> {
-    if cfg
-        .nemesis
-        .iter()
-        .any(|f| crate::nemesis::disk::NEEDS_LAZY_DISKS.contains(&f.as_str()))
-    {
-        let exe = std::env::current_exe()
-            .map_err(|e| anyhow::anyhow!("cannot find the harness binary: {e}"))?;
-        rt.with_lazy_disks(&exe)?;
-    }
-    Ok(())
 }
