@@ -156,6 +156,76 @@ async fn lagging_follower_catches_up_through_a_snapshot() {
     assert_eq!(snap["data"]["kv"]["k3"], json!(3));
 }
 
+/// Flips a byte at `at` (a fraction of the length) in `file`.
+fn damage(file: &std::path::Path, at: f64) {
+    let mut bytes = std::fs::read(file).unwrap();
+    let i = ((bytes.len() as f64) * at) as usize;
+    bytes[i] ^= 0x5a;
+    std::fs::write(file, &bytes).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_follower_with_a_damaged_log_or_snapshot_abstains_until_repaired_and_loses_nothing() {
+    for (file, extra) in [
+        ("log.bin", &[][..]),
+        ("snapshot.json", &["--snapshot-every", "20"][..]),
+    ] {
+        let mut c = Cluster::start(3, extra).await;
+        let leader = c.leader(ALL3).await;
+        let f = ALL3.iter().copied().find(|n| *n != leader).unwrap();
+        for i in 0..60 {
+            c.put_acked(ALL3, &format!("k{i}"), json!(i)).await;
+        }
+        c.kill(f);
+        damage(&c.node(f).dir.join(file), 0.4);
+        c.restart(f);
+        wait_for("the damaged node to notice", || async {
+            c.log_text(f)
+                .contains("not voting until a leader restores them")
+        })
+        .await;
+        c.put_acked(ALL3, "after", json!(1)).await;
+        for _ in 0..100 {
+            if c.log_text(f).contains("log repaired") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert!(
+            c.log_text(f).contains("log repaired"),
+            "{file}: {}",
+            c.log_text(f)
+        );
+        let target = c.status(&c.leader(ALL3).await).await.unwrap()["commit_index"]
+            .as_u64()
+            .unwrap();
+        wait_for("the repaired node to catch up", || async {
+            c.status(f)
+                .await
+                .is_some_and(|s| s["applied_index"].as_u64() >= Some(target))
+        })
+        .await;
+        for i in 0..60 {
+            let l = c.leader(ALL3).await;
+            assert_eq!(
+                c.get(&l, &format!("k{i}")).await,
+                (200, json!({"value": i})),
+                "{file}"
+            );
+        }
+        // The node restarts cleanly afterwards: the damage is forgotten only
+        // once repaired.
+        c.kill(f);
+        c.restart(f);
+        wait_for("a clean restart", || async {
+            c.status(f).await.is_some_and(|s| s["role"] == "follower")
+        })
+        .await;
+        let log = c.log_text(f);
+        assert_eq!(log.matches("log damaged").count(), 1, "{file}: {log}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_node_joins_and_another_leaves() {
     let mut c = Cluster::start(3, &[]).await;

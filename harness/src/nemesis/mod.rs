@@ -6,6 +6,7 @@
 pub mod clock;
 pub mod collide;
 pub mod comeback;
+pub mod corrupt;
 pub mod disk;
 pub mod kill;
 pub mod link;
@@ -46,6 +47,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &orphan::OrphanChange,
     &disk::LoseUnsynced,
     &disk::SlowDisk,
+    &corrupt::Corrupt,
 ];
 
 /// A fault the nemesis can inject and heal.

@@ -549,6 +549,7 @@ pub fn serve(backing: &Path, mount: &Path, control: &Path) -> anyhow::Result<()>
 /// and its control socket.
 pub struct Disk {
     mount: PathBuf,
+    backing: PathBuf,
     control: PathBuf,
     daemon: Option<std::process::Child>,
 }
@@ -580,6 +581,7 @@ impl Disk {
             .with_context(|| format!("cannot start {} lazyfs", exe.display()))?;
         let mut disk = Disk {
             mount: mount.to_path_buf(),
+            backing: backing.to_path_buf(),
             control,
             daemon: Some(daemon),
         };
@@ -604,6 +606,11 @@ impl Disk {
             "the lazy file system at {} did not answer in 5 s",
             mount.display()
         )
+    }
+
+    /// The directory that plays the disk.
+    pub fn backing(&self) -> &Path {
+        &self.backing
     }
 
     /// Sends one control command; answers its JSON reply.

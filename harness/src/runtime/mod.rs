@@ -56,6 +56,12 @@ pub trait Runtime: Send {
         let _ = tear;
         Box::pin(async move { anyhow::bail!("node {id}: this runtime has no lazy disks") })
     }
+    /// Where node `id` keeps its data on this host, as the disk holds it (with
+    /// a lazy disk, its backing directory), for faults that damage files.
+    fn disk_dir(&self, id: &str) -> Option<std::path::PathBuf> {
+        let _ = id;
+        None
+    }
     /// Delays every fsync of node `id` by `fsync_ms` (0: no delay).
     fn slow_disk<'a>(&'a mut self, id: &'a str, fsync_ms: u64) -> BoxFut<'a, anyhow::Result<()>> {
         let _ = fsync_ms;

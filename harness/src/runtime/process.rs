@@ -271,6 +271,14 @@ impl Runtime for ProcessRuntime {
         })
     }
 
+    fn disk_dir(&self, id: &str) -> Option<PathBuf> {
+        let p = self.nodes.iter().find(|n| n.id == id)?;
+        match &p.disk {
+            Some(d) => Some(d.backing().to_path_buf()),
+            None => p.data.clone(),
+        }
+    }
+
     fn slow_disk<'a>(&'a mut self, id: &'a str, fsync_ms: u64) -> BoxFut<'a, anyhow::Result<()>> {
         Box::pin(async move {
             let p = self.proc_mut(id)?;

@@ -49,6 +49,7 @@ impl Target for Builtin {
             "orphan-change",
             "lose-unsynced",
             "slow-disk",
+            "corrupt",
         ]
     }
 

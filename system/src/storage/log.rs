@@ -40,6 +40,43 @@ pub struct Log {
     file_len: u64,
     dirty: bool,
     synced_index: u64,
+    /// Set when the file held entries past an unreadable record (damage, not a
+    /// torn tail): the highest index it held, now lost. `u64::MAX` when the
+    /// records found do not follow the snapshot (it was lost).
+    damaged: Option<u64>,
+}
+
+/// A record that reads back whole: its entry, where it starts and ends.
+fn record_at(bytes: &[u8], pos: usize) -> Option<(Entry, usize)> {
+    let header = bytes.get(pos..pos + HEADER)?;
+    let len = u32::from_le_bytes(header[0..4].try_into().ok()?) as usize;
+    let crc = u32::from_le_bytes(header[4..8].try_into().ok()?);
+    if len > MAX_RECORD {
+        return None;
+    }
+    let body = bytes.get(pos + HEADER..pos + HEADER + len)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let entry = serde_json::from_slice::<Entry>(body).ok()?;
+    Some((entry, pos + HEADER + len))
+}
+
+/// The highest index of any whole record at or after `pos` (found by trying
+/// every byte offset: only after damage, so the cost does not matter).
+fn highest_after(bytes: &[u8], pos: usize) -> Option<u64> {
+    let mut best = None;
+    let mut at = pos;
+    while at + HEADER <= bytes.len() {
+        match record_at(bytes, at) {
+            Some((e, end)) => {
+                best = best.max(Some(e.index));
+                at = end;
+            }
+            None => at += 1,
+        }
+    }
+    best
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> LogError + '_ {
@@ -70,22 +107,30 @@ impl Log {
         let mut offsets = Vec::new();
         let mut pos = 0usize;
         let mut next = snapshot_index + 1;
+        let mut damaged = None;
         while pos + HEADER <= bytes.len() {
-            let len =
-                u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
-            let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap_or_default());
-            if len > MAX_RECORD || pos + HEADER + len > bytes.len() {
-                break;
-            }
-            let body = &bytes[pos + HEADER..pos + HEADER + len];
-            if crc32fast::hash(body) != crc {
-                break;
-            }
-            let Ok(entry) = serde_json::from_slice::<Entry>(body) else {
+            let Some((entry, end)) = record_at(&bytes, pos) else {
+                // A short or unreadable record with nothing whole after it is a
+                // torn tail: a write a crash interrupted, never acknowledged.
+                // Whole records after it, or a whole-length record whose
+                // checksum fails, mean damage to data that may have been
+                // acknowledged.
+                let len =
+                    u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or_default()) as usize;
+                let whole_length = pos + HEADER + len == bytes.len();
+                damaged = match highest_after(&bytes, pos + 1) {
+                    Some(i) => Some(i.max(next)),
+                    None if whole_length => Some(next),
+                    None => None,
+                };
                 break;
             };
             if entry.index > next {
-                // A gap: what follows cannot be trusted.
+                // A gap: the records do not follow the snapshot (it was lost).
+                damaged = Some(highest_after(&bytes, pos).unwrap_or(entry.index));
+                if snapshot_index == 0 {
+                    damaged = Some(u64::MAX);
+                }
                 break;
             }
             if entry.index == next {
@@ -93,7 +138,18 @@ impl Log {
                 entries.push(entry);
                 next += 1;
             }
-            pos += HEADER + len;
+            pos = end;
+        }
+        // Damage found now, or found before and not yet repaired (the marker
+        // outlives a crash during the repair).
+        let marker = Self::marker(dir);
+        let before = std::fs::read_to_string(&marker)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok());
+        let damaged = damaged.max(before);
+        if let (Some(d), None) = (damaged, before) {
+            super::write_atomic(&marker, d.to_string().as_bytes(), true)
+                .map_err(io_err(&marker))?;
         }
         let valid = pos as u64;
         if valid < bytes.len() as u64 {
@@ -112,7 +168,47 @@ impl Log {
             file_len: valid,
             dirty: false,
             synced_index,
+            damaged,
         })
+    }
+
+    fn marker(dir: &Path) -> PathBuf {
+        dir.join("log.damaged")
+    }
+
+    /// Records (durably) that entries up to `index` were lost to damage.
+    pub fn mark_damaged(&mut self, index: u64) -> io::Result<()> {
+        let index = self.damaged.max(Some(index)).unwrap_or(index);
+        super::write_atomic(&Self::marker(&self.dir), index.to_string().as_bytes(), true)?;
+        self.damaged = Some(index);
+        Ok(())
+    }
+
+    /// Names the index to repair up to when it was unknown (`u64::MAX`): what
+    /// the first leader heard says is committed.
+    pub fn retarget_damage(&mut self, index: u64) -> io::Result<()> {
+        if self.damaged == Some(u64::MAX) {
+            super::write_atomic(&Self::marker(&self.dir), index.to_string().as_bytes(), true)?;
+            self.damaged = Some(index);
+        }
+        Ok(())
+    }
+
+    /// Forgets the damage once the lost entries are back (from a leader).
+    pub fn repaired(&mut self) -> io::Result<()> {
+        match std::fs::remove_file(Self::marker(&self.dir)) {
+            Ok(()) => super::sync_dir(&self.dir)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        self.damaged = None;
+        Ok(())
+    }
+
+    /// When the file held entries past unreadable data: the highest index lost
+    /// (`u64::MAX` if unknown). The node must not vote until it has them again.
+    pub fn damaged(&self) -> Option<u64> {
+        self.damaged
     }
 
     /// Index of the last entry (the snapshot's when the log is empty).
@@ -312,6 +408,65 @@ mod tests {
         let log = Log::open(dir.path(), 0, 0).unwrap();
         assert_eq!(log.last_index(), 5);
         assert_eq!(log.entry(3).unwrap(), &entry(3, 1));
+        // A torn tail is a crash, not damage.
+        assert_eq!(log.damaged(), None);
+    }
+
+    fn synced_log(dir: &Path, n: u64) -> Vec<u8> {
+        let mut log = Log::open(dir, 0, 0).unwrap();
+        for i in 1..=n {
+            log.append(entry(i, 1));
+        }
+        log.sync(true).unwrap();
+        std::fs::read(dir.join("log.bin")).unwrap()
+    }
+
+    #[test]
+    fn damage_in_the_middle_is_told_from_a_torn_tail_and_remembered_until_repaired() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = synced_log(dir.path(), 10);
+        // Flip a byte inside the fourth record's body.
+        let record = bytes.len() / 10;
+        bytes[3 * record + HEADER + 2] ^= 0x5a;
+        std::fs::write(dir.path().join("log.bin"), &bytes).unwrap();
+        let log = Log::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(log.last_index(), 3, "the readable prefix stays");
+        assert_eq!(log.damaged(), Some(10), "entries up to 10 were there");
+        drop(log);
+        // A crash before the repair does not make the node forget.
+        let mut log = Log::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(log.last_index(), 3);
+        assert_eq!(log.damaged(), Some(10));
+        log.repaired().unwrap();
+        let log = Log::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(log.damaged(), None);
+    }
+
+    #[test]
+    fn a_whole_last_record_that_fails_its_checksum_is_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = synced_log(dir.path(), 4);
+        let n = bytes.len();
+        bytes[n - 2] ^= 0x01;
+        std::fs::write(dir.path().join("log.bin"), &bytes).unwrap();
+        let log = Log::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(log.last_index(), 3);
+        assert_eq!(log.damaged(), Some(4));
+    }
+
+    #[test]
+    fn records_that_do_not_follow_a_lost_snapshot_are_damage_of_unknown_extent() {
+        let dir = tempfile::tempdir().unwrap();
+        synced_log(dir.path(), 6);
+        let mut log = Log::open(dir.path(), 0, 0).unwrap();
+        log.compact(4, 1, true).unwrap();
+        drop(log);
+        // The snapshot at 4 is gone: the log starts at 5.
+        let mut log = Log::open(dir.path(), 0, 0).unwrap();
+        assert_eq!(log.last_index(), 0);
+        assert_eq!(log.damaged(), Some(u64::MAX));
+        log.retarget_damage(6).unwrap();
+        assert_eq!(log.damaged(), Some(6));
     }
 
     #[test]

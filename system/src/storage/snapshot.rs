@@ -26,20 +26,41 @@ impl Snapshot {
         dir.join("snapshot.json")
     }
 
-    /// Reads the saved snapshot, if any.
+    /// Reads the saved snapshot, if any. A snapshot whose checksum (`crc32`,
+    /// over the rest of the object) does not match is refused as
+    /// `InvalidData`: its state cannot be trusted.
     pub fn load(dir: &Path) -> io::Result<Option<Snapshot>> {
-        match std::fs::read(Self::path(dir)) {
-            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("snapshot.json: {e}"))
-            }),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e),
+        let bad = |why: String| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("snapshot.json: {why}"))
+        };
+        let bytes = match std::fs::read(Self::path(dir)) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+        if let Some(obj) = value.as_object_mut() {
+            if let Some(sum) = obj.remove("crc32") {
+                let body = serde_json::to_vec(obj).map_err(io::Error::other)?;
+                if sum.as_u64() != Some(crc32fast::hash(&body) as u64) {
+                    return Err(bad("checksum mismatch (damaged)".into()));
+                }
+            }
         }
+        serde_json::from_value(value)
+            .map(Some)
+            .map_err(|e| bad(e.to_string()))
     }
 
     /// Saves durably and atomically.
     pub fn save(&self, dir: &Path, sync: bool) -> io::Result<()> {
-        let bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        let mut value = serde_json::to_value(self).map_err(io::Error::other)?;
+        if let Some(obj) = value.as_object_mut() {
+            let body = serde_json::to_vec(obj).map_err(io::Error::other)?;
+            obj.insert("crc32".into(), crc32fast::hash(&body).into());
+        }
+        let bytes = serde_json::to_vec(&value).map_err(io::Error::other)?;
         super::write_atomic(&Self::path(dir), &bytes, sync)
     }
 }

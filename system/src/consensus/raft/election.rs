@@ -136,9 +136,12 @@ impl<S: StateMachine> Raft<S> {
         if self.tell_removed(&from) {
             return;
         }
+        // A node whose log lost entries to damage may have acknowledged them:
+        // its vote could elect a leader without them.
         let granted = term > self.meta.term
             && self.up_to_date(last_index, last_term)
-            && !self.leader_alive(now);
+            && !self.leader_alive(now)
+            && self.log.damaged().is_none();
         let term = if granted { term } else { self.meta.term };
         self.send(&from, Message::PreVoteReply { term, granted });
     }
@@ -173,7 +176,11 @@ impl<S: StateMachine> Raft<S> {
             None => true,
             Some(v) => *v == from || self.cfg.bugs.has(Bug::VoteTwice),
         };
-        let granted = term == self.meta.term && free && up_to_date && self.role != Role::Leader;
+        let granted = term == self.meta.term
+            && free
+            && up_to_date
+            && self.role != Role::Leader
+            && self.log.damaged().is_none();
         if granted {
             self.meta.voted_for = Some(from.clone());
             self.save_meta();

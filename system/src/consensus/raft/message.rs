@@ -71,6 +71,11 @@ pub enum Message {
         hint: u64,
         /// The echoed read round.
         read_seq: u64,
+        /// On failure: the follower's log lost entries to damage, so it may
+        /// now lack entries it once acknowledged (the leader must rewind
+        /// below what it believed matched).
+        #[serde(default)]
+        lost: bool,
     },
     /// One chunk of the leader's snapshot, for a follower behind the compacted
     /// log. The state travels as JSON text cut into chunks, so no frame grows

@@ -189,14 +189,40 @@ impl<S: StateMachine> Raft<S> {
     pub fn open(cfg: RaftConfig, mut sm: S, transport: Arc<Transport>) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&cfg.data_dir)?;
         let meta = Meta::load(&cfg.data_dir)?;
-        let snapshot = Snapshot::load(&cfg.data_dir)?;
+        let (snapshot, lost_snapshot) = match Snapshot::load(&cfg.data_dir) {
+            Ok(s) => (s, false),
+            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+                // Its state cannot be trusted and the log behind it is gone:
+                // start empty, keep the file for inspection, and take no part
+                // in elections until a leader has restored what was lost.
+                log_line!(cfg.id, "snapshot damaged ({e}); starting without it");
+                let path = cfg.data_dir.join("snapshot.json");
+                std::fs::rename(&path, path.with_extension("json.damaged"))?;
+                (None, true)
+            }
+            Err(e) => return Err(e.into()),
+        };
         let (si, st) = snapshot
             .as_ref()
             .map_or((0, 0), |s| (s.last_index, s.last_term));
         if let Some(s) = &snapshot {
             sm.restore(&s.data).map_err(anyhow::Error::msg)?;
         }
-        let log = Log::open(&cfg.data_dir, si, st)?;
+        let mut log = Log::open(&cfg.data_dir, si, st)?;
+        if lost_snapshot {
+            log.mark_damaged(u64::MAX)?;
+        }
+        if let Some(d) = log.damaged() {
+            log_line!(
+                cfg.id,
+                "log damaged: entries up to {} lost; not voting until a leader restores them",
+                if d == u64::MAX {
+                    "an unknown index".to_string()
+                } else {
+                    d.to_string()
+                }
+            );
+        }
         let now = Instant::now();
         let seed = cfg.id.bytes().fold(
             now.elapsed().as_nanos() as u64 ^ 0x9e37_79b9_7f4a_7c15,
@@ -412,7 +438,8 @@ impl<S: StateMachine> Raft<S> {
                 match_index,
                 hint,
                 read_seq,
-            } => self.on_append_reply(from, term, success, match_index, hint, read_seq, now),
+                lost,
+            } => self.on_append_reply(from, term, success, match_index, hint, read_seq, lost, now),
             Message::Snapshot {
                 term,
                 last_index,
@@ -496,7 +523,10 @@ impl<S: StateMachine> Raft<S> {
             }
             _ => {
                 if now >= self.election_deadline {
-                    if self.members.contains_key(&self.cfg.id) && self.removed.is_none() {
+                    if self.members.contains_key(&self.cfg.id)
+                        && self.removed.is_none()
+                        && self.log.damaged().is_none()
+                    {
                         self.start_pre_vote(now);
                     } else {
                         self.reset_election_timer(now);

@@ -50,6 +50,7 @@ impl<S: StateMachine> Raft<S> {
                     match_index: 0,
                     hint: 0,
                     read_seq: echoed,
+                    lost: false,
                 },
             );
             return;
@@ -85,6 +86,7 @@ impl<S: StateMachine> Raft<S> {
                     match_index: 0,
                     hint,
                     read_seq,
+                    lost: self.log.damaged().is_some(),
                 },
             );
             return;
@@ -122,6 +124,12 @@ impl<S: StateMachine> Raft<S> {
         if membership_changed {
             self.recompute_members();
         }
+        if self.log.damaged() == Some(u64::MAX) {
+            if let Err(e) = self.log.retarget_damage(commit.max(1)) {
+                log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
+                std::process::exit(70);
+            }
+        }
         let new_commit = commit.min(last_new);
         if new_commit > self.commit {
             self.commit = new_commit;
@@ -135,6 +143,7 @@ impl<S: StateMachine> Raft<S> {
                 match_index: last_new,
                 hint: 0,
                 read_seq,
+                lost: false,
             },
         ));
     }
@@ -207,6 +216,12 @@ impl<S: StateMachine> Raft<S> {
         if self.role == Role::Leader {
             self.serve_reads();
         }
+        if let Some(d) = self.log.damaged() {
+            if d != u64::MAX && self.commit >= d {
+                self.log.repaired()?;
+                log_line!(self.cfg.id, "log repaired up to {d}; voting again");
+            }
+        }
         if self.applied >= self.snapshot_index() + self.cfg.snapshot_every {
             self.take_snapshot()?;
         }
@@ -239,6 +254,7 @@ impl<S: StateMachine> Raft<S> {
         match_index: u64,
         hint: u64,
         read_seq: u64,
+        lost: bool,
         now: Instant,
     ) {
         if term > self.meta.term {
@@ -263,6 +279,14 @@ impl<S: StateMachine> Raft<S> {
             }
             p.next = p.next.max(match_index + 1);
         } else {
+            if lost && hint <= p.matched {
+                log_line!(
+                    self.cfg.id,
+                    "{from} lost entries to damage: resending from {hint} (matched was {})",
+                    p.matched
+                );
+                p.matched = hint.saturating_sub(1);
+            }
             p.next = hint.min(p.next).max(p.matched + 1);
             self.send_append(&from, read_seq);
         }

@@ -91,6 +91,10 @@ impl<S: StateMachine> Raft<S> {
         let Some((_, _, text)) = self.incoming.take() else {
             return;
         };
+        if let Err(e) = self.log.retarget_damage(c.last_index) {
+            log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
+            std::process::exit(70);
+        }
         let bytes = text.len();
         match serde_json::from_str::<Value>(&text) {
             Ok(data) => self.install(

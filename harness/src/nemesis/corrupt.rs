@@ -1,0 +1,122 @@
+//! Fault `corrupt`: while one node is down, damage one of its data files on
+//! disk (flipped bytes in the log's middle or in the snapshot, or a cut log
+//! tail), chosen by the seed and recorded; restart it at heal. One node at a
+//! time: damage on a majority at once can lose acknowledged writes in any
+//! system, so it would judge nothing.
+
+use serde_json::{json, Value};
+use workloads::{BoxFut, Rng};
+
+use super::{ids, process, Ctx, Fault, Injected};
+
+/// Damages a stopped node's files.
+pub struct Corrupt;
+
+/// Flips `n` bytes of `bytes` from `at` on (each XORed with a nonzero value).
+fn flip(bytes: &mut [u8], at: usize, n: usize, rng: &mut Rng) -> usize {
+    let end = (at + n).min(bytes.len());
+    for b in &mut bytes[at..end] {
+        *b ^= 1 + rng.below(255) as u8;
+    }
+    end - at
+}
+
+/// Where the builtin node's log (`u32` length, `u32` checksum, body per
+/// record) has its last record.
+fn last_record(bytes: &[u8]) -> usize {
+    let (mut pos, mut last) = (0usize, 0usize);
+    while pos + 8 <= bytes.len() {
+        let len = u32::from_le_bytes([bytes[pos], bytes[pos + 1], bytes[pos + 2], bytes[pos + 3]])
+            as usize;
+        if pos + 8 + len > bytes.len() {
+            break;
+        }
+        last = pos;
+        pos += 8 + len;
+    }
+    last
+}
+
+/// Damages one file in `dir`; answers what was done.
+fn damage(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
+    let log = dir.join("log.bin");
+    let snap = dir.join("snapshot.json");
+    let mut kind = ["log-middle", "log-tail", "snapshot"][rng.below(3) as usize];
+    if kind == "snapshot" && !snap.exists() {
+        kind = "log-middle";
+    }
+    let path = if kind == "snapshot" { snap } else { log };
+    let mut bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(_) => return Ok(json!({"kind": "none", "why": "no data file yet"})),
+    };
+    if bytes.len() < 16 {
+        return Ok(
+            json!({"kind": "none", "why": "data file too small", "file": path.file_name().map(|f| f.to_string_lossy().into_owned())}),
+        );
+    }
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let done = if kind == "log-tail" {
+        // A torn write of the last record: cut inside it. (Cutting whole
+        // records would lose synced entries with no trace a node could see.)
+        let last = last_record(&bytes);
+        let len = bytes.len() - last;
+        let keep = last + 1 + rng.below(len.saturating_sub(1).max(1) as u64) as usize;
+        let cut = bytes.len() - keep.min(bytes.len() - 1);
+        bytes.truncate(bytes.len() - cut);
+        json!({"kind": kind, "file": file, "cut_bytes": cut, "length": bytes.len()})
+    } else {
+        // Somewhere before the last tenth, so it is not mistaken for a torn tail.
+        let at = rng.below((bytes.len() * 9 / 10).max(1) as u64) as usize;
+        let n = flip(&mut bytes, at, 1 + rng.below(8) as usize, rng);
+        json!({"kind": kind, "file": file, "offset": at, "bytes": n})
+    };
+    std::fs::write(&path, &bytes)?;
+    std::fs::File::open(&path)?.sync_all()?;
+    Ok(done)
+}
+
+impl Fault for Corrupt {
+    fn name(&self) -> &'static str {
+        "corrupt"
+    }
+
+    fn about(&self) -> &'static str {
+        "SIGKILL one node and damage one of its data files (flip bytes in the log's middle or the snapshot, or cut the log's tail); restart it at heal"
+    }
+
+    fn runtimes(&self) -> &'static [&'static str] {
+        &["process"]
+    }
+
+    fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
+        Box::pin(async move {
+            let all = ids(&ctx.nodes);
+            let id = all[rng.below(all.len() as u64) as usize].clone();
+            process::kill(ctx, std::slice::from_ref(&id)).await?;
+            let dir = ctx
+                .runtime
+                .lock()
+                .await
+                .disk_dir(&id)
+                .ok_or_else(|| anyhow::anyhow!("node {id}: its data directory is unknown"))?;
+            let mut done = damage(&dir, rng)?;
+            done["node"] = json!(id);
+            Ok(Injected {
+                in_force: format!("{id} down with a damaged {}", done["kind"]),
+                value: done,
+                nodes: vec![id],
+            })
+        })
+    }
+
+    fn heal<'a>(&'a self, ctx: &'a Ctx, injected: Injected) -> BoxFut<'a, anyhow::Result<Value>> {
+        Box::pin(async move {
+            process::restart(ctx, &injected.nodes).await?;
+            Ok(json!(injected.nodes))
+        })
+    }
+}
