@@ -37,10 +37,58 @@ fn last_record(bytes: &[u8]) -> usize {
     last
 }
 
+/// Every regular file under `dir`, sorted (so the seed picks the same one).
+fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            match e.file_type() {
+                Ok(t) if t.is_dir() => stack.push(path),
+                Ok(t) if t.is_file() => out.push(path),
+                _ => {}
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A system we did not write: flip bytes in, or cut the tail of, one of its
+/// non-empty data files, whatever its format.
+fn damage_any(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
+    let files: Vec<_> = files_under(dir)
+        .into_iter()
+        .filter(|f| std::fs::metadata(f).is_ok_and(|m| m.len() >= 16))
+        .collect();
+    if files.is_empty() {
+        return Ok(json!({"kind": "none", "why": "no data file yet"}));
+    }
+    let path = &files[rng.below(files.len() as u64) as usize];
+    let name = path.strip_prefix(dir).unwrap_or(path).display().to_string();
+    let mut bytes = std::fs::read(path)?;
+    let done = if rng.below(2) == 0 {
+        let cut = 1 + rng.below(bytes.len().min(512) as u64 - 1) as usize;
+        bytes.truncate(bytes.len() - cut);
+        json!({"kind": "file-tail", "file": name, "cut_bytes": cut})
+    } else {
+        let at = rng.below((bytes.len() * 9 / 10).max(1) as u64) as usize;
+        let n = flip(&mut bytes, at, 1 + rng.below(8) as usize, rng);
+        json!({"kind": "file-middle", "file": name, "offset": at, "bytes": n})
+    };
+    std::fs::write(path, &bytes)?;
+    std::fs::File::open(path)?.sync_all()?;
+    Ok(done)
+}
+
 /// Damages one file in `dir`; answers what was done.
 fn damage(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
     let log = dir.join("log.bin");
     let snap = dir.join("snapshot.json");
+    if !log.exists() && !snap.exists() {
+        return damage_any(dir, rng);
+    }
     let mut kind = ["log-middle", "log-tail", "snapshot"][rng.below(3) as usize];
     if kind == "snapshot" && !snap.exists() {
         kind = "log-middle";

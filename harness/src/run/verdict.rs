@@ -23,42 +23,59 @@ pub struct Verdict {
 }
 
 /// Whether every node the nemesis restarted came back: a node that cannot start
-/// from its own disk (after a power loss, say) lost what it promised to keep.
-/// Only said when a restart failed or the run lost unsynced writes.
+/// from its own disk after a crash or a power loss lost what it promised to
+/// keep. A node whose files the `corrupt` fault damaged may refuse to start
+/// (fail-stop): that is reported, not judged. Only said when a restart failed
+/// or the run lost unsynced writes.
 fn recovery(history: &checker::History) -> Option<CheckerResult> {
-    let failed: Vec<&checker::history::NemesisEvent> = history
-        .nemesis
-        .iter()
-        .filter(|e| &*e.f == "restart-failed")
-        .collect();
-    let power_lost = history
-        .nemesis
-        .iter()
-        .filter(|e| &*e.f == "start-lose-unsynced")
-        .count();
-    if failed.is_empty() && power_lost == 0 {
+    let mut damaged = std::collections::BTreeSet::new();
+    let (mut failed, mut refused) = (Vec::new(), Vec::new());
+    let mut power_lost = 0;
+    for e in &history.nemesis {
+        let value = serde_json::to_value(&e.value).unwrap_or(Value::Null);
+        match &*e.f {
+            "start-corrupt" => {
+                if let Some(n) = value["node"].as_str() {
+                    damaged.insert(n.to_string());
+                }
+            }
+            "start-lose-unsynced" => power_lost += 1,
+            "restart-failed" => {
+                let item = json!({"line": e.line, "at_s": e.time.unwrap_or(0) as f64 / 1e9, "failure": value});
+                if value["node"].as_str().is_some_and(|n| damaged.contains(n)) {
+                    refused.push(item);
+                } else {
+                    failed.push(item);
+                }
+            }
+            _ => {}
+        }
+    }
+    if failed.is_empty() && refused.is_empty() && power_lost == 0 {
         return None;
     }
-    let list: Vec<Value> = failed
-        .iter()
-        .map(|e| json!({"line": e.line, "at_s": e.time.unwrap_or(0) as f64 / 1e9, "failure": serde_json::to_value(&e.value).unwrap_or(Value::Null)}))
-        .collect();
+    let summary = if let Some(first) = failed.first() {
+        format!(
+            "{} restarts failed (first: {})",
+            failed.len(),
+            first["failure"]
+        )
+    } else if refused.is_empty() {
+        format!("every node came back after {power_lost} power losses")
+    } else {
+        format!(
+            "{} restarts refused damaged data (fail-stop, not judged); every other node came back",
+            refused.len()
+        )
+    };
     Some(CheckerResult::new(
         if failed.is_empty() {
             Validity::Valid
         } else {
             Validity::Invalid
         },
-        if failed.is_empty() {
-            format!("every node came back after {power_lost} power losses")
-        } else {
-            format!(
-                "{} restarts failed (first: {})",
-                failed.len(),
-                list[0]["failure"]
-            )
-        },
-        json!({"failed": list, "power_losses": power_lost}),
+        summary,
+        json!({"failed": failed, "refused_damaged": refused, "power_losses": power_lost}),
     ))
 }
 
@@ -165,5 +182,37 @@ impl Verdict {
             serde_json::to_vec_pretty(&Value::Object(object))?,
         )?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn history(lines: &[&str]) -> checker::History {
+        checker::format::jsonl::read(lines.join("\n").as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_failed_restart_is_invalid_unless_the_node_s_data_was_damaged_on_purpose() {
+        let nemesis = |f: &str, value: &str, t: u64| {
+            format!(r#"{{"type":"info","process":"nemesis","f":"{f}","value":{value},"time":{t}}}"#)
+        };
+        let failed = nemesis("restart-failed", r#"{"node":"n2","error":"exited"}"#, 3);
+        let lost = nemesis("start-lose-unsynced", r#"{"n2":{}}"#, 1);
+        let r = recovery(&history(&[&lost, &failed])).unwrap();
+        assert_eq!(r.valid, Validity::Invalid, "{}", r.summary);
+        let damaged = nemesis("start-corrupt", r#"{"node":"n2","kind":"log-middle"}"#, 1);
+        let r = recovery(&history(&[&damaged, &failed])).unwrap();
+        assert_eq!(r.valid, Validity::Valid, "{}", r.summary);
+        assert!(r.summary.contains("refused damaged data"));
+        // Another node's damage excuses nothing.
+        let other = nemesis("start-corrupt", r#"{"node":"n3","kind":"log-middle"}"#, 1);
+        let r = recovery(&history(&[&other, &failed])).unwrap();
+        assert_eq!(r.valid, Validity::Invalid);
+        // Nothing to say without failures or power losses.
+        assert!(recovery(&history(&[&other])).is_none());
+        let r = recovery(&history(&[&lost])).unwrap();
+        assert_eq!(r.valid, Validity::Valid);
     }
 }

@@ -39,6 +39,7 @@ impl Target for Etcd {
             "delay",
             "lose-unsynced",
             "slow-disk",
+            "corrupt",
         ]
     }
 

@@ -38,6 +38,7 @@ impl Target for Redis {
             "delay",
             "lose-unsynced",
             "slow-disk",
+            "corrupt",
         ]
     }
 
