@@ -133,7 +133,7 @@ impl Fault for Corrupt {
     }
 
     fn about(&self) -> &'static str {
-        "SIGKILL one node and damage one of its data files (flip bytes in the log's middle or the snapshot, or cut the log's tail); restart it at heal"
+        "SIGKILL one node and damage one of its data files (flip bytes in the log's middle or the snapshot, or tear the last log record; any data file on etcd and Redis); restart it at heal"
     }
 
     fn runtimes(&self) -> &'static [&'static str] {
