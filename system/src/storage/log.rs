@@ -127,10 +127,8 @@ impl Log {
             };
             if entry.index > next {
                 // A gap: the records do not follow the snapshot (it was lost).
+                // What is lost reaches at least as far as the records go.
                 damaged = Some(highest_after(&bytes, pos).unwrap_or(entry.index));
-                if snapshot_index == 0 {
-                    damaged = Some(u64::MAX);
-                }
                 break;
             }
             if entry.index == next {
@@ -455,7 +453,7 @@ mod tests {
     }
 
     #[test]
-    fn records_that_do_not_follow_a_lost_snapshot_are_damage_of_unknown_extent() {
+    fn records_that_do_not_follow_a_lost_snapshot_are_damage_as_far_as_they_go() {
         let dir = tempfile::tempdir().unwrap();
         synced_log(dir.path(), 6);
         let mut log = Log::open(dir.path(), 0, 0).unwrap();
@@ -464,7 +462,14 @@ mod tests {
         // The snapshot at 4 is gone: the log starts at 5.
         let mut log = Log::open(dir.path(), 0, 0).unwrap();
         assert_eq!(log.last_index(), 0);
-        assert_eq!(log.damaged(), Some(u64::MAX));
+        assert_eq!(log.damaged(), Some(6), "lost at least as far as the records go");
+        log.retarget_damage(9).unwrap();
+        assert_eq!(log.damaged(), Some(6), "a known extent is kept");
+        // With nothing on disk to go by, the extent is unknown until a leader
+        // says how far it has committed.
+        let empty = tempfile::tempdir().unwrap();
+        let mut log = Log::open(empty.path(), 0, 0).unwrap();
+        log.mark_damaged(u64::MAX).unwrap();
         log.retarget_damage(6).unwrap();
         assert_eq!(log.damaged(), Some(6));
     }

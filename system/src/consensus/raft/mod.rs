@@ -209,7 +209,8 @@ impl<S: StateMachine> Raft<S> {
             sm.restore(&s.data).map_err(anyhow::Error::msg)?;
         }
         let mut log = Log::open(&cfg.data_dir, si, st)?;
-        if lost_snapshot {
+        if lost_snapshot && log.damaged().is_none() {
+            // Nothing on disk says how far the lost state went.
             log.mark_damaged(u64::MAX)?;
         }
         if let Some(d) = log.damaged() {

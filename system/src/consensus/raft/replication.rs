@@ -125,7 +125,9 @@ impl<S: StateMachine> Raft<S> {
             self.recompute_members();
         }
         if self.log.damaged() == Some(u64::MAX) {
-            if let Err(e) = self.log.retarget_damage(commit.max(1)) {
+            // How far the lost state went is unknown: at least as far as what
+            // this leader has committed and is sending.
+            if let Err(e) = self.log.retarget_damage(commit.max(last_new).max(1)) {
                 log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
                 std::process::exit(70);
             }
