@@ -462,7 +462,11 @@ mod tests {
         // The snapshot at 4 is gone: the log starts at 5.
         let mut log = Log::open(dir.path(), 0, 0).unwrap();
         assert_eq!(log.last_index(), 0);
-        assert_eq!(log.damaged(), Some(6), "lost at least as far as the records go");
+        assert_eq!(
+            log.damaged(),
+            Some(6),
+            "lost at least as far as the records go"
+        );
         log.retarget_damage(9).unwrap();
         assert_eq!(log.damaged(), Some(6), "a known extent is kept");
         // With nothing on disk to go by, the extent is unknown until a leader
