@@ -789,6 +789,69 @@ fn bench_runs_each_target_at_each_client_count_and_times_failover() {
     assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
 }
 
+#[test]
+fn a_bench_suite_reports_each_workload_as_a_median_with_its_spread() {
+    let store = tempfile::tempdir().unwrap();
+    let mut cmd = harness();
+    cmd.args(["bench", "--suite", "kv,lock", "--concurrency", "2"])
+        .args([
+            "--repeat",
+            "2",
+            "--time-limit",
+            "1",
+            "--nodes",
+            "3",
+            "--store",
+        ])
+        .arg(store.path());
+    if let Some(bin) = node_bin() {
+        cmd.arg("--node-bin").arg(bin);
+    }
+    let out = cmd.output().expect("run harness bench --suite");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let dir = std::fs::read_dir(store.path().join("bench"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let b: Value = serde_json::from_slice(&std::fs::read(dir.join("bench.json")).unwrap()).unwrap();
+    let rows = b["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{b}");
+    for (r, op) in rows.iter().zip(["write", "acquire"]) {
+        assert_eq!(r["runs"], 2, "{r}");
+        assert_eq!(r["run_dirs"].as_array().unwrap().len(), 2, "{r}");
+        let t = &r["ok_per_second"];
+        let (lo, m, hi) = (
+            t["min"].as_f64().unwrap(),
+            t["median"].as_f64().unwrap(),
+            t["max"].as_f64().unwrap(),
+        );
+        assert!(0.0 < lo && lo <= m && m <= hi, "{r}");
+        assert!(
+            r["ops"][op]["p99_ms"]["median"].as_f64().unwrap() > 0.0,
+            "{r}"
+        );
+    }
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("| lock | 2 |") && table.contains(" [") && table.contains("/2 |"),
+        "{table}"
+    );
+    // An unknown workload is refused before anything starts.
+    let bad = harness()
+        .args(["bench", "--suite", "kv,nosuch", "--store"])
+        .arg(store.path())
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(254), "{}", describe(&bad));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("nosuch"),
+        "{}",
+        describe(&bad)
+    );
+}
+
 /// `--target maelstrom` with one of our Maelstrom-protocol nodes in tests/maelstrom.
 fn run_maelstrom(store: &Path, node: &str, nemesis: &str) -> (Output, PathBuf) {
     run_maelstrom_workload("kv", store, node, nemesis)

@@ -69,6 +69,140 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
     }
 }
 
+/// Median, smallest and largest of `xs` (empty: `None`).
+fn spread(xs: &mut [f64]) -> Option<(f64, f64, f64)> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    let median = if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    };
+    Some((median, xs[0], xs[n - 1]))
+}
+
+/// Folds repeated runs of one (workload, concurrency) into medians with their
+/// spread: throughput, and p50 and p99 of every op.
+fn summarize(workload: &str, concurrency: usize, runs: &[Value]) -> Value {
+    let field = |xs: &mut Vec<f64>| {
+        spread(xs).map(|(m, lo, hi)| json!({"median": m, "min": lo, "max": hi}))
+    };
+    let mut tput: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r["ok_per_second"].as_f64())
+        .collect();
+    let mut names: Vec<String> = runs
+        .iter()
+        .flat_map(|r| {
+            r["ops"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(f, _)| f.clone())
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    let mut ops = serde_json::Map::new();
+    for f in names {
+        let mut p50: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["ops"][&f]["p50_ms"].as_f64())
+            .collect();
+        let mut p99: Vec<f64> = runs
+            .iter()
+            .filter_map(|r| r["ops"][&f]["p99_ms"].as_f64())
+            .collect();
+        ops.insert(
+            f,
+            json!({"p50_ms": field(&mut p50), "p99_ms": field(&mut p99)}),
+        );
+    }
+    let valid = runs.iter().filter(|r| r["valid"] == "valid").count();
+    json!({"workload": workload, "concurrency": concurrency, "runs": runs.len(),
+           "valid_runs": valid, "ok_per_second": field(&mut tput), "ops": ops,
+           "run_dirs": runs.iter().map(|r| r["run"].clone()).collect::<Vec<_>>()})
+}
+
+/// Runs the suite: every workload of our system at every concurrency,
+/// `repeat` times each (seeds `seed`, `seed + 1`, ...); answers the stored folder.
+pub async fn suite(
+    plan: &BenchPlan,
+    workloads: &[String],
+    repeat: usize,
+) -> anyhow::Result<PathBuf> {
+    for w in workloads {
+        workloads::workload(w).map_err(|e| BadInput(format!("--suite: {e}")))?;
+    }
+    let out = plan
+        .store
+        .join("bench")
+        .join(crate::run::store::timestamp(std::time::SystemTime::now()));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut rows = Vec::new();
+    for w in workloads {
+        for &c in &plan.concurrency {
+            let mut runs = Vec::new();
+            for r in 0..repeat {
+                eprintln!("bench: {w} with {c} clients, run {} of {repeat}", r + 1);
+                let mut cfg = config(plan, crate::targets::DEFAULT, c);
+                cfg.workload = w.clone();
+                cfg.seed = plan.seed + r as u64;
+                cfg.command = format!("harness bench --suite {w} --concurrency {c}");
+                let outcome = crate::run::run(cfg, true).await?;
+                let valid = format!("{:?}", outcome.valid).to_lowercase();
+                runs.push(row(crate::targets::DEFAULT, c, &outcome.dir, &valid)?);
+            }
+            rows.push(summarize(w, c, &runs));
+        }
+    }
+    let result = json!({"suite": workloads, "concurrency": plan.concurrency,
+                        "repeat": repeat, "time_limit": plan.time_limit,
+                        "nodes": plan.nodes, "rows": rows});
+    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(&result)?)?;
+    let table = render_suite(&result);
+    std::fs::write(out.join("bench.md"), &table)?;
+    print!("{table}");
+    Ok(out)
+}
+
+/// The suite's table: medians with [min-max] over the repeated runs.
+pub fn render_suite(result: &Value) -> String {
+    let fmt = |v: &Value, digits: usize| match (
+        v["median"].as_f64(),
+        v["min"].as_f64(),
+        v["max"].as_f64(),
+    ) {
+        (Some(m), Some(lo), Some(hi)) => format!("{m:.digits$} [{lo:.digits$}-{hi:.digits$}]"),
+        _ => "-".into(),
+    };
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| workload | clients | ok ops/s, median [min-max] | op | p50 ms | p99 ms | valid runs |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for r in result["rows"].as_array().into_iter().flatten() {
+        for (f, o) in r["ops"].as_object().into_iter().flatten() {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {f} | {} | {} | {}/{} |",
+                r["workload"].as_str().unwrap_or("?"),
+                r["concurrency"],
+                fmt(&r["ok_per_second"], 0),
+                fmt(&o["p50_ms"], 1),
+                fmt(&o["p99_ms"], 1),
+                r["valid_runs"],
+                r["runs"],
+            );
+        }
+    }
+    s
+}
+
 /// One load run's figures.
 fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Result<Value> {
     let results: Value = serde_json::from_slice(&std::fs::read(dir.join("results.json"))?)?;
@@ -281,6 +415,23 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             ))
         }
     };
+    if let Some(names) = &args.suite {
+        let workloads = list(names);
+        if workloads.is_empty() {
+            return bad("--suite: name at least one workload".into());
+        }
+        let plan = BenchPlan {
+            targets: vec![crate::targets::DEFAULT.into()],
+            concurrency,
+            time_limit: args.time_limit,
+            nodes: args.nodes as usize,
+            failover_trials: 0,
+            store: args.store.clone(),
+            node_bin: args.node_bin.clone(),
+            seed: args.seed,
+        };
+        return drive(suite(&plan, &workloads, args.repeat as usize));
+    }
     if args.workload != "kv" {
         return bad(format!(
             "--workload {}: only kv runs on every target",
@@ -301,6 +452,11 @@ pub fn command(args: &BenchArgs) -> ExitCode {
         node_bin: args.node_bin.clone(),
         seed: args.seed,
     };
+    drive(bench(&plan))
+}
+
+/// Runs a bench to its end on a fresh async runtime; the exit code says how it went.
+fn drive(job: impl std::future::Future<Output = anyhow::Result<PathBuf>>) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -311,15 +467,58 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             return ExitCode::from(crate::EXIT_INTERNAL);
         }
     };
-    match runtime.block_on(bench(&plan)) {
+    match runtime.block_on(job) {
         Ok(dir) => {
             println!("bench: {}", dir.display());
             ExitCode::SUCCESS
         }
-        Err(e) if e.downcast_ref::<crate::run::BadInput>().is_some() => bad(format!("{e:#}")),
+        Err(e) if e.downcast_ref::<crate::run::BadInput>().is_some() => {
+            eprintln!("harness bench: {e:#}");
+            ExitCode::from(crate::EXIT_BAD_INPUT)
+        }
         Err(e) => {
             eprintln!("harness bench: {e:#}");
             ExitCode::from(crate::EXIT_INTERNAL)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_the_median_with_the_extremes() {
+        assert_eq!(spread(&mut []), None);
+        assert_eq!(spread(&mut [3.0, 1.0, 2.0]), Some((2.0, 1.0, 3.0)));
+        assert_eq!(spread(&mut [4.0, 1.0, 2.0, 10.0]), Some((3.0, 1.0, 10.0)));
+    }
+
+    #[test]
+    fn repeated_runs_fold_into_medians_per_op_and_a_table() {
+        let run = |tput: f64, p50: f64, valid: &str| {
+            json!({"ok_per_second": tput, "valid": valid, "run": "r",
+                   "ops": {"acquire": {"p50_ms": p50, "p99_ms": p50 * 4.0}}})
+        };
+        let runs = [
+            run(100.0, 2.0, "valid"),
+            run(300.0, 1.0, "valid"),
+            run(200.0, 3.0, "invalid"),
+        ];
+        let row = summarize("lock", 8, &runs);
+        assert_eq!(
+            row["ok_per_second"],
+            json!({"median": 200.0, "min": 100.0, "max": 300.0})
+        );
+        assert_eq!(row["ops"]["acquire"]["p50_ms"]["median"], 2.0);
+        assert_eq!(row["ops"]["acquire"]["p99_ms"]["max"], 12.0);
+        assert_eq!(row["valid_runs"], 2);
+        let table = render_suite(&json!({"rows": [row]}));
+        assert!(
+            table.contains(
+                "| lock | 8 | 200 [100-300] | acquire | 2.0 [1.0-3.0] | 8.0 [4.0-12.0] | 2/3 |"
+            ),
+            "{table}"
+        );
     }
 }

@@ -93,6 +93,14 @@ pub struct BenchArgs {
     /// Workload (only kv runs on every target).
     #[arg(long, default_value = "kv")]
     pub workload: String,
+    /// Measure these workloads of our own system instead (comma-separated,
+    /// e.g. `kv,lock,queue,cache,txn`): each at every concurrency, `--repeat`
+    /// times, reported as median with the spread.
+    #[arg(long)]
+    pub suite: Option<String>,
+    /// Runs per (workload, concurrency) in a suite.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
+    pub repeat: u32,
     /// Client counts, comma-separated.
     #[arg(long, default_value = "1,16,64")]
     pub concurrency: String,
