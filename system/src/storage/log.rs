@@ -141,11 +141,13 @@ impl Log {
         // Damage found now, or found before and not yet repaired (the marker
         // outlives a crash during the repair).
         let marker = Self::marker(dir);
+        // A marker that cannot be read says damage of unknown extent.
         let before = std::fs::read_to_string(&marker)
             .ok()
-            .and_then(|t| t.trim().parse::<u64>().ok());
+            .map(|t| t.trim().parse::<u64>().unwrap_or(u64::MAX));
         let damaged = damaged.max(before);
-        if let (Some(d), None) = (damaged, before) {
+        if damaged > before {
+            let d = damaged.unwrap_or(u64::MAX);
             super::write_atomic(&marker, d.to_string().as_bytes(), true)
                 .map_err(io_err(&marker))?;
         }
@@ -174,12 +176,10 @@ impl Log {
         dir.join("log.damaged")
     }
 
-    /// Records (durably) that entries up to `index` were lost to damage.
-    pub fn mark_damaged(&mut self, index: u64) -> io::Result<()> {
-        let index = self.damaged.max(Some(index)).unwrap_or(index);
-        super::write_atomic(&Self::marker(&self.dir), index.to_string().as_bytes(), true)?;
-        self.damaged = Some(index);
-        Ok(())
+    /// Records (durably) in `dir`, before the log is opened, that what was lost
+    /// reaches an unknown index (the snapshot is about to be set aside).
+    pub fn mark_unknown_damage(dir: &Path) -> io::Result<()> {
+        super::write_atomic(&Self::marker(dir), u64::MAX.to_string().as_bytes(), true)
     }
 
     /// Names the index to repair up to when it was unknown (`u64::MAX`): what
@@ -441,6 +441,25 @@ mod tests {
     }
 
     #[test]
+    fn new_damage_past_a_remembered_extent_enlarges_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes = synced_log(dir.path(), 10);
+        std::fs::write(dir.path().join("log.damaged"), "2").unwrap();
+        let record = bytes.len() / 10;
+        bytes[5 * record + HEADER + 2] ^= 0x5a;
+        std::fs::write(dir.path().join("log.bin"), &bytes).unwrap();
+        assert_eq!(Log::open(dir.path(), 0, 0).unwrap().damaged(), Some(10));
+        // And the file says so too: a second restart still knows 10.
+        assert_eq!(Log::open(dir.path(), 0, 0).unwrap().damaged(), Some(10));
+        // A marker that cannot be read means an unknown extent.
+        std::fs::write(dir.path().join("log.damaged"), "garbage").unwrap();
+        assert_eq!(
+            Log::open(dir.path(), 0, 0).unwrap().damaged(),
+            Some(u64::MAX)
+        );
+    }
+
+    #[test]
     fn a_whole_last_record_that_fails_its_checksum_is_damage() {
         let dir = tempfile::tempdir().unwrap();
         let mut bytes = synced_log(dir.path(), 4);
@@ -472,8 +491,9 @@ mod tests {
         // With nothing on disk to go by, the extent is unknown until a leader
         // says how far it has committed.
         let empty = tempfile::tempdir().unwrap();
+        Log::mark_unknown_damage(empty.path()).unwrap();
         let mut log = Log::open(empty.path(), 0, 0).unwrap();
-        log.mark_damaged(u64::MAX).unwrap();
+        assert_eq!(log.damaged(), Some(u64::MAX));
         log.retarget_damage(6).unwrap();
         assert_eq!(log.damaged(), Some(6));
     }

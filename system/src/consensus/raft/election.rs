@@ -133,7 +133,7 @@ impl<S: StateMachine> Raft<S> {
         last_term: u64,
         now: Instant,
     ) {
-        if self.tell_removed(&from) {
+        if self.tell_removed(&from, last_index) {
             return;
         }
         // A node whose log lost entries to damage may have acknowledged them:
@@ -154,7 +154,7 @@ impl<S: StateMachine> Raft<S> {
         last_term: u64,
         now: Instant,
     ) {
-        if self.tell_removed(&from) {
+        if self.tell_removed(&from, last_index) {
             return;
         }
         let leader_alive = self.leader_alive(now);

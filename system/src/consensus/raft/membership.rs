@@ -67,10 +67,13 @@ impl<S: StateMachine> Raft<S> {
 
     /// Answers a campaign of `from`, when a committed configuration of ours no
     /// longer holds it, by telling it so (else it would campaign forever); true
-    /// if it did.
-    pub(super) fn tell_removed(&self, from: &NodeId) -> bool {
+    /// if it did. Only when its log (ending at `last_index`) lacks that
+    /// configuration: a candidate with a longer log may hold a newer one that
+    /// adds it back, and must get an ordinary answer.
+    pub(super) fn tell_removed(&self, from: &NodeId, last_index: u64) -> bool {
         let version = self.config_version();
-        let tell = !self.members.contains_key(from)
+        let tell = last_index < version
+            && !self.members.contains_key(from)
             && self.members.contains_key(&self.cfg.id)
             && version > 0
             && version <= self.commit;

@@ -58,6 +58,10 @@ pub enum Message {
         commit: u64,
         /// Read round to echo back (ReadIndex).
         read_seq: u64,
+        /// The leader's last index: an upper bound of everything committed,
+        /// which a node repairing damage of unknown extent must reach.
+        #[serde(default)]
+        leader_last: u64,
     },
     /// Answer to [`Message::Append`].
     AppendReply {
@@ -98,6 +102,9 @@ pub enum Message {
         /// Read round to echo back (ReadIndex), as in `Append`.
         #[serde(default)]
         read_seq: u64,
+        /// The leader's last index, as in `Append`.
+        #[serde(default)]
+        leader_last: u64,
     },
     /// Answer to [`Message::Snapshot`].
     SnapshotReply {

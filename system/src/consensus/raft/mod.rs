@@ -196,6 +196,9 @@ impl<S: StateMachine> Raft<S> {
                 // start empty, keep the file for inspection, and take no part
                 // in elections until a leader has restored what was lost.
                 log_line!(cfg.id, "snapshot damaged ({e}); starting without it");
+                // The marker first: a crash between the two must not leave a
+                // node with neither its snapshot nor a record of losing it.
+                Log::mark_unknown_damage(&cfg.data_dir)?;
                 let path = cfg.data_dir.join("snapshot.json");
                 std::fs::rename(&path, path.with_extension("json.damaged"))?;
                 (None, true)
@@ -208,11 +211,8 @@ impl<S: StateMachine> Raft<S> {
         if let Some(s) = &snapshot {
             sm.restore(&s.data).map_err(anyhow::Error::msg)?;
         }
-        let mut log = Log::open(&cfg.data_dir, si, st)?;
-        if lost_snapshot && log.damaged().is_none() {
-            // Nothing on disk says how far the lost state went.
-            log.mark_damaged(u64::MAX)?;
-        }
+        let log = Log::open(&cfg.data_dir, si, st)?;
+        debug_assert!(!lost_snapshot || log.damaged().is_some());
         if let Some(d) = log.damaged() {
             log_line!(
                 cfg.id,
@@ -430,8 +430,15 @@ impl<S: StateMachine> Raft<S> {
                 entries,
                 commit,
                 read_seq,
+                leader_last,
             } => self.on_append(
-                from, term, prev_index, prev_term, entries, commit, read_seq, now,
+                from,
+                term,
+                (prev_index, prev_term),
+                entries,
+                (commit, leader_last),
+                read_seq,
+                now,
             ),
             Message::AppendReply {
                 term,
@@ -450,6 +457,7 @@ impl<S: StateMachine> Raft<S> {
                 chunk,
                 done,
                 read_seq,
+                leader_last,
             } => self.on_snapshot(
                 from,
                 snapshot::Chunk {
@@ -461,6 +469,7 @@ impl<S: StateMachine> Raft<S> {
                     chunk,
                     done,
                     read_seq,
+                    leader_last,
                 },
                 now,
             ),

@@ -25,10 +25,9 @@ impl<S: StateMachine> Raft<S> {
         &mut self,
         from: NodeId,
         term: u64,
-        mut prev_index: u64,
-        mut prev_term: u64,
+        (mut prev_index, mut prev_term): (u64, u64),
         mut entries: Vec<Entry>,
-        commit: u64,
+        (commit, leader_last): (u64, u64),
         read_seq: u64,
         now: Instant,
     ) {
@@ -125,9 +124,12 @@ impl<S: StateMachine> Raft<S> {
             self.recompute_members();
         }
         if self.log.damaged() == Some(u64::MAX) {
-            // How far the lost state went is unknown: at least as far as what
-            // this leader has committed and is sending.
-            if let Err(e) = self.log.retarget_damage(commit.max(last_new).max(1)) {
+            // How far the lost state went is unknown: everything committed is
+            // in this leader's log, so its last index bounds it.
+            if let Err(e) = self
+                .log
+                .retarget_damage(commit.max(last_new).max(leader_last).max(1))
+            {
                 log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
                 std::process::exit(70);
             }
@@ -170,6 +172,7 @@ impl<S: StateMachine> Raft<S> {
                 entries,
                 commit: self.commit,
                 read_seq,
+                leader_last: self.log.last_index(),
             },
         );
         if let Some(p) = self.peers.get_mut(to) {

@@ -28,6 +28,7 @@ pub(super) struct Chunk {
     pub chunk: String,
     pub done: bool,
     pub read_seq: u64,
+    pub leader_last: u64,
 }
 
 impl<S: StateMachine> Raft<S> {
@@ -91,12 +92,12 @@ impl<S: StateMachine> Raft<S> {
         let Some((_, _, text)) = self.incoming.take() else {
             return;
         };
-        if let Err(e) = self.log.retarget_damage(c.last_index) {
+        if let Err(e) = self.log.retarget_damage(c.last_index.max(c.leader_last)) {
             log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
             std::process::exit(70);
         }
         let bytes = text.len();
-        match serde_json::from_str::<Value>(&text) {
+        let installed = match serde_json::from_str::<Value>(&text) {
             Ok(data) => self.install(
                 &from,
                 Snapshot {
@@ -107,17 +108,27 @@ impl<S: StateMachine> Raft<S> {
                 },
                 bytes,
             ),
-            Err(e) => log_line!(self.cfg.id, "rejecting a snapshot that is not JSON: {e}"),
+            Err(e) => {
+                log_line!(self.cfg.id, "rejecting a snapshot that is not JSON: {e}");
+                false
+            }
+        };
+        let mut msg = reply(self, 0);
+        if !installed {
+            // Not "start again from 0" (the leader would at once): let its
+            // quiet-spell resend pace the retries.
+            if let Message::SnapshotReply { of_index, .. } = &mut msg {
+                *of_index = 0;
+            }
         }
-        let msg = reply(self, 0);
         self.send(&from, msg);
     }
 
     /// Puts a received snapshot in force: state machine, disk, log, membership.
-    fn install(&mut self, from: &NodeId, snap: Snapshot, bytes: usize) {
+    fn install(&mut self, from: &NodeId, snap: Snapshot, bytes: usize) -> bool {
         if let Err(e) = self.sm.restore(&snap.data) {
             log_line!(self.cfg.id, "rejecting a snapshot: {e}");
-            return;
+            return false;
         }
         let sync = !self.cfg.bugs.has(Bug::NoFsync);
         let (index, term) = (snap.last_index, snap.last_term);
@@ -137,6 +148,7 @@ impl<S: StateMachine> Raft<S> {
         self.commit = index;
         self.applied = index;
         self.recompute_members();
+        true
     }
 
     pub(super) fn take_snapshot(&mut self) -> std::io::Result<()> {
@@ -216,7 +228,11 @@ impl<S: StateMachine> Raft<S> {
                 t
             }
         };
-        let start = (offset as usize).min(text.len());
+        let mut start = (offset as usize).min(text.len());
+        if !text.is_char_boundary(start) {
+            // Only a broken or forged reply points inside a character.
+            start = 0;
+        }
         let mut end = (start + self.cfg.snapshot_chunk.max(1)).min(text.len());
         while !text.is_char_boundary(end) {
             end += 1;
@@ -231,6 +247,7 @@ impl<S: StateMachine> Raft<S> {
             chunk: text[start..end].to_string(),
             done: end == text.len(),
             read_seq,
+            leader_last: self.log.last_index(),
         };
         self.send(to, msg);
         if let Some(p) = self.peers.get_mut(to) {
@@ -267,7 +284,7 @@ impl<S: StateMachine> Raft<S> {
             p.matched = last_index;
             p.progress_at = now;
         }
-        p.next = p.next.max(last_index + 1);
+        p.next = p.next.max(last_index.saturating_add(1));
         if last_index >= index {
             p.sending = None;
         } else if of_index == index {
