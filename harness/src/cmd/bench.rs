@@ -69,6 +69,24 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
     }
 }
 
+/// A new folder for one bench under `STORE/bench/`.
+fn new_bench_dir(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
+    let out = plan
+        .store
+        .join("bench")
+        .join(crate::run::store::timestamp(std::time::SystemTime::now()));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    Ok(out)
+}
+
+/// Writes `bench.json` and `bench.md` to `out` and prints the table.
+fn store_bench(out: &Path, result: &Value, table: &str) -> anyhow::Result<()> {
+    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(result)?)?;
+    std::fs::write(out.join("bench.md"), table)?;
+    print!("{table}");
+    Ok(())
+}
+
 /// Median, smallest and largest of `xs` (empty: `None`).
 fn spread(xs: &mut [f64]) -> Option<(f64, f64, f64)> {
     if xs.is_empty() {
@@ -137,11 +155,7 @@ pub async fn suite(
     for w in workloads {
         workloads::workload(w).map_err(|e| BadInput(format!("--suite: {e}")))?;
     }
-    let out = plan
-        .store
-        .join("bench")
-        .join(crate::run::store::timestamp(std::time::SystemTime::now()));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = new_bench_dir(plan)?;
     let mut rows = Vec::new();
     for w in workloads {
         for &c in &plan.concurrency {
@@ -162,10 +176,7 @@ pub async fn suite(
     let result = json!({"suite": workloads, "concurrency": plan.concurrency,
                         "repeat": repeat, "time_limit": plan.time_limit,
                         "nodes": plan.nodes, "rows": rows});
-    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(&result)?)?;
-    let table = render_suite(&result);
-    std::fs::write(out.join("bench.md"), &table)?;
-    print!("{table}");
+    store_bench(&out, &result, &render_suite(&result))?;
     Ok(out)
 }
 
@@ -224,11 +235,7 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     for t in &plan.targets {
         crate::targets::get(t).map_err(|e| BadInput(format!("--targets: {e}")))?;
     }
-    let out = plan
-        .store
-        .join("bench")
-        .join(crate::run::store::timestamp(std::time::SystemTime::now()));
-    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let out = new_bench_dir(plan)?;
     let mut rows = Vec::new();
     for t in &plan.targets {
         for &c in &plan.concurrency {
@@ -259,10 +266,7 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     let result = json!({"targets": plan.targets, "concurrency": plan.concurrency,
                         "time_limit": plan.time_limit, "nodes": plan.nodes,
                         "rows": rows, "failover_ms": failover});
-    std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(&result)?)?;
-    let table = render(&result);
-    std::fs::write(out.join("bench.md"), &table)?;
-    print!("{table}");
+    store_bench(&out, &result, &render(&result))?;
     Ok(out)
 }
 

@@ -32,15 +32,7 @@ impl Target for Etcd {
     }
 
     fn faults(&self) -> &'static [&'static str] {
-        &[
-            "partition",
-            "kill",
-            "pause",
-            "delay",
-            "lose-unsynced",
-            "slow-disk",
-            "corrupt",
-        ]
+        super::PROCESS_TARGET_FAULTS
     }
 
     fn takes_node_args(&self) -> bool {

@@ -162,6 +162,18 @@ pub fn on_path(bin: &str, package: &str, target: &str) -> anyhow::Result<PathBuf
     )))
 }
 
+/// The faults a third-party system run as local processes with a known data
+/// directory takes (etcd, Redis): no admin API for clocks, no framing for loss.
+pub(crate) const PROCESS_TARGET_FAULTS: &[&str] = &[
+    "partition",
+    "kill",
+    "pause",
+    "delay",
+    "lose-unsynced",
+    "slow-disk",
+    "corrupt",
+];
+
 /// Puts the nodes' data behind lazy disks when a fault that needs them
 /// (`lose-unsynced`, `slow-disk`) is in the run.
 pub(crate) fn lazy_disks_if_asked(

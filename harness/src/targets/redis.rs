@@ -31,15 +31,7 @@ impl Target for Redis {
     }
 
     fn faults(&self) -> &'static [&'static str] {
-        &[
-            "partition",
-            "kill",
-            "pause",
-            "delay",
-            "lose-unsynced",
-            "slow-disk",
-            "corrupt",
-        ]
+        super::PROCESS_TARGET_FAULTS
     }
 
     fn takes_node_args(&self) -> bool {
