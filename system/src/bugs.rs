@@ -42,6 +42,11 @@ pub enum Bug {
     /// A transaction's micro-ops run one at a time (each its own log entry or
     /// read), so other transactions interleave between them.
     TxnNonatomic,
+    /// Paxos: a new leader skips phase 1 and proposes in slots it does not
+    /// know chosen, over values other acceptors may hold.
+    SkipPrepare,
+    /// Paxos: an acceptor accepts a value in a ballot below its promise.
+    AcceptLowerBallot,
 }
 
 /// Every bug with its name and what it breaks.
@@ -110,6 +115,16 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::TxnNonatomic,
         "txn-nonatomic",
         "run a transaction's micro-ops one at a time instead of as one log entry",
+    ),
+    (
+        Bug::SkipPrepare,
+        "skip-prepare",
+        "paxos: a new leader skips phase 1 for open slots",
+    ),
+    (
+        Bug::AcceptLowerBallot,
+        "accept-lower-ballot",
+        "paxos: an acceptor accepts below its promised ballot",
     ),
 ];
 

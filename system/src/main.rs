@@ -8,10 +8,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
+use system::consensus::Protocol;
 use system::node::{Node, NodeConfig};
 use system::services::cache::CacheConfig;
 
-/// One node of the Faultline reference system: a durable Raft key-value store.
+/// One node of the Faultline reference system: a durable key-value store, lock
+/// manager, broker and cache on a Raft or Multi-Paxos log.
 /// `faultline-node --list-bugs` prints the planted bugs, one per line.
 #[derive(Parser, Debug)]
 #[command(name = "faultline-node", version, about, after_help = bugs::help())]
@@ -62,6 +64,9 @@ struct Args {
     /// How long a cached copy is served, in ms, from the store read that made it.
     #[arg(long, default_value_t = 2000)]
     cache_ttl_ms: u64,
+    /// The consensus protocol: raft or paxos (every node of a cluster must agree).
+    #[arg(long, default_value = "raft")]
+    consensus: Protocol,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
@@ -120,6 +125,7 @@ fn main() -> ExitCode {
         snapshot_chunk: args.snapshot_chunk_bytes.clamp(1, 16 << 20),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         bugs: Bugs::new(args.bugs),
+        consensus: args.consensus,
         cache: CacheConfig {
             replicas: args.cache_replicas.max(1),
             capacity: args.cache_capacity.max(1),

@@ -1,4 +1,4 @@
-//! Assembles a node: listeners, transport, consensus (the Raft thread), the
+//! Assembles a node: listeners, transport, consensus (a Raft or Paxos thread), the
 //! services it runs, the client and admin APIs.
 
 use std::collections::BTreeMap;
@@ -13,8 +13,9 @@ use tokio::net::TcpListener;
 
 use crate::bugs::{Bug, Bugs};
 use crate::clock::Clock;
-use crate::consensus::raft::{Raft, RaftConfig, RaftHandle};
-use crate::consensus::Consensus;
+use crate::consensus::paxos::{Paxos, PaxosHandle};
+use crate::consensus::raft::{Raft, RaftHandle};
+use crate::consensus::{Config, Consensus, Protocol};
 use crate::http::admin::{self, AdminState};
 use crate::http::{self, ApiState};
 use crate::log_line;
@@ -24,7 +25,7 @@ use crate::services::kv::KvService;
 use crate::services::locks::LockService;
 use crate::services::txn::TxnService;
 use crate::services::Registry;
-use crate::transport::{self, Receivers, Transport};
+use crate::transport::{self, ConsensusInbox, Receivers, Transport};
 use crate::types::{Members, NodeId};
 
 /// Events the Raft inbox holds before new requests get `503 overloaded`.
@@ -59,8 +60,16 @@ pub struct NodeConfig {
     pub request_timeout: Duration,
     /// Planted bugs.
     pub bugs: Bugs,
+    /// Which protocol orders the log.
+    pub consensus: Protocol,
     /// The distributed cache's layout and timing.
     pub cache: CacheConfig,
+}
+
+/// A consensus thread's inbox, before its loop starts.
+enum Start {
+    Raft(crate::consensus::inbox::Inbox<crate::consensus::raft::Message>),
+    Paxos(crate::consensus::inbox::Inbox<crate::consensus::paxos::Message>),
 }
 
 /// A running node.
@@ -73,7 +82,7 @@ pub struct Node {
     pub peer: SocketAddr,
     /// Where its admin API listens.
     pub admin: SocketAddr,
-    raft: RaftHandle,
+    stop: Arc<dyn Fn() + Send + Sync>,
     thread: Option<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -107,7 +116,7 @@ impl Node {
             cfg.id.clone(),
             tokio::runtime::Handle::current(),
         ));
-        let raft_cfg = RaftConfig {
+        let consensus_cfg = Config {
             id: cfg.id.clone(),
             data_dir: cfg.data_dir.clone(),
             members,
@@ -118,8 +127,30 @@ impl Node {
             snapshot_chunk: cfg.snapshot_chunk,
             bugs: cfg.bugs.clone(),
         };
-        let (raft, inbox) = RaftHandle::channel(INBOX);
-        let consensus: Arc<dyn Consensus> = Arc::new(raft.clone());
+        // The consensus thread's handle now, its loop once the services exist.
+        let (consensus, peer_inbox, stop, start): (_, _, Arc<dyn Fn() + Send + Sync>, _) =
+            match cfg.consensus {
+                Protocol::Raft => {
+                    let (h, inbox) = RaftHandle::channel(INBOX);
+                    let stopper = h.clone();
+                    (
+                        Arc::new(h.clone()) as Arc<dyn Consensus>,
+                        ConsensusInbox::Raft(h),
+                        Arc::new(move || stopper.stop()),
+                        Start::Raft(inbox),
+                    )
+                }
+                Protocol::Paxos => {
+                    let (h, inbox) = PaxosHandle::channel(INBOX);
+                    let stopper = h.clone();
+                    (
+                        Arc::new(h.clone()) as Arc<dyn Consensus>,
+                        ConsensusInbox::Paxos(h),
+                        Arc::new(move || stopper.stop()),
+                        Start::Paxos(inbox),
+                    )
+                }
+            };
         let cache = Arc::new(CacheNode::new(
             cfg.id.clone(),
             CacheConfig {
@@ -140,11 +171,24 @@ impl Node {
             Box::new(TxnService::new(&cfg.bugs)),
         ]);
         let routes = services.routes();
-        let thread = Raft::open(raft_cfg, services, transport)
-            .with_context(|| format!("cannot recover from {}", cfg.data_dir.display()))?;
-        let thread = std::thread::Builder::new()
-            .name(format!("raft-{}", cfg.id))
-            .spawn(move || thread.run(inbox))?;
+        let recovering = || format!("cannot recover from {}", cfg.data_dir.display());
+        let name = format!("{}-{}", cfg.consensus.name(), cfg.id);
+        let thread = match start {
+            Start::Raft(inbox) => {
+                let r = Raft::open(consensus_cfg, services, transport.clone())
+                    .with_context(recovering)?;
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || r.run(inbox))?
+            }
+            Start::Paxos(inbox) => {
+                let p = Paxos::open(consensus_cfg, services, transport.clone())
+                    .with_context(recovering)?;
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || p.run(inbox))?
+            }
+        };
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
             consensus,
@@ -161,7 +205,7 @@ impl Node {
                 cfg.id.clone(),
                 peer_listener,
                 Arc::new(Receivers {
-                    raft: raft.clone(),
+                    consensus: peer_inbox,
                     cache,
                 }),
             )),
@@ -189,7 +233,7 @@ impl Node {
             client,
             peer,
             admin,
-            raft,
+            stop,
             thread: Some(thread),
             tasks,
         })
@@ -204,7 +248,7 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
-        self.raft.stop();
+        (self.stop)();
         if let Some(h) = self.thread.take() {
             let _ = h.join();
         }

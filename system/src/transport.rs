@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+use crate::consensus::paxos::{self, PaxosHandle};
 use crate::consensus::raft::{self, RaftHandle};
 use crate::log_line;
 use crate::services::cache::{CacheMessage, CacheNode};
@@ -33,6 +34,8 @@ const LINK_QUEUE: usize = 8192;
 pub enum Wire {
     /// Consensus: Raft's messages.
     Raft(raft::Message),
+    /// Consensus: Multi-Paxos's messages.
+    Paxos(paxos::Message),
     /// The distributed cache's calls between owners, and their answers.
     Cache(CacheMessage),
 }
@@ -40,6 +43,12 @@ pub enum Wire {
 impl From<raft::Message> for Wire {
     fn from(msg: raft::Message) -> Wire {
         Wire::Raft(msg)
+    }
+}
+
+impl From<paxos::Message> for Wire {
+    fn from(msg: paxos::Message) -> Wire {
+        Wire::Paxos(msg)
     }
 }
 
@@ -186,19 +195,33 @@ async fn run_link(me: NodeId, peer: NodeId, addr: String, mut rx: mpsc::Receiver
     }
 }
 
+/// The consensus thread a node runs, as its peer messages reach it.
+pub enum ConsensusInbox {
+    /// Raft.
+    Raft(RaftHandle),
+    /// Multi-Paxos.
+    Paxos(PaxosHandle),
+}
+
 /// Where received messages go: each layer's receiver.
 pub struct Receivers {
     /// Consensus.
-    pub raft: RaftHandle,
+    pub consensus: ConsensusInbox,
     /// The distributed cache.
     pub cache: Arc<CacheNode>,
 }
 
 impl Receivers {
     fn receive(&self, env: Envelope) {
-        match env.msg {
-            Wire::Raft(msg) => self.raft.deliver(env.from, msg),
-            Wire::Cache(msg) => self.cache.receive(env.from, msg),
+        match (env.msg, &self.consensus) {
+            (Wire::Raft(msg), ConsensusInbox::Raft(raft)) => raft.deliver(env.from, msg),
+            (Wire::Paxos(msg), ConsensusInbox::Paxos(paxos)) => paxos.deliver(env.from, msg),
+            (Wire::Cache(msg), _) => self.cache.receive(env.from, msg),
+            (_, _) => crate::log_line!(
+                "-",
+                "dropping a consensus message from {} for another protocol (mixed --consensus?)",
+                env.from
+            ),
         }
     }
 }

@@ -55,6 +55,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         nemesis: Vec::new(),
         nemesis_interval: 1.0,
         partitions: Vec::new(),
+        consensus: "raft".into(),
         bugs: Vec::new(),
         node_args: Vec::new(),
         seed: plan.seed,

@@ -189,6 +189,9 @@ pub struct RunArgs {
     /// majority, bridge, ring, leader (isolate the leader or primary), or all.
     #[arg(long, default_value = "all")]
     pub partitions: String,
+    /// The builtin target's consensus protocol: raft or paxos.
+    #[arg(long, default_value = "raft")]
+    pub consensus: String,
     /// A planted bug to switch on in every node (repeatable; see `harness list`).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,

@@ -49,6 +49,9 @@ fn replay_command(c: &TestConfig) -> String {
     if let Some(r) = c.rate {
         parts.push(format!("--rate {r}"));
     }
+    if c.consensus != "raft" {
+        parts.push(format!("--consensus {}", c.consensus));
+    }
     for b in &c.bugs {
         parts.push(format!("--bug {b}"));
     }
@@ -67,6 +70,10 @@ pub fn run(args: &RunArgs) -> ExitCode {
             Ok(t) => n
                 .into_iter()
                 .filter(|k| t.faults().contains(&k.as_str()))
+                .filter(|k| {
+                    args.consensus == "raft"
+                        || !crate::nemesis::CHANGE_MEMBERS.contains(&k.as_str())
+                })
                 .filter(|k| {
                     crate::nemesis::get(k)
                         .is_ok_and(|f| f.runtimes().contains(&args.runtime.as_str()))
@@ -112,6 +119,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         nemesis,
         nemesis_interval: args.nemesis_interval,
         partitions,
+        consensus: args.consensus.clone(),
         bugs: args.bugs.clone(),
         node_args: args.node_args.clone(),
         seed,

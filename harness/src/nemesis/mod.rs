@@ -99,6 +99,10 @@ fn names() -> String {
         .join(", ")
 }
 
+/// Faults that add or remove members: only a protocol with membership
+/// changes (Raft) takes them.
+pub const CHANGE_MEMBERS: &[&str] = &["membership", "orphan-change"];
+
 /// Parses `--nemesis` (`none`, `all`, or a comma-separated list of faults).
 pub fn parse(list: &str) -> Result<Vec<String>, String> {
     let mut out = Vec::new();

@@ -38,6 +38,9 @@ pub struct TestConfig {
     /// Partition shapes to draw from (empty: all).
     #[serde(default)]
     pub partitions: Vec<String>,
+    /// The builtin target's consensus protocol.
+    #[serde(default = "raft")]
+    pub consensus: String,
     /// Planted bugs passed to the nodes.
     pub bugs: Vec<String>,
     /// Extra node arguments (builtin target), after the workload's own.
@@ -61,6 +64,10 @@ pub struct TestConfig {
     pub node_bin: Option<PathBuf>,
     /// The command line that replays this run.
     pub command: String,
+}
+
+fn raft() -> String {
+    "raft".into()
 }
 
 fn linearizable() -> String {

@@ -10,6 +10,9 @@ use tokio::time::Instant;
 use workloads::BoxFut;
 
 use super::{Start, Started, Target};
+
+/// The protocols `--consensus` picks from (faultline-node's own list).
+const CONSENSUS: &[&str] = &["raft", "paxos"];
 use crate::net::Net;
 use crate::run::{BadInput, TestConfig};
 use crate::runtime::docker::{DockerPlan, DockerRuntime};
@@ -57,7 +60,25 @@ impl Target for Builtin {
         true
     }
 
-    fn validate(&self, _cfg: &TestConfig) -> Result<(), String> {
+    fn validate(&self, cfg: &TestConfig) -> Result<(), String> {
+        if !CONSENSUS.contains(&cfg.consensus.as_str()) {
+            return Err(format!(
+                "--consensus {}: known: {}",
+                cfg.consensus,
+                CONSENSUS.join(", ")
+            ));
+        }
+        if cfg.consensus != "raft" {
+            if let Some(f) = cfg
+                .nemesis
+                .iter()
+                .find(|f| crate::nemesis::CHANGE_MEMBERS.contains(&f.as_str()))
+            {
+                return Err(format!(
+                    "--nemesis {f} changes membership, which only --consensus raft supports"
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -184,8 +205,9 @@ impl Target for Builtin {
         })
     }
 
-    /// From the node logs: `election-safety` (at most one leader per term) and
-    /// `membership-agreement` (the newest leader's members hold its configuration).
+    /// From Raft's node logs: `election-safety` (at most one leader per term)
+    /// and `membership-agreement` (the newest leader's members hold its
+    /// configuration).
     fn after_teardown(&self, dir: &Path) -> Vec<(String, checker::CheckerResult)> {
         let mut logs = Vec::new();
         for entry in std::fs::read_dir(dir.join("nodes"))
@@ -198,7 +220,13 @@ impl Target for Builtin {
                 logs.push((id, text));
             }
         }
-        if logs.is_empty() {
+        // Both read Raft's log lines (terms, configurations); a Paxos ballot
+        // names its leader, and its membership is fixed.
+        let raft = std::fs::read(dir.join("test.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice::<TestConfig>(&b).ok())
+            .is_none_or(|c| c.consensus == "raft");
+        if logs.is_empty() || !raft {
             return Vec::new();
         }
         logs.sort();

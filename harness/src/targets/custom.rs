@@ -299,9 +299,10 @@ impl Target for Custom {
             || cfg.runtime != "process"
             || !cfg.bugs.is_empty()
             || !cfg.node_args.is_empty()
+            || cfg.consensus != "raft"
         {
             return Err(
-                "--target custom runs the kv workload on the process runtime, without --bug or --node-arg (its command lives in --target-config)".into(),
+                "--target custom runs the kv workload on the process runtime, without --bug, --consensus or --node-arg (its command lives in --target-config)".into(),
             );
         }
         spec_of(cfg).map(|_| ()).map_err(|e| e.0)

@@ -102,9 +102,10 @@ pub trait Target: Send + Sync {
             || cfg.runtime != "process"
             || !cfg.bugs.is_empty()
             || (!cfg.node_args.is_empty() && !self.takes_node_args())
+            || cfg.consensus != "raft"
         {
             return Err(format!(
-                "--target {} runs the {} workload{} on the process runtime, without --bug{}",
+                "--target {} runs the {} workload{} on the process runtime, without --bug, --consensus{}",
                 self.name(),
                 workloads.join(", "),
                 if workloads.len() > 1 { "s" } else { "" },

@@ -5,16 +5,23 @@
 //! Raft stands without them changing. A protocol drives a [`StateMachine`] and
 //! knows nothing of the services behind it.
 
+pub mod inbox;
+pub mod paxos;
 pub mod raft;
 mod state_machine;
 
 pub use state_machine::StateMachine;
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::types::NodeId;
+use crate::bugs::Bugs;
+use crate::types::{Members, NodeId};
 
 /// What any replicated log offers the node: ordered commands, linearizable reads,
 /// membership changes and a view of the cluster. Each call only hands the request
@@ -88,4 +95,61 @@ pub struct Status {
     pub member_addrs: std::collections::BTreeMap<NodeId, String>,
     /// Planted bugs switched on.
     pub bugs: Vec<&'static str>,
+}
+
+/// Settings of one node's consensus, whichever the protocol.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// This node.
+    pub id: NodeId,
+    /// Where its state lives.
+    pub data_dir: PathBuf,
+    /// The initial members and their peer addresses (used until the log says otherwise).
+    pub members: Members,
+    /// Addresses this node uses for peers, overriding the log's (a proxy per link).
+    pub peer_addrs: BTreeMap<NodeId, String>,
+    /// Election (or leader failure) timeout; each is random in [t, 2t].
+    pub election_timeout: Duration,
+    /// Heartbeat interval.
+    pub heartbeat: Duration,
+    /// Applied entries between snapshots.
+    pub snapshot_every: u64,
+    /// Bytes of snapshot text per message.
+    pub snapshot_chunk: usize,
+    /// Planted bugs.
+    pub bugs: Bugs,
+}
+
+/// The protocols a node can order its log with (`--consensus`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// Raft: pre-vote, durable log, snapshots, membership changes.
+    #[default]
+    Raft,
+    /// Multi-Paxos: a distinguished proposer, fixed membership.
+    Paxos,
+}
+
+impl Protocol {
+    /// Every protocol, as `--consensus` names it.
+    pub const ALL: &'static [Protocol] = &[Protocol::Raft, Protocol::Paxos];
+
+    /// The `--consensus` name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Raft => "raft",
+            Protocol::Paxos => "paxos",
+        }
+    }
+}
+
+impl std::str::FromStr for Protocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Protocol, String> {
+        Protocol::ALL
+            .iter()
+            .copied()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown consensus `{s}` (known: raft, paxos)"))
+    }
 }

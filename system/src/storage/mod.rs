@@ -1,12 +1,15 @@
-//! Durable state: term and vote, the log, and snapshots, under one data directory.
+//! Durable state: term and vote, the log, snapshots and Paxos's acceptor
+//! journal, under one data directory.
 //!
 //! Everything a node acknowledges is fsynced first: the vote before the vote reply,
 //! log entries before an append is acknowledged or counted toward a commit.
 
+mod journal;
 mod log;
 mod meta;
 mod snapshot;
 
+pub use journal::{Journal, JournalError};
 pub use log::{Log, LogError};
 pub use meta::Meta;
 pub use snapshot::Snapshot;

@@ -14,26 +14,22 @@
 
 mod commit;
 mod election;
-mod handle;
 mod membership;
 mod message;
 mod read_index;
 mod replication;
 mod snapshot;
 
-pub use handle::RaftHandle;
 pub use message::Message;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use tokio::sync::oneshot;
 
-use crate::bugs::{Bug, Bugs};
+use crate::bugs::Bug;
 use crate::consensus::{Reply, StateMachine, Status};
 use crate::log_line;
 use crate::storage::{Log, Meta, Snapshot};
@@ -46,73 +42,12 @@ use read_index::PendingRead;
 const MAX_EVENTS_PER_FLUSH: usize = 4096;
 
 /// Something for the Raft thread to do.
-#[derive(Debug)]
-pub enum Event {
-    /// A message from a peer.
-    Peer {
-        /// The sender.
-        from: NodeId,
-        /// What it sent.
-        msg: Message,
-    },
-    /// Replicate and apply a state-machine command.
-    Propose {
-        /// The command.
-        command: Value,
-        /// Where the result goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// A linearizable read.
-    Read {
-        /// The query.
-        query: Value,
-        /// Where the value goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Add a member.
-    Join {
-        /// Its id.
-        id: NodeId,
-        /// Its peer address.
-        addr: String,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Remove a member.
-    Leave {
-        /// Its id.
-        id: NodeId,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Reply>,
-    },
-    /// Report the node's view.
-    Status(oneshot::Sender<Status>),
-    /// Stop the thread.
-    Shutdown,
-}
+pub type Event = crate::consensus::inbox::Event<Message>;
+/// A cloneable handle on one node's Raft thread.
+pub type RaftHandle = crate::consensus::inbox::Handle<Message>;
 
 /// Settings of one Raft node.
-#[derive(Debug, Clone)]
-pub struct RaftConfig {
-    /// This node.
-    pub id: NodeId,
-    /// Where its state lives.
-    pub data_dir: PathBuf,
-    /// The initial members and their peer addresses (used until the log says otherwise).
-    pub members: Members,
-    /// Addresses this node uses for peers, overriding the log's (a proxy per link).
-    pub peer_addrs: BTreeMap<NodeId, String>,
-    /// Election timeout; the actual one is random in [t, 2t].
-    pub election_timeout: Duration,
-    /// Heartbeat interval.
-    pub heartbeat: Duration,
-    /// Applied entries between snapshots.
-    pub snapshot_every: u64,
-    /// Bytes of snapshot text per message.
-    pub snapshot_chunk: usize,
-    /// Planted bugs.
-    pub bugs: Bugs,
-}
+pub use crate::consensus::Config as RaftConfig;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
@@ -274,7 +209,7 @@ impl<S: StateMachine> Raft<S> {
     }
 
     /// Runs until [`Event::Shutdown`] or the inbox closes.
-    pub fn run(mut self, inbox: handle::Inbox) {
+    pub fn run(mut self, inbox: crate::consensus::inbox::Inbox<Message>) {
         loop {
             let now = Instant::now();
             let wait = self.next_deadline().saturating_duration_since(now);

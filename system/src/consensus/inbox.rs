@@ -1,5 +1,6 @@
-//! The Raft thread's inbox as the rest of the node holds it: [`Consensus`] for
-//! clients and services, peer delivery for the transport, and stop.
+//! A consensus thread's inbox as the rest of the node holds it: [`Consensus`]
+//! for clients and services, peer delivery for the transport, and stop. Every
+//! protocol runs one thread fed this way; only its peer message type differs.
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -12,16 +13,60 @@ use tokio::sync::oneshot;
 use crate::consensus::{Asked, Consensus, Refused, Reply, Status};
 use crate::types::NodeId;
 
-use super::{Event, Message};
+/// Something for a consensus thread to do; `M` is its protocol's peer message.
+#[derive(Debug)]
+pub enum Event<M> {
+    /// A message from a peer.
+    Peer {
+        /// The sender.
+        from: NodeId,
+        /// What it sent.
+        msg: M,
+    },
+    /// Order and apply a state-machine command.
+    Propose {
+        /// The command.
+        command: Value,
+        /// Where the result goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// A linearizable read.
+    Read {
+        /// The query.
+        query: Value,
+        /// Where the value goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Add a member.
+    Join {
+        /// Its id.
+        id: NodeId,
+        /// Its peer address.
+        addr: String,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Remove a member.
+    Leave {
+        /// Its id.
+        id: NodeId,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Reply>,
+    },
+    /// Report the node's view.
+    Status(oneshot::Sender<Status>),
+    /// Stop the thread.
+    Shutdown,
+}
 
-/// A cloneable handle on one node's Raft thread.
+/// A cloneable handle on one node's consensus thread.
 ///
 /// Client requests may fill only half the inbox: the rest stays for peers, so a
 /// burst of clients cannot crowd out the heartbeats and votes that keep the
 /// cluster's leadership (clients get `503 overloaded` instead).
 #[derive(Clone, Debug)]
-pub struct RaftHandle {
-    inbox: SyncSender<Event>,
+pub struct Handle<M> {
+    inbox: SyncSender<Event<M>>,
     /// Client requests queued and not yet taken by the thread.
     clients: Arc<AtomicUsize>,
     client_bound: usize,
@@ -29,14 +74,14 @@ pub struct RaftHandle {
     dropped: Arc<AtomicU64>,
 }
 
-/// The receiving end of the inbox, for [`super::Raft::run`].
-pub struct Inbox {
-    rx: Receiver<Event>,
+/// The receiving end of the inbox, for the protocol's run loop.
+pub struct Inbox<M> {
+    rx: Receiver<Event<M>>,
     clients: Arc<AtomicUsize>,
 }
 
-impl Inbox {
-    fn taken(&self, ev: Event) -> Event {
+impl<M> Inbox<M> {
+    fn taken(&self, ev: Event<M>) -> Event<M> {
         if !matches!(ev, Event::Peer { .. } | Event::Shutdown) {
             self.clients.fetch_sub(1, Ordering::AcqRel);
         }
@@ -44,23 +89,23 @@ impl Inbox {
     }
 
     /// The next event, waiting at most `wait`.
-    pub fn recv_timeout(&self, wait: Duration) -> Result<Event, RecvTimeoutError> {
+    pub fn recv_timeout(&self, wait: Duration) -> Result<Event<M>, RecvTimeoutError> {
         self.rx.recv_timeout(wait).map(|ev| self.taken(ev))
     }
 
     /// The next event if one is queued.
-    pub fn try_recv(&self) -> Option<Event> {
+    pub fn try_recv(&self) -> Option<Event<M>> {
         self.rx.try_recv().ok().map(|ev| self.taken(ev))
     }
 }
 
-impl RaftHandle {
+impl<M> Handle<M> {
     /// A handle and the inbox it feeds, holding at most `bound` events (clients
-    /// at most half of them); give the inbox to [`super::Raft::run`].
-    pub fn channel(bound: usize) -> (RaftHandle, Inbox) {
+    /// at most half of them); give the inbox to the protocol's run loop.
+    pub fn channel(bound: usize) -> (Handle<M>, Inbox<M>) {
         let (inbox, rx) = sync_channel(bound);
         let clients = Arc::new(AtomicUsize::new(0));
-        let handle = RaftHandle {
+        let handle = Handle {
             inbox,
             clients: clients.clone(),
             client_bound: bound.div_ceil(2),
@@ -70,9 +115,9 @@ impl RaftHandle {
     }
 
     /// Hands a peer's message to the thread. When even the peers' half of the
-    /// inbox is full the message is dropped (Raft retransmits), counted, and the
+    /// inbox is full the message is dropped (the protocol retransmits), counted, and the
     /// count logged at every power of two.
-    pub fn deliver(&self, from: NodeId, msg: Message) {
+    pub fn deliver(&self, from: NodeId, msg: M) {
         if let Err(TrySendError::Full(Event::Peer { from, .. })) =
             self.inbox.try_send(Event::Peer { from, msg })
         {
@@ -96,7 +141,7 @@ impl RaftHandle {
         let _ = self.inbox.send(Event::Shutdown);
     }
 
-    fn ask<T>(&self, event: impl FnOnce(oneshot::Sender<T>) -> Event) -> Asked<T> {
+    fn ask<T>(&self, event: impl FnOnce(oneshot::Sender<T>) -> Event<M>) -> Asked<T> {
         let (tx, rx) = oneshot::channel();
         if self.clients.fetch_add(1, Ordering::AcqRel) >= self.client_bound {
             self.clients.fetch_sub(1, Ordering::AcqRel);
@@ -115,7 +160,7 @@ impl RaftHandle {
     }
 }
 
-impl Consensus for RaftHandle {
+impl<M: Send> Consensus for Handle<M> {
     fn propose(&self, command: Value) -> Asked<Reply> {
         self.ask(|reply| Event::Propose { command, reply })
     }
@@ -141,17 +186,13 @@ impl Consensus for RaftHandle {
 mod tests {
     use super::*;
 
-    fn heartbeat() -> Message {
-        Message::Vote {
-            term: 1,
-            last_index: 0,
-            last_term: 0,
-        }
+    fn heartbeat() -> u8 {
+        1
     }
 
     #[test]
     fn clients_fill_only_half_the_inbox_and_peers_keep_the_rest() {
-        let (handle, inbox) = RaftHandle::channel(4);
+        let (handle, inbox) = Handle::<u8>::channel(4);
         assert!(handle.status().is_ok());
         assert!(handle.status().is_ok());
         assert!(matches!(handle.status(), Err(Refused::Overloaded)));

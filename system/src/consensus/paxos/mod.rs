@@ -1,0 +1,409 @@
+//! Multi-Paxos (Lamport, "Paxos Made Simple"; van Renesse and Altinbuken,
+//! "Paxos Made Moderately Complex"): a distinguished proposer with ballots, one
+//! phase 1 per leadership for every open slot, phase 2 per slot (pipelined, and
+//! batched per flush), learners told what is chosen, and leases-free linearizable
+//! reads through a read round a majority confirms.
+//!
+//! Every node is proposer, acceptor and learner, driven by one thread like
+//! Raft's: it takes every queued event, then flushes once (one fsync of the
+//! acceptor journal for the whole batch, then the answers that waited on it).
+//! Messages a node sends itself go through a loopback queue after the flush, so
+//! its own acceptor is counted only once its promise or accept is durable.
+//!
+//! Membership is fixed at start (`join` and `leave` are refused). Files:
+//! `acceptor.rs` (phase 1b and 2b, the journal), `leader.rs` (phase 1a and 2a,
+//! reads, heartbeats, catch-up), `learner.rs` (chosen values, apply,
+//! snapshots), `message.rs`.
+
+mod acceptor;
+mod leader;
+mod learner;
+mod message;
+
+pub use message::{Accepted, Ballot, Message};
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::mpsc::RecvTimeoutError;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+use crate::consensus::inbox::{Event, Handle, Inbox};
+use crate::consensus::{Config, Reply, StateMachine, Status};
+use crate::log_line;
+use crate::storage::{Journal, Snapshot};
+use crate::transport::Transport;
+use crate::types::{Members, NodeId, Payload};
+
+use acceptor::Record;
+use leader::{Campaign, Lead, PendingRead};
+
+/// A cloneable handle on one node's Paxos thread.
+pub type PaxosHandle = Handle<Message>;
+
+/// Events handled before flushing, so a flood cannot starve fsync and replies.
+const MAX_EVENTS_PER_FLUSH: usize = 4096;
+/// The acceptor journal's file name in the data directory.
+const JOURNAL: &str = "paxos.journal";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Follower,
+    /// Running phase 1 for its own ballot.
+    Candidate,
+    Leader,
+}
+
+/// One node's Paxos state (proposer, acceptor, learner) and state machine.
+pub struct Paxos<S: StateMachine> {
+    cfg: Config,
+    members: Members,
+    sm: S,
+    journal: Journal,
+    /// The highest ballot this acceptor promised (durable before answering).
+    promised: Ballot,
+    /// What this acceptor accepted, by slot, above the snapshot.
+    accepted: BTreeMap<u64, (Ballot, Payload)>,
+    /// Values known chosen, by slot, above the snapshot (applied ones kept
+    /// until compaction, to send to learners that are behind).
+    chosen: BTreeMap<u64, Payload>,
+    /// Last slot the snapshot covers.
+    snapshot_index: u64,
+    /// Every slot up to here is chosen and known here.
+    commit: u64,
+    applied: u64,
+    /// The highest round seen in any ballot, so a new one outbids it.
+    highest_round: u64,
+    role: Role,
+    leader: Option<NodeId>,
+    leader_contact: Option<Instant>,
+    election_deadline: Instant,
+    heartbeat_due: Instant,
+    campaign: Option<Campaign>,
+    lead: Option<Lead>,
+    /// Proposals waiting for their slot to be chosen and applied.
+    waiters: BTreeMap<u64, (Payload, oneshot::Sender<Reply>)>,
+    reads: Vec<PendingRead>,
+    read_seq: u64,
+    read_round_sent: u64,
+    /// Answers that may go only once the journal is durable.
+    after_sync: Vec<(NodeId, Message)>,
+    /// Messages to this node itself, handled after the flush.
+    loopback: Vec<Message>,
+    transport: Arc<Transport>,
+    rng: u64,
+}
+
+impl<S: StateMachine> Paxos<S> {
+    /// Recovers a node from its data directory (or starts it fresh).
+    pub fn open(cfg: Config, mut sm: S, transport: Arc<Transport>) -> anyhow::Result<Self> {
+        std::fs::create_dir_all(&cfg.data_dir)?;
+        let snapshot = Snapshot::load(&cfg.data_dir)?;
+        let snapshot_index = snapshot.as_ref().map_or(0, |s| s.last_index);
+        if let Some(s) = &snapshot {
+            sm.restore(&s.data).map_err(anyhow::Error::msg)?;
+        }
+        let (journal, records) = Journal::open::<Record>(&cfg.data_dir, JOURNAL)?;
+        let mut promised = Ballot::default();
+        let mut accepted: BTreeMap<u64, (Ballot, Payload)> = BTreeMap::new();
+        for r in records {
+            match r {
+                Record::Promise { ballot } => promised = promised.max(ballot),
+                Record::Accept {
+                    slot,
+                    ballot,
+                    value,
+                } if slot > snapshot_index => {
+                    if accepted.get(&slot).is_none_or(|(b, _)| *b <= ballot) {
+                        accepted.insert(slot, (ballot, value));
+                    }
+                }
+                Record::Accept { .. } => {}
+            }
+        }
+        let now = Instant::now();
+        let seed = cfg.id.bytes().fold(
+            now.elapsed().as_nanos() as u64 ^ 0x51_7cc1_b727_220a,
+            |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3),
+        ) ^ std::process::id() as u64;
+        let mut members = cfg.members.clone();
+        if members.is_empty() {
+            members = snapshot.map(|s| s.members).unwrap_or_default();
+        }
+        let mut paxos = Paxos {
+            members,
+            sm,
+            journal,
+            highest_round: promised.round,
+            promised,
+            accepted,
+            chosen: BTreeMap::new(),
+            snapshot_index,
+            commit: snapshot_index,
+            applied: snapshot_index,
+            role: Role::Follower,
+            leader: None,
+            leader_contact: None,
+            election_deadline: now,
+            heartbeat_due: now,
+            campaign: None,
+            lead: None,
+            waiters: BTreeMap::new(),
+            reads: Vec::new(),
+            read_seq: 0,
+            read_round_sent: 0,
+            after_sync: Vec::new(),
+            loopback: Vec::new(),
+            transport,
+            rng: seed | 1,
+            cfg,
+        };
+        paxos.reset_election_timer(now);
+        log_line!(
+            paxos.cfg.id,
+            "recovered (paxos): promised {}/{}, {} accepted slot(s), snapshot at {}, members {:?}, bugs {:?}",
+            paxos.promised.round,
+            paxos.promised.leader,
+            paxos.accepted.len(),
+            snapshot_index,
+            paxos.members.keys().collect::<Vec<_>>(),
+            paxos.cfg.bugs.names()
+        );
+        Ok(paxos)
+    }
+
+    /// Runs until [`Event::Shutdown`] or the inbox closes.
+    pub fn run(mut self, inbox: Inbox<Message>) {
+        loop {
+            let wait = self
+                .next_deadline()
+                .saturating_duration_since(Instant::now());
+            match inbox.recv_timeout(wait) {
+                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+                Ok(ev) => {
+                    self.handle(ev);
+                    for _ in 0..MAX_EVENTS_PER_FLUSH {
+                        match inbox.try_recv() {
+                            Some(Event::Shutdown) => return,
+                            Some(ev) => self.handle(ev),
+                            None => break,
+                        }
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            self.tick(Instant::now());
+            self.flush_or_exit();
+            // What this node told itself: its own promises and accepts, now
+            // durable, and its own acceptor's part of a new leader's work.
+            while !self.loopback.is_empty() {
+                let me = self.cfg.id.clone();
+                for msg in std::mem::take(&mut self.loopback) {
+                    self.on_message(me.clone(), msg, Instant::now());
+                }
+                self.flush_or_exit();
+            }
+        }
+    }
+
+    fn flush_or_exit(&mut self) {
+        if let Err(e) = self.flush() {
+            // A node that cannot persist must not answer anything.
+            log_line!(self.cfg.id, "storage failure: {e}; stopping");
+            std::process::exit(70);
+        }
+    }
+
+    /// One fsync for everything the batch wrote, then the answers that waited
+    /// on it, the leader's new proposals and read round, commit and apply.
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.journal.sync(self.fsync())?;
+        for (to, msg) in std::mem::take(&mut self.after_sync) {
+            self.send(&to, msg);
+        }
+        self.send_proposals();
+        self.send_read_round();
+        self.advance_commit();
+        self.apply();
+        self.serve_reads();
+        self.maybe_snapshot()
+    }
+
+    fn fsync(&self) -> bool {
+        !self.cfg.bugs.has(crate::bugs::Bug::NoFsync)
+    }
+
+    fn next_deadline(&self) -> Instant {
+        match self.role {
+            Role::Leader => self.heartbeat_due,
+            _ => self.election_deadline,
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn reset_election_timer(&mut self, now: Instant) {
+        let base = self.cfg.election_timeout.as_millis() as u64;
+        let jitter = self.random() % base.max(1);
+        self.election_deadline = now + Duration::from_millis(base + jitter);
+    }
+
+    fn quorum(&self) -> usize {
+        self.members.len() / 2 + 1
+    }
+
+    fn send(&mut self, to: &NodeId, msg: Message) {
+        if *to == self.cfg.id {
+            self.loopback.push(msg);
+            return;
+        }
+        let addr = self
+            .cfg
+            .peer_addrs
+            .get(to)
+            .or_else(|| self.members.get(to))
+            .cloned();
+        if let Some(addr) = addr {
+            self.transport.send(to, &addr, msg);
+        }
+    }
+
+    /// Sends `msg` to every member, this node included.
+    fn broadcast(&mut self, msg: Message) {
+        let members: Vec<NodeId> = self.members.keys().cloned().collect();
+        for m in members {
+            self.send(&m, msg.clone());
+        }
+    }
+
+    fn handle(&mut self, ev: Event<Message>) {
+        let now = Instant::now();
+        match ev {
+            Event::Peer { from, msg } => self.on_message(from, msg, now),
+            Event::Propose { command, reply } => self.on_propose(command, reply),
+            Event::Read { query, reply } => self.on_read(query, reply),
+            Event::Join { reply, .. } | Event::Leave { reply, .. } => {
+                let _ = reply.send(Reply::Refused(
+                    "membership changes are not supported with --consensus paxos (fixed members)"
+                        .into(),
+                ));
+            }
+            Event::Status(reply) => {
+                let _ = reply.send(self.status());
+            }
+            Event::Shutdown => {}
+        }
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message, now: Instant) {
+        if from != self.cfg.id && !self.members.contains_key(&from) {
+            log_line!(self.cfg.id, "dropping a message from non-member {from}");
+            return;
+        }
+        match msg {
+            Message::Prepare { ballot, from_slot } => self.on_prepare(from, ballot, from_slot, now),
+            Message::Promise {
+                ballot,
+                accepted,
+                snapshot,
+            } => self.on_promise(from, ballot, accepted, snapshot, now),
+            Message::Accept {
+                ballot,
+                entries,
+                commit,
+                seq,
+            } => self.on_accept(from, ballot, entries, commit, seq, now),
+            Message::AcceptedSlots {
+                ballot,
+                slots,
+                commit,
+                seq,
+            } => self.on_accepted(from, ballot, slots, commit, seq, now),
+            Message::Nack { ballot, promised } => self.on_nack(ballot, promised, now),
+            Message::Chosen { entries, .. } => self.on_chosen(entries),
+            Message::Snapshot {
+                index,
+                members,
+                data,
+            } => self.on_snapshot(index, members, data),
+        }
+    }
+
+    fn tick(&mut self, now: Instant) {
+        match self.role {
+            Role::Leader if now >= self.heartbeat_due => {
+                self.heartbeat_due = now + self.cfg.heartbeat;
+                self.heartbeat(now);
+            }
+            Role::Leader => {}
+            _ if now >= self.election_deadline => {
+                if self.members.contains_key(&self.cfg.id) {
+                    self.start_campaign(now);
+                } else {
+                    self.reset_election_timer(now);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Leaves any leadership or campaign: proposals in flight may still be
+    /// chosen (by the next leader), so their clients hear "indeterminate".
+    fn become_follower(&mut self, leader: Option<NodeId>, now: Instant) {
+        if self.role == Role::Leader {
+            log_line!(
+                self.cfg.id,
+                "stepping down from ballot {}/{}",
+                self.promised.round,
+                self.cfg.id
+            );
+        }
+        self.role = Role::Follower;
+        self.campaign = None;
+        self.lead = None;
+        self.leader = leader;
+        for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
+            let _ = reply.send(Reply::Indeterminate(
+                "leadership lost before the proposal was chosen".into(),
+            ));
+        }
+        for r in std::mem::take(&mut self.reads) {
+            let _ = r.reply.send(Reply::NotLeader(None));
+        }
+        self.reset_election_timer(now);
+    }
+
+    fn status(&self) -> Status {
+        Status {
+            id: self.cfg.id.clone(),
+            role: match self.role {
+                Role::Leader => "leader",
+                Role::Candidate => "candidate",
+                Role::Follower => "follower",
+            },
+            term: self.promised.round,
+            leader: self.leader.clone(),
+            commit_index: self.commit,
+            applied_index: self.applied,
+            last_index: self
+                .accepted
+                .keys()
+                .next_back()
+                .copied()
+                .unwrap_or(0)
+                .max(self.commit),
+            members: self.members.keys().cloned().collect(),
+            member_addrs: self.members.clone(),
+            bugs: self.cfg.bugs.names(),
+        }
+    }
+}
+
+/// Peers a leader has heard from, by id.
+type Acks = BTreeSet<NodeId>;
