@@ -50,19 +50,6 @@ impl<S: StateMachine> Paxos<S> {
         }
     }
 
-    /// Whether this node hears from a live leader other than `from`: it then
-    /// ignores `from`'s prepare, so a node cut off for a while cannot depose a
-    /// leader the rest of the cluster still follows (safety does not rest on it).
-    fn has_live_leader(&self, from: &NodeId, now: Instant) -> bool {
-        if self.role == Role::Leader {
-            return true;
-        }
-        match (&self.leader, self.leader_contact) {
-            (Some(l), Some(at)) => l != from && now.duration_since(at) < self.cfg.election_timeout,
-            _ => false,
-        }
-    }
-
     pub(super) fn on_prepare(
         &mut self,
         from: NodeId,
@@ -71,9 +58,6 @@ impl<S: StateMachine> Paxos<S> {
         now: Instant,
     ) {
         self.highest_round = self.highest_round.max(ballot.round);
-        if from != self.cfg.id && self.has_live_leader(&from, now) {
-            return;
-        }
         if ballot < self.promised {
             let promised = self.promised.clone();
             self.send(&from, Message::Nack { ballot, promised });
