@@ -114,6 +114,40 @@ fn correct_system_under_partitions_and_kills_is_valid_and_the_run_is_stored() {
     assert_eq!(check.status.code(), Some(0), "{}", describe(&check));
 }
 
+/// Multi-Paxos under the same faults as Raft: the correct protocol is valid,
+/// its two planted bugs are caught, and the run records the protocol.
+#[test]
+fn paxos_is_valid_under_faults_and_its_planted_bugs_are_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = ["--consensus", "paxos", "--time-limit", "10", "--seed", "5"];
+    let (out, latest) = run(
+        store.path(),
+        &[&base[..], &["--nemesis", "partition,kill,pause"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let test: Value =
+        serde_json::from_slice(&std::fs::read(latest.join("test.json")).unwrap()).unwrap();
+    assert_eq!(test["consensus"], "paxos");
+    assert!(
+        test["command"]
+            .as_str()
+            .unwrap()
+            .contains("--consensus paxos"),
+        "{test}"
+    );
+    for (bug, nemesis) in [
+        ("skip-prepare", "partition,kill,pause"),
+        ("accept-lower-ballot", "partition"),
+    ] {
+        let (out, latest) = run(
+            store.path(),
+            &[&base[..], &["--nemesis", nemesis, "--bug", bug]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
+        assert_verdict(&results(&latest), "linearizable", false);
+    }
+}
+
 #[test]
 fn stale_read_under_partitions_is_caught() {
     let store = tempfile::tempdir().unwrap();
@@ -937,6 +971,28 @@ fn bad_input_exits_254_and_says_what_is_accepted() {
         (
             vec!["--workload", "kv", "--bug", "typo", "--time-limit", "1"],
             "known: stale-read",
+        ),
+        (
+            vec![
+                "--workload",
+                "kv",
+                "--consensus",
+                "pbft",
+                "--time-limit",
+                "1",
+            ],
+            "known: raft, paxos",
+        ),
+        (
+            vec![
+                "--workload",
+                "kv",
+                "--consensus",
+                "paxos",
+                "--nemesis",
+                "membership",
+            ],
+            "only --consensus raft",
         ),
     ] {
         let mut cmd = harness();

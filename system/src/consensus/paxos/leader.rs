@@ -20,7 +20,7 @@ const MAX_BATCH: usize = 1024;
 
 /// Phase 1 in progress.
 pub(super) struct Campaign {
-    ballot: Ballot,
+    pub(super) ballot: Ballot,
     from_slot: u64,
     promises: BTreeMap<NodeId, Vec<Accepted>>,
     /// An acceptor compacted slots this node lacks: it waits for the snapshot
@@ -29,8 +29,8 @@ pub(super) struct Campaign {
 }
 
 /// A slot proposed and not yet chosen.
-struct Pending {
-    value: Payload,
+pub(super) struct Pending {
+    pub(super) value: Payload,
     acks: Acks,
     sent: Instant,
 }
@@ -47,8 +47,8 @@ struct PeerState {
 /// A leadership in force.
 pub(super) struct Lead {
     ballot: Ballot,
-    next_slot: u64,
-    pending: BTreeMap<u64, Pending>,
+    pub(super) next_slot: u64,
+    pub(super) pending: BTreeMap<u64, Pending>,
     /// Proposed since the last flush, not yet sent.
     outbox: Vec<(u64, Payload)>,
     peers: BTreeMap<NodeId, PeerState>,

@@ -407,3 +407,247 @@ impl<S: StateMachine> Paxos<S> {
 
 /// Peers a leader has heard from, by id.
 type Acks = BTreeSet<NodeId>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bugs::{Bug, Bugs};
+    use serde_json::{json, Value};
+
+    /// A state machine that remembers the commands applied, in order.
+    #[derive(Default)]
+    struct Applied(Vec<Value>);
+
+    impl StateMachine for Applied {
+        fn apply(&mut self, command: &Value) -> Value {
+            self.0.push(command.clone());
+            json!(self.0.len())
+        }
+        fn query(&self, _query: &Value) -> Value {
+            json!(self.0)
+        }
+        fn snapshot(&self) -> Value {
+            json!(self.0)
+        }
+        fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+            self.0 = serde_json::from_value(snapshot.clone()).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    fn config(dir: &std::path::Path, bugs: &[Bug]) -> Config {
+        // Peers at addresses nothing listens on: what is sent to them is lost,
+        // and the tests look at the state and the loopback instead.
+        let members: Members = ["n1", "n2", "n3"]
+            .iter()
+            .map(|n| (n.to_string(), "127.0.0.1:9".to_string()))
+            .collect();
+        Config {
+            id: "n1".into(),
+            data_dir: dir.to_path_buf(),
+            members,
+            peer_addrs: Default::default(),
+            election_timeout: Duration::from_secs(60),
+            heartbeat: Duration::from_secs(10),
+            snapshot_every: 1_000,
+            snapshot_chunk: 1 << 20,
+            bugs: Bugs::new(bugs.iter().copied()),
+        }
+    }
+
+    fn open(dir: &std::path::Path, bugs: &[Bug]) -> Paxos<Applied> {
+        let transport = Arc::new(Transport::new(
+            "n1".into(),
+            tokio::runtime::Handle::current(),
+        ));
+        Paxos::open(config(dir, bugs), Applied::default(), transport).unwrap()
+    }
+
+    fn ballot(round: u64, leader: &str) -> Ballot {
+        Ballot {
+            round,
+            leader: leader.into(),
+        }
+    }
+
+    fn command(v: &str) -> Payload {
+        Payload::Command { command: json!(v) }
+    }
+
+    /// Flushes and hands the node what it sent itself, until nothing is left.
+    fn settle(p: &mut Paxos<Applied>) {
+        p.flush().unwrap();
+        while !p.loopback.is_empty() {
+            for msg in std::mem::take(&mut p.loopback) {
+                p.on_message("n1".into(), msg, Instant::now());
+            }
+            p.flush().unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_acceptor_refuses_ballots_below_its_promise_and_remembers_across_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        {
+            let mut p = open(dir.path(), &[]);
+            p.on_prepare("n2".into(), ballot(5, "n2"), 1, now);
+            p.on_accept(
+                "n2".into(),
+                ballot(5, "n2"),
+                vec![(1, command("a"))],
+                0,
+                0,
+                now,
+            );
+            // An older leader's accept, for another slot and over slot 1.
+            p.on_accept(
+                "n3".into(),
+                ballot(4, "n3"),
+                vec![(1, command("x")), (2, command("y"))],
+                0,
+                0,
+                now,
+            );
+            p.flush().unwrap();
+            assert_eq!(p.promised, ballot(5, "n2"));
+            assert_eq!(p.accepted.len(), 1);
+            assert_eq!(p.accepted[&1], (ballot(5, "n2"), command("a")));
+        }
+        // Both the promise and the accepted value were durable before answering.
+        let mut p = open(dir.path(), &[]);
+        assert_eq!(p.promised, ballot(5, "n2"));
+        assert_eq!(p.accepted[&1], (ballot(5, "n2"), command("a")));
+        // A lower prepare gets no promise; its promise reply never queues.
+        p.on_prepare("n3".into(), ballot(4, "n3"), 1, now);
+        assert!(p.after_sync.is_empty());
+        assert_eq!(p.promised, ballot(5, "n2"));
+    }
+
+    #[tokio::test]
+    async fn accept_lower_ballot_takes_a_value_its_promise_forbids() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut p = open(dir.path(), &[Bug::AcceptLowerBallot]);
+        p.on_prepare("n2".into(), ballot(5, "n2"), 1, now);
+        p.on_accept(
+            "n3".into(),
+            ballot(4, "n3"),
+            vec![(1, command("x"))],
+            0,
+            0,
+            now,
+        );
+        assert_eq!(p.accepted[&1], (ballot(4, "n3"), command("x")));
+        assert_eq!(p.promised, ballot(5, "n2"), "the promise itself stays");
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_proposes_the_highest_ballots_value_in_each_open_slot_and_noops_in_holes()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut p = open(dir.path(), &[]);
+        // This node accepted slot 1 in ballot 2 itself.
+        p.on_accept(
+            "n2".into(),
+            ballot(2, "n2"),
+            vec![(1, command("a2"))],
+            0,
+            0,
+            now,
+        );
+        settle(&mut p);
+        p.start_campaign(now);
+        settle(&mut p);
+        assert_eq!(p.role, Role::Candidate);
+        let b = p.campaign.as_ref().unwrap().ballot.clone();
+        assert!(b > ballot(2, "n2"));
+        // n2 reports an older value in slot 1 and one in slot 3; slot 2 is empty.
+        let seen = vec![
+            Accepted {
+                slot: 1,
+                ballot: ballot(1, "n3"),
+                value: command("a1"),
+            },
+            Accepted {
+                slot: 3,
+                ballot: ballot(1, "n3"),
+                value: command("c"),
+            },
+        ];
+        p.on_promise("n2".into(), b.clone(), seen, 0, now);
+        assert_eq!(p.role, Role::Leader);
+        let lead = p.lead.as_ref().unwrap();
+        let open: Vec<(u64, Payload)> = lead
+            .pending
+            .iter()
+            .map(|(s, x)| (*s, x.value.clone()))
+            .collect();
+        assert_eq!(
+            open,
+            vec![(1, command("a2")), (2, Payload::Noop), (3, command("c"))]
+        );
+        assert_eq!(lead.next_slot, 4);
+        // Its own acceptor takes them at once; with n2's acceptance they are chosen.
+        settle(&mut p);
+        p.on_accepted("n2".into(), b, vec![1, 2, 3], 0, 0, now);
+        p.flush().unwrap();
+        assert_eq!(p.commit, 3);
+        assert_eq!(p.sm.0, vec![json!("a2"), json!("c")]);
+    }
+
+    #[tokio::test]
+    async fn skip_prepare_leads_at_once_and_proposes_over_open_slots() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut p = open(dir.path(), &[Bug::SkipPrepare]);
+        p.on_accept(
+            "n2".into(),
+            ballot(2, "n2"),
+            vec![(1, command("a"))],
+            0,
+            0,
+            now,
+        );
+        settle(&mut p);
+        p.start_campaign(now);
+        assert_eq!(p.role, Role::Leader);
+        let (tx, _rx) = oneshot::channel();
+        p.on_propose(json!("new"), tx);
+        // Slot 1 may hold a chosen value; the bug proposes over it.
+        assert_eq!(p.lead.as_ref().unwrap().pending[&1].value, command("new"));
+    }
+
+    #[tokio::test]
+    async fn a_damaged_journal_record_refuses_to_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        {
+            let mut p = open(dir.path(), &[]);
+            for slot in 1..=3 {
+                p.on_accept(
+                    "n2".into(),
+                    ballot(2, "n2"),
+                    vec![(slot, command("v"))],
+                    0,
+                    0,
+                    now,
+                );
+            }
+            p.flush().unwrap();
+        }
+        let path = dir.path().join(JOURNAL);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[12] ^= 0x20;
+        std::fs::write(&path, bytes).unwrap();
+        let transport = Arc::new(Transport::new(
+            "n1".into(),
+            tokio::runtime::Handle::current(),
+        ));
+        let err = Paxos::open(config(dir.path(), &[]), Applied::default(), transport)
+            .err()
+            .expect("a damaged journal must not open");
+        assert!(err.to_string().contains("paxos.journal line 1"), "{err}");
+    }
+}
