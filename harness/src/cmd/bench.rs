@@ -40,10 +40,17 @@ pub struct BenchPlan {
     pub seed: u64,
 }
 
+/// A bench target's name and protocol: `builtin:paxos` is the builtin target
+/// on Multi-Paxos; a bare name runs Raft (or has no choice).
+fn split(target: &str) -> (&str, &str) {
+    target.split_once(':').unwrap_or((target, "raft"))
+}
+
 fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
+    let (name, consensus) = split(target);
     TestConfig {
         workload: "kv".into(),
-        target: target.into(),
+        target: name.into(),
         reads: "linearizable".into(),
         bin: None,
         target_config: None,
@@ -55,7 +62,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         nemesis: Vec::new(),
         nemesis_interval: 1.0,
         partitions: Vec::new(),
-        consensus: "raft".into(),
+        consensus: consensus.into(),
         bugs: Vec::new(),
         node_args: Vec::new(),
         seed: plan.seed,
@@ -234,7 +241,7 @@ fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Res
 /// Runs the whole bench; answers the stored folder.
 pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     for t in &plan.targets {
-        crate::targets::get(t).map_err(|e| BadInput(format!("--targets: {e}")))?;
+        crate::targets::get(split(t).0).map_err(|e| BadInput(format!("--targets: {e}")))?;
     }
     let out = new_bench_dir(plan)?;
     let mut rows = Vec::new();
@@ -252,7 +259,10 @@ pub async fn bench(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     }
     let mut failover = serde_json::Map::new();
     for t in &plan.targets {
-        if !crate::targets::get(t).map_err(BadInput)?.fails_over() {
+        if !crate::targets::get(split(t).0)
+            .map_err(BadInput)?
+            .fails_over()
+        {
             continue; // one primary and no election: nothing fails over
         }
         let mut trials = Vec::new();
@@ -443,7 +453,20 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             args.workload
         ));
     }
-    let targets = list(&args.targets);
+    let mut targets = list(&args.targets);
+    if let Some(protocols) = &args.consensus {
+        let protocols = list(protocols);
+        targets = targets
+            .into_iter()
+            .flat_map(|t| match t == crate::targets::DEFAULT {
+                true => protocols
+                    .iter()
+                    .map(|p| format!("{t}:{p}"))
+                    .collect::<Vec<_>>(),
+                false => vec![t],
+            })
+            .collect();
+    }
     if targets.is_empty() {
         return bad("--targets: name at least one target".into());
     }

@@ -88,8 +88,13 @@ enum Command {
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Targets, comma-separated; ratios are to the first (see `harness list`).
+    /// `builtin:paxos` is the builtin system on Multi-Paxos.
     #[arg(long, default_value = crate::targets::DEFAULT)]
     pub targets: String,
+    /// Protocols for the builtin target, comma-separated (`raft,paxos`): each
+    /// `builtin` in `--targets` becomes one column per protocol.
+    #[arg(long)]
+    pub consensus: Option<String>,
     /// Workload (only kv runs on every target).
     #[arg(long, default_value = "kv")]
     pub workload: String,

@@ -88,6 +88,8 @@ impl Journal {
             .append(true)
             .open(&path)
             .map_err(io_err)?;
+        // The file's name must outlive a power loss as much as its contents.
+        super::sync_dir(dir).map_err(io_err)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(io_err)?;
         let mut records = Vec::new();

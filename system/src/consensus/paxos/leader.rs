@@ -37,8 +37,8 @@ pub(super) struct Pending {
 
 /// What the leader knows of one peer.
 struct PeerState {
-    /// The peer's own commit point.
-    commit: u64,
+    /// The peer's own commit point, once it has answered in this ballot.
+    commit: Option<u64>,
     last_ack: Instant,
     acked_seq: u64,
     snapshot_sent: Option<Instant>,
@@ -157,7 +157,9 @@ impl<S: StateMachine> Paxos<S> {
         let mut pending = BTreeMap::new();
         let mut outbox = Vec::new();
         let mut holes = 0;
-        for slot in from_slot..=last {
+        // Slots up to the commit point are known chosen (some compacted away
+        // if a snapshot came during the campaign): nothing to propose there.
+        for slot in from_slot.max(self.commit + 1)..=last {
             if self.chosen.contains_key(&slot) {
                 continue;
             }
@@ -193,7 +195,7 @@ impl<S: StateMachine> Paxos<S> {
                 (
                     m.clone(),
                     PeerState {
-                        commit: 0,
+                        commit: None,
                         last_ack: now,
                         acked_seq: 0,
                         snapshot_sent: None,
@@ -212,6 +214,23 @@ impl<S: StateMachine> Paxos<S> {
             peers,
             commit_at_last_beat: self.commit,
         });
+    }
+
+    /// The commit point an Accept may carry: only slots chosen in this very
+    /// ballot, so below every slot still pending in it. An acceptor learns a
+    /// slot it accepted in this ballot as chosen from it; a slot this leader
+    /// knows chosen from elsewhere (a Chosen or a snapshot from a newer
+    /// leader) may hold, at that acceptor, a value this ballot proposed and
+    /// never got chosen.
+    fn advertised_commit(&self) -> u64 {
+        let pending = self
+            .lead
+            .as_ref()
+            .and_then(|l| l.pending.keys().next().copied());
+        match pending {
+            Some(first) => self.commit.min(first - 1),
+            None => self.commit,
+        }
     }
 
     pub(super) fn on_propose(&mut self, command: Value, reply: oneshot::Sender<Reply>) {
@@ -244,11 +263,12 @@ impl<S: StateMachine> Paxos<S> {
         }
         let outbox = std::mem::take(&mut lead.outbox);
         let ballot = lead.ballot.clone();
+        let commit = self.advertised_commit();
         for chunk in outbox.chunks(MAX_BATCH) {
             self.broadcast(Message::Accept {
                 ballot: ballot.clone(),
                 entries: chunk.to_vec(),
-                commit: self.commit,
+                commit,
                 seq: self.read_seq,
             });
         }
@@ -273,7 +293,7 @@ impl<S: StateMachine> Paxos<S> {
         if let Some(p) = lead.peers.get_mut(&from) {
             p.last_ack = now;
             p.acked_seq = p.acked_seq.max(seq);
-            p.commit = commit;
+            p.commit = Some(commit);
         }
         for slot in slots {
             let Some(p) = lead.pending.get_mut(&slot) else {
@@ -314,6 +334,7 @@ impl<S: StateMachine> Paxos<S> {
     pub(super) fn heartbeat(&mut self, now: Instant) {
         let quorum = self.quorum();
         let timeout = self.cfg.election_timeout * 2;
+        let commit = self.advertised_commit();
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
@@ -346,7 +367,7 @@ impl<S: StateMachine> Paxos<S> {
                     Message::Accept {
                         ballot: ballot.clone(),
                         entries: resend,
-                        commit: self.commit,
+                        commit,
                         seq: self.read_seq,
                     },
                 ));
@@ -360,10 +381,14 @@ impl<S: StateMachine> Paxos<S> {
         // Learners still behind what the previous heartbeat announced.
         let mut snapshot_to: Vec<NodeId> = Vec::new();
         for (peer, state) in lead.peers.iter_mut() {
-            if state.commit >= lead.commit_at_last_beat {
+            // Unknown until the peer answers: no catch-up on a guess.
+            let Some(peer_commit) = state.commit else {
+                continue;
+            };
+            if peer_commit >= lead.commit_at_last_beat {
                 continue;
             }
-            if state.commit < self.snapshot_index {
+            if peer_commit < self.snapshot_index {
                 if state
                     .snapshot_sent
                     .is_none_or(|at| now.duration_since(at) > timeout)
@@ -375,7 +400,7 @@ impl<S: StateMachine> Paxos<S> {
             }
             let entries: Vec<(u64, Payload)> = self
                 .chosen
-                .range(state.commit + 1..=self.commit)
+                .range(peer_commit + 1..=self.commit)
                 .take(MAX_BATCH)
                 .map(|(s, v)| (*s, v.clone()))
                 .collect();
@@ -396,7 +421,7 @@ impl<S: StateMachine> Paxos<S> {
                 Message::Accept {
                     ballot: ballot.clone(),
                     entries: Vec::new(),
-                    commit: self.commit,
+                    commit,
                     seq: self.read_seq,
                 },
             ));
@@ -437,13 +462,14 @@ impl<S: StateMachine> Paxos<S> {
         if self.read_seq <= self.read_round_sent {
             return;
         }
+        let commit = self.advertised_commit();
         let Some(lead) = self.lead.as_ref() else {
             return;
         };
         let msg = Message::Accept {
             ballot: lead.ballot.clone(),
             entries: Vec::new(),
-            commit: self.commit,
+            commit,
             seq: self.read_seq,
         };
         let peers: Vec<NodeId> = lead.peers.keys().cloned().collect();

@@ -326,7 +326,14 @@ impl<S: StateMachine> Paxos<S> {
                 seq,
             } => self.on_accepted(from, ballot, slots, commit, seq, now),
             Message::Nack { ballot, promised } => self.on_nack(ballot, promised, now),
-            Message::Chosen { entries, .. } => self.on_chosen(entries),
+            Message::Chosen { ballot, entries } => {
+                // Only a leader sends chosen values: a newer one deposes us.
+                if self.role != Role::Follower && ballot > self.promised {
+                    self.highest_round = self.highest_round.max(ballot.round);
+                    self.become_follower(Some(ballot.leader.clone()), now);
+                }
+                self.on_chosen(entries)
+            }
             Message::Snapshot {
                 index,
                 members,
