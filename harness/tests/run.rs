@@ -139,9 +139,17 @@ fn paxos_is_valid_under_faults_and_its_planted_bugs_are_caught() {
         ("skip-prepare", "partition,kill,pause"),
         ("accept-lower-ballot", "partition"),
     ] {
+        // Overlapping majorities: a deposed leader and its successor both
+        // reach some acceptors.
+        let shapes = ["--partitions", "majority,ring,bridge"];
         let (out, latest) = run(
             store.path(),
-            &[&base[..], &["--nemesis", nemesis, "--bug", bug]].concat(),
+            &[
+                &base[..],
+                &["--nemesis", nemesis, "--bug", bug],
+                &shapes[..],
+            ]
+            .concat(),
         );
         assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
         assert_verdict(&results(&latest), "linearizable", false);

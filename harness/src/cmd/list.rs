@@ -31,6 +31,10 @@ pub fn print() {
             println!("  {:<14} reads: {}", "", t.reads().join(", "));
         }
     }
+    println!("consensus protocols of the builtin target (harness run --consensus P):");
+    for (name, what) in crate::targets::builtin::PROTOCOLS {
+        println!("  {name:<14} {what}");
+    }
     println!("runtimes (harness run --runtime R):");
     println!("  process        local node processes on loopback, a proxy on every link (default)");
     println!("  docker         builtin nodes in containers FROM scratch, on a private network");

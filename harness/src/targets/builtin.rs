@@ -11,8 +11,18 @@ use workloads::BoxFut;
 
 use super::{Start, Started, Target};
 
-/// The protocols `--consensus` picks from (faultline-node's own list).
-const CONSENSUS: &[&str] = &["raft", "paxos"];
+/// The protocols `--consensus` picks from (faultline-node's own list), with
+/// what each is, for `harness list`.
+pub const PROTOCOLS: &[(&str, &str)] = &[
+    (
+        "raft",
+        "Raft: pre-vote, check-quorum, snapshots, membership changes (default)",
+    ),
+    (
+        "paxos",
+        "Multi-Paxos: ballots, one phase 1 per leadership, pipelined phase 2, fixed members",
+    ),
+];
 use crate::net::Net;
 use crate::run::{BadInput, TestConfig};
 use crate::runtime::docker::{DockerPlan, DockerRuntime};
@@ -61,11 +71,12 @@ impl Target for Builtin {
     }
 
     fn validate(&self, cfg: &TestConfig) -> Result<(), String> {
-        if !CONSENSUS.contains(&cfg.consensus.as_str()) {
+        if !PROTOCOLS.iter().any(|(p, _)| *p == cfg.consensus) {
+            let known: Vec<&str> = PROTOCOLS.iter().map(|(p, _)| *p).collect();
             return Err(format!(
                 "--consensus {}: known: {}",
                 cfg.consensus,
-                CONSENSUS.join(", ")
+                known.join(", ")
             ));
         }
         if cfg.consensus != "raft" {

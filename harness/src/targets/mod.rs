@@ -3,7 +3,7 @@
 //! which faults and read modes it takes, who leads it, what its clients speak.
 //! [`TARGETS`] lists them; nothing outside this folder decides by a target's name.
 
-mod builtin;
+pub mod builtin;
 mod custom;
 mod etcd;
 pub mod maelstrom;
