@@ -37,6 +37,12 @@ fn last_record(bytes: &[u8]) -> usize {
     last
 }
 
+/// Where a Paxos node's journal (one line per record) has its last line.
+fn last_line(bytes: &[u8]) -> usize {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
+}
+
 /// Every regular file under `dir`, sorted (so the seed picks the same one).
 fn files_under(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
@@ -84,7 +90,10 @@ fn damage_any(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
 
 /// Damages one file in `dir`; answers what was done.
 fn damage(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
-    let log = dir.join("log.bin");
+    // Raft's log, or the acceptor journal of a node running Paxos.
+    let journal = dir.join("paxos.journal");
+    let paxos = journal.exists();
+    let log = if paxos { journal } else { dir.join("log.bin") };
     let snap = dir.join("snapshot.json");
     if !log.exists() && !snap.exists() {
         return damage_any(dir, rng);
@@ -110,7 +119,11 @@ fn damage(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
     let done = if kind == "log-tail" {
         // A torn write of the last record: cut inside it. (Cutting whole
         // records would lose synced entries with no trace a node could see.)
-        let last = last_record(&bytes);
+        let last = if paxos {
+            last_line(&bytes)
+        } else {
+            last_record(&bytes)
+        };
         let len = bytes.len() - last;
         let keep = last + 1 + rng.below(len.saturating_sub(1).max(1) as u64) as usize;
         let cut = bytes.len() - keep.min(bytes.len() - 1);
@@ -166,5 +179,38 @@ impl Fault for Corrupt {
             process::restart(ctx, &injected.nodes).await?;
             Ok(json!(injected.nodes))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_journal_line_starts_after_the_previous_line_end() {
+        assert_eq!(last_line(b"aaa\nbb\ncccc\n"), 7);
+        assert_eq!(last_line(b"aaa\nbb\ncc"), 7);
+        assert_eq!(last_line(b"only\n"), 0);
+        assert_eq!(last_line(b""), 0);
+    }
+
+    #[test]
+    fn a_torn_journal_tail_is_cut_inside_its_last_line_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = b"00000000 {\"a\":1}\n00000000 {\"b\":2}\n".to_vec();
+        std::fs::write(dir.path().join("paxos.journal"), &text).unwrap();
+        for seed in 0..20 {
+            std::fs::write(dir.path().join("paxos.journal"), &text).unwrap();
+            let mut rng = Rng::new(seed);
+            let done = damage(dir.path(), &mut rng).unwrap();
+            let after = std::fs::read(dir.path().join("paxos.journal")).unwrap();
+            if done["kind"] == "log-tail" {
+                // The first line survives whole; the cut lands in the second.
+                assert!(after.len() > 17 && after.len() < text.len(), "{done}");
+                assert_eq!(&after[..17], &text[..17]);
+            } else {
+                assert_eq!(after.len(), text.len(), "{done}");
+            }
+        }
     }
 }
