@@ -139,9 +139,14 @@ fn paxos_is_valid_under_faults_and_its_planted_bugs_are_caught() {
         ("skip-prepare", "partition,kill,pause"),
         ("accept-lower-ballot", "partition"),
     ] {
-        // Overlapping majorities: a deposed leader and its successor both
-        // reach some acceptors.
-        let shapes = ["--partitions", "majority,ring,bridge"];
+        // Overlapping majorities, cut and healed often: a deposed leader and
+        // its successor both reach some acceptors.
+        let shapes = [
+            "--partitions",
+            "majority,ring,bridge",
+            "--nemesis-interval",
+            "1.5",
+        ];
         let (out, latest) = run(
             store.path(),
             &[
