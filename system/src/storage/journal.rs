@@ -107,7 +107,7 @@ impl Journal {
                 (result, _) => {
                     let why = result.err().unwrap_or_else(|| "no line end".into());
                     let rest = end.map_or(bytes.len(), |e| pos + e + 1);
-                    if bytes[rest..].iter().any(|&b| b == b'\n') {
+                    if bytes[rest..].contains(&b'\n') {
                         return Err(JournalError::Damaged {
                             path,
                             line: line_no,
