@@ -1,4 +1,5 @@
-//! `store/index.html`: every run, newest first, verdict coloured, linking to its report.
+//! `store/index.html`: every run, newest first, verdict coloured, linking to its
+//! report; then every bench, linking to its page of plots.
 
 use std::path::{Path, PathBuf};
 
@@ -71,20 +72,40 @@ pub fn runs(store: &Path) -> Vec<RunEntry> {
     out
 }
 
+/// Every bench under `store/bench/` that has its page, newest first, with
+/// its `bench.json`.
+fn benches(store: &Path) -> Vec<(String, Value)> {
+    let mut out: Vec<(String, Value)> = std::fs::read_dir(store.join("bench"))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().join("bench.html").is_file())
+        .filter_map(|e| {
+            let json = std::fs::read(e.path().join("bench.json")).ok()?;
+            Some((
+                e.file_name().to_string_lossy().to_string(),
+                serde_json::from_slice(&json).ok()?,
+            ))
+        })
+        .collect();
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out
+}
+
 /// Writes `store/index.html`.
 pub fn render(store: &Path) -> Result<PathBuf, ReportError> {
     let mut body = String::from("<h1>Faultline runs</h1><table><tr><th>run</th><th>workload</th><th>verdict</th><th>nemesis</th><th>bugs</th><th>seed</th><th>ok ops/s</th></tr>");
+    let list = |v: &Value| {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            })
+            .unwrap_or_default()
+    };
     for r in runs(store) {
-        let list = |v: &Value| {
-            v.as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(Value::as_str)
-                        .collect::<Vec<_>>()
-                        .join(",")
-                })
-                .unwrap_or_default()
-        };
         body.push_str(&format!(
             "<tr><td><a href=\"{}/report.html\">{}</a></td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td></tr>",
             escape(&r.rel),
@@ -98,6 +119,32 @@ pub fn render(store: &Path) -> Result<PathBuf, ReportError> {
         ));
     }
     body.push_str("</table>");
+    let benches = benches(store);
+    if !benches.is_empty() {
+        body.push_str(
+            "<h2>Benches</h2><table><tr><th>bench</th><th>what</th><th>clients</th></tr>",
+        );
+        for (name, bench) in benches {
+            let what = match (bench["suite"].as_array(), bench["targets"].as_array()) {
+                (Some(s), _) => format!("suite: {}", list(&Value::Array(s.clone()))),
+                (None, Some(t)) => format!("targets: {}", list(&Value::Array(t.clone()))),
+                _ => String::new(),
+            };
+            let clients: Vec<String> = bench["concurrency"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.to_string())
+                .collect();
+            body.push_str(&format!(
+                "<tr><td><a href=\"bench/{0}/bench.html\">{0}</a></td><td>{1}</td><td>{2}</td></tr>",
+                escape(&name),
+                escape(&what),
+                escape(&clients.join(","))
+            ));
+        }
+        body.push_str("</table>");
+    }
     let out = store.join("index.html");
     std::fs::write(&out, page("Faultline runs", &body))
         .map_err(|e| ReportError::Io(out.clone(), e))?;

@@ -2,6 +2,7 @@
 //! drawn with plotters), the run index, and the regression comparison for CI.
 
 mod anomalies;
+pub mod bench;
 mod cache;
 pub mod compare;
 mod counterexample;

@@ -133,3 +133,28 @@ fn a_missing_or_broken_history_is_a_clear_error() {
         "{e}"
     );
 }
+
+#[test]
+fn index_links_each_bench_that_has_its_page() {
+    let root = tempfile::tempdir().unwrap();
+    let bench = root.path().join("bench").join("20260102T000000.000Z");
+    std::fs::create_dir_all(&bench).unwrap();
+    std::fs::write(
+        bench.join("bench.json"),
+        r#"{"targets": ["builtin:raft", "builtin:paxos"], "concurrency": [1, 16], "rows": []}"#,
+    )
+    .unwrap();
+    std::fs::write(bench.join("bench.html"), "<html></html>").unwrap();
+    // A bench without its page (an older one) is not linked.
+    let old = root.path().join("bench").join("20250101T000000.000Z");
+    std::fs::create_dir_all(&old).unwrap();
+    std::fs::write(old.join("bench.json"), "{}").unwrap();
+    let index = std::fs::read_to_string(reports::index::render(root.path()).unwrap()).unwrap();
+    assert!(
+        index.contains("bench/20260102T000000.000Z/bench.html"),
+        "{index}"
+    );
+    assert!(index.contains("targets: builtin:raft,builtin:paxos"));
+    assert!(index.contains("<td>1,16</td>"));
+    assert!(!index.contains("20250101T000000"));
+}

@@ -111,7 +111,12 @@ async fn a_restart_of_every_node_from_disk_loses_no_acknowledged_write() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lagging_replica_catches_up_from_a_snapshot_after_compaction() {
-    let mut c = Cluster::start(3, &with(&["--snapshot-every", "40"])).await;
+    // Chunks of 64 bytes: the snapshot (over a kilobyte) travels in many.
+    let mut c = Cluster::start(
+        3,
+        &with(&["--snapshot-every", "40", "--snapshot-chunk-bytes", "64"]),
+    )
+    .await;
     let leader = c.leader(ALL3).await;
     let lagging = ALL3
         .iter()

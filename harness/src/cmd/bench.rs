@@ -87,10 +87,20 @@ fn new_bench_dir(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     Ok(out)
 }
 
-/// Writes `bench.json` and `bench.md` to `out` and prints the table.
+/// Writes `bench.json`, `bench.md` and `bench.html` (the plots) to `out` and
+/// prints the table.
 fn store_bench(out: &Path, result: &Value, table: &str) -> anyhow::Result<()> {
     std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(result)?)?;
     std::fs::write(out.join("bench.md"), table)?;
+    match reports::bench::html(result, table) {
+        Ok(page) => std::fs::write(out.join("bench.html"), page)?,
+        // The figures are stored; a page that cannot be drawn is no reason to lose them.
+        Err(e) => eprintln!("bench: cannot draw bench.html: {e}"),
+    }
+    // The store's index links every bench page (out is STORE/bench/TIMESTAMP).
+    if let Some(store) = out.parent().and_then(Path::parent) {
+        let _ = reports::index::render(store);
+    }
     print!("{table}");
     Ok(())
 }

@@ -78,7 +78,7 @@ impl<S: StateMachine> Paxos<S> {
             .collect();
         if self.snapshot_index >= from_slot && from != self.cfg.id {
             // The candidate lacks slots this node compacted: it needs the state.
-            if let Some(msg) = self.snapshot_message() {
+            for msg in self.snapshot_messages() {
                 self.send(&from, msg);
             }
         }
@@ -164,19 +164,36 @@ impl<S: StateMachine> Paxos<S> {
         ));
     }
 
-    /// This node's snapshot as a message, if it has one.
-    pub(super) fn snapshot_message(&self) -> Option<Message> {
-        match Snapshot::load(&self.cfg.data_dir) {
-            Ok(Some(s)) => Some(Message::Snapshot {
-                index: s.last_index,
-                members: s.members,
-                data: s.data,
-            }),
-            Ok(None) => None,
+    /// This node's snapshot as messages of at most `snapshot_chunk` bytes of
+    /// text each, if it has one.
+    pub(super) fn snapshot_messages(&self) -> Vec<Message> {
+        let s = match Snapshot::load(&self.cfg.data_dir) {
+            Ok(Some(s)) => s,
+            Ok(None) => return Vec::new(),
             Err(e) => {
                 log_line!(self.cfg.id, "cannot read the snapshot to send: {e}");
-                None
+                return Vec::new();
             }
+        };
+        let text = s.data.to_string();
+        let mut out = Vec::new();
+        let mut start = 0;
+        loop {
+            let mut end = (start + self.cfg.snapshot_chunk.max(1)).min(text.len());
+            while !text.is_char_boundary(end) {
+                end += 1;
+            }
+            out.push(Message::Snapshot {
+                index: s.last_index,
+                members: s.members.clone(),
+                offset: start as u64,
+                chunk: text[start..end].to_string(),
+                done: end == text.len(),
+            });
+            if end == text.len() {
+                return out;
+            }
+            start = end;
         }
     }
 

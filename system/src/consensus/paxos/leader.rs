@@ -428,8 +428,9 @@ impl<S: StateMachine> Paxos<S> {
         }
         self.read_round_sent = self.read_seq;
         if !snapshot_to.is_empty() {
-            if let Some(msg) = self.snapshot_message() {
-                out.extend(snapshot_to.into_iter().map(|to| (to, msg.clone())));
+            let msgs = self.snapshot_messages();
+            for to in snapshot_to {
+                out.extend(msgs.iter().map(|m| (to.clone(), m.clone())));
             }
         }
         for (to, msg) in out {

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::consensus::{Reply, StateMachine};
 use crate::log_line;
 use crate::storage::Snapshot;
-use crate::types::{Members, Payload};
+use crate::types::{Members, NodeId, Payload};
 
 use super::Paxos;
 
@@ -62,8 +62,41 @@ impl<S: StateMachine> Paxos<S> {
         }
     }
 
+    /// Gathers a snapshot's chunks, one transfer per sender (each sender's
+    /// chunks come in order on its link; several acceptors may send theirs to
+    /// a candidate at once). A chunk that does not follow what came before
+    /// from its sender drops that transfer; the sender starts again later.
+    pub(super) fn on_snapshot_chunk(
+        &mut self,
+        from: NodeId,
+        index: u64,
+        members: Members,
+        (offset, chunk, done): (u64, String, bool),
+    ) {
+        if index <= self.applied {
+            self.incoming.remove(&from);
+            return;
+        }
+        let text = match self.incoming.remove(&from) {
+            Some((i, mut text)) if i == index && offset == text.len() as u64 => {
+                text.push_str(&chunk);
+                text
+            }
+            _ if offset == 0 => chunk,
+            _ => return,
+        };
+        if !done {
+            self.incoming.insert(from, (index, text));
+            return;
+        }
+        match serde_json::from_str::<Value>(&text) {
+            Ok(data) => self.on_snapshot(index, members, data),
+            Err(e) => log_line!(self.cfg.id, "refusing a snapshot at {index}: {e}"),
+        }
+    }
+
     /// Installs a snapshot from a node ahead of this one.
-    pub(super) fn on_snapshot(&mut self, index: u64, members: Members, data: Value) {
+    fn on_snapshot(&mut self, index: u64, members: Members, data: Value) {
         if index <= self.applied {
             return;
         }

@@ -1,9 +1,7 @@
 //! Multi-Paxos's messages between nodes, and the ballots that order leaderships.
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
 use crate::types::{Members, NodeId, Payload};
+use serde::{Deserialize, Serialize};
 
 /// A leadership's number: rounds compare first, then the proposer's id, so two
 /// proposers never share a ballot.
@@ -86,13 +84,19 @@ pub enum Message {
         /// Values by slot, all chosen.
         entries: Vec<(u64, Payload)>,
     },
-    /// The state machine up to `index`, for a learner behind compaction.
+    /// Part of the state machine up to `index`, for a learner behind
+    /// compaction: its JSON text in chunks (so no state outgrows the frame
+    /// cap), sent in order on one link.
     Snapshot {
         /// Last slot the state covers.
         index: u64,
         /// Members as of then.
         members: Members,
-        /// The state machine's serialization.
-        data: Value,
+        /// Where this chunk starts in the text, in bytes.
+        offset: u64,
+        /// The chunk.
+        chunk: String,
+        /// Whether it is the last.
+        done: bool,
     },
 }

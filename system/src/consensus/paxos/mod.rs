@@ -85,6 +85,8 @@ pub struct Paxos<S: StateMachine> {
     /// Proposals waiting for their slot to be chosen and applied.
     waiters: BTreeMap<u64, (Payload, oneshot::Sender<Reply>)>,
     reads: Vec<PendingRead>,
+    /// Snapshots arriving in chunks, by sender: the last slot and the text so far.
+    incoming: BTreeMap<NodeId, (u64, String)>,
     read_seq: u64,
     read_round_sent: u64,
     /// Answers that may go only once the journal is durable.
@@ -151,6 +153,7 @@ impl<S: StateMachine> Paxos<S> {
             lead: None,
             waiters: BTreeMap::new(),
             reads: Vec::new(),
+            incoming: BTreeMap::new(),
             read_seq: 0,
             read_round_sent: 0,
             after_sync: Vec::new(),
@@ -337,8 +340,10 @@ impl<S: StateMachine> Paxos<S> {
             Message::Snapshot {
                 index,
                 members,
-                data,
-            } => self.on_snapshot(index, members, data),
+                offset,
+                chunk,
+                done,
+            } => self.on_snapshot_chunk(from, index, members, (offset, chunk, done)),
         }
     }
 
@@ -624,6 +629,40 @@ mod tests {
         p.on_propose(json!("new"), tx);
         // Slot 1 may hold a chosen value; the bug proposes over it.
         assert_eq!(p.lead.as_ref().unwrap().pending[&1].value, command("new"));
+    }
+
+    #[tokio::test]
+    async fn snapshot_chunks_from_two_senders_interleave_and_install_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = open(dir.path(), &[]);
+        let text = json!(["a", "b", "c"]).to_string();
+        let chunks: Vec<(u64, String, bool)> = (0..text.len())
+            .step_by(4)
+            .map(|at| {
+                let end = (at + 4).min(text.len());
+                (at as u64, text[at..end].to_string(), end == text.len())
+            })
+            .collect();
+        let members = p.members.clone();
+        // A stray chunk from the middle of a transfer is ignored.
+        p.on_snapshot_chunk("n3".into(), 7, members.clone(), chunks[1].clone());
+        for (i, c) in chunks.iter().enumerate() {
+            p.on_snapshot_chunk("n3".into(), 7, members.clone(), c.clone());
+            if i + 1 < chunks.len() {
+                p.on_snapshot_chunk("n2".into(), 7, members.clone(), c.clone());
+                assert_eq!(p.applied, 0, "installed before the last chunk");
+            }
+        }
+        assert_eq!(p.applied, 7);
+        assert_eq!(p.sm.0, vec![json!("a"), json!("b"), json!("c")]);
+        // n2's transfer, now behind what is applied, is dropped.
+        let last = chunks.last().unwrap().clone();
+        p.on_snapshot_chunk("n2".into(), 7, members, last);
+        assert!(p.incoming.is_empty());
+        // The installed state is durable.
+        drop(p);
+        let p = open(dir.path(), &[]);
+        assert_eq!((p.applied, p.sm.0.len()), (7, 3));
     }
 
     #[tokio::test]
