@@ -58,7 +58,9 @@ fn series(result: &Value, figure: impl Fn(&Value) -> Vec<(String, Value)>) -> Se
         };
         for (suffix, v) in figure(row) {
             if let Some(p) = point(clients, &v) {
-                out.entry(format!("{who}{suffix}")).or_default().push(p);
+                out.entry((who.to_string(), suffix.clone()))
+                    .or_default()
+                    .push(p);
             }
         }
     }
@@ -68,7 +70,8 @@ fn series(result: &Value, figure: impl Fn(&Value) -> Vec<(String, Value)>) -> Se
     out
 }
 
-type Series = BTreeMap<String, Vec<Point>>;
+/// Points by (target or workload, figure suffix such as " p99").
+type Series = BTreeMap<(String, String), Vec<Point>>;
 
 const COLOURS: [RGBColor; 8] = [
     RGBColor(31, 119, 180),
@@ -105,16 +108,28 @@ fn chart(title: &str, y_label: &str, series: &Series) -> Result<String, String> 
             .x_label_formatter(&|x| format!("{:.0}", 2f64.powf(*x)))
             .draw()
             .map_err(|e| e.to_string())?;
-        for (i, (name, pts)) in series.iter().enumerate() {
+        // One colour per target or workload in every chart; a second figure
+        // of it (p99 beside p50) is drawn thinner, with hollow markers.
+        let mut whos: Vec<&String> = series.keys().map(|(w, _)| w).collect();
+        whos.dedup();
+        for ((who, suffix), pts) in series {
+            let i = whos.iter().position(|w| *w == who).unwrap_or(0);
             let colour = COLOURS[i % COLOURS.len()];
+            let first = series.keys().find(|(w, _)| w == who).map(|(_, s)| s) == Some(suffix);
+            let width = if first { 2 } else { 1 };
             let xy: Vec<(f64, f64)> = pts.iter().map(|p| (p.clients.log2(), p.mid)).collect();
-            c.draw_series(LineSeries::new(xy.clone(), colour.stroke_width(2)))
+            c.draw_series(LineSeries::new(xy.clone(), colour.stroke_width(width)))
                 .map_err(|e| e.to_string())?
-                .label(name.clone())
+                .label(format!("{who}{suffix}"))
                 .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(2))
+                    PathElement::new(vec![(x, y), (x + 14, y)], colour.stroke_width(width))
                 });
-            c.draw_series(xy.iter().map(|&p| Circle::new(p, 3, colour.filled())))
+            let style = if first {
+                colour.filled()
+            } else {
+                colour.stroke_width(1)
+            };
+            c.draw_series(xy.iter().map(|&p| Circle::new(p, 3, style)))
                 .map_err(|e| e.to_string())?;
             for p in pts.iter().filter(|p| p.hi > p.lo) {
                 let x = p.clients.log2();
@@ -251,8 +266,9 @@ mod tests {
             vec![(String::new(), r["ok_per_second"].clone())]
         });
         assert_eq!(tput.len(), 2);
-        assert_eq!(tput["builtin:raft"].len(), 2);
-        assert_eq!(tput["builtin:raft"][1].mid, 2400.0);
+        let raft = &tput[&("builtin:raft".to_string(), String::new())];
+        assert_eq!(raft.len(), 2);
+        assert_eq!(raft[1].mid, 2400.0);
         let page = html(&result, "| a | b |\n|---|---|\n| 1 | x<y |\n").unwrap();
         assert_eq!(page.matches("<svg").count(), 3, "throughput, read, write");
         assert!(page.contains("builtin:paxos"));
@@ -271,7 +287,7 @@ mod tests {
             vec![(String::new(), r["ok_per_second"].clone())]
         });
         assert_eq!(
-            tput["kv"],
+            tput[&("kv".to_string(), String::new())],
             vec![Point {
                 clients: 4.0,
                 mid: 900.0,
