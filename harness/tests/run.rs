@@ -814,6 +814,11 @@ fn bench_runs_each_target_at_each_client_count_and_times_failover() {
     let b: Value = serde_json::from_slice(&std::fs::read(dir.join("bench.json")).unwrap()).unwrap();
     let rows = b["rows"].as_array().unwrap();
     assert_eq!(rows.len(), 4, "{b}");
+    // The page of plots beside it, linked from the store's index.
+    let page = std::fs::read_to_string(dir.join("bench.html")).unwrap();
+    assert!(page.matches("<svg").count() >= 2, "throughput and an op");
+    let index = std::fs::read_to_string(store.path().join("index.html")).unwrap();
+    assert!(index.contains("/bench.html"), "{index}");
     for r in rows {
         assert!(r["ok_per_second"].as_f64().unwrap() > 0.0, "{r}");
         assert_eq!(r["valid"], "valid", "{r}");
