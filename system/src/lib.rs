@@ -1,6 +1,6 @@
 //! The Faultline reference system: one node binary carrying the distributed-systems
-//! patterns under test: a durable Raft log carrying a key-value store, a lock
-//! manager, a message broker and a distributed cache. It depends on
+//! patterns under test: a durable Raft or Multi-Paxos log carrying a key-value
+//! store, a lock manager, a message broker and a distributed cache. It depends on
 //! none of the harness crates: the system under test knows nothing of its tester.
 
 pub mod bugs;

@@ -353,6 +353,7 @@ impl<S: StateMachine> Paxos<S> {
         // Proposals a peer has not accepted for an election timeout: resend.
         let stale = self.cfg.election_timeout;
         let peers: Vec<NodeId> = lead.peers.keys().cloned().collect();
+        let mut resent = std::collections::BTreeSet::new();
         for peer in &peers {
             let resend: Vec<(u64, Payload)> = lead
                 .pending
@@ -362,6 +363,7 @@ impl<S: StateMachine> Paxos<S> {
                 .map(|(s, p)| (*s, p.value.clone()))
                 .collect();
             if !resend.is_empty() {
+                resent.extend(resend.iter().map(|(s, _)| *s));
                 out.push((
                     peer.clone(),
                     Message::Accept {
@@ -373,8 +375,9 @@ impl<S: StateMachine> Paxos<S> {
                 ));
             }
         }
-        for p in lead.pending.values_mut() {
-            if now.duration_since(p.sent) > stale {
+        // Only what went out waits again; the rest goes in the next batches.
+        for slot in resent {
+            if let Some(p) = lead.pending.get_mut(&slot) {
                 p.sent = now;
             }
         }
