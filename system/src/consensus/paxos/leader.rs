@@ -17,6 +17,30 @@ use super::{Accepted, Acks, Ballot, Message, Paxos, Role};
 
 /// Slots per Accept or Chosen message.
 const MAX_BATCH: usize = 1024;
+/// Bytes of values per Accept or Chosen message (roughly), far below the
+/// transport's frame cap: a batch of large values must not make a frame the
+/// receiver refuses, or those slots would be resent whole forever.
+const MAX_BATCH_BYTES: usize = 8 << 20;
+
+/// About how many bytes a value takes in a message.
+fn size(value: &Payload) -> usize {
+    match value {
+        Payload::Command { command } => command.to_string().len() + 32,
+        _ => 32,
+    }
+}
+
+/// Takes entries while a batch stays within both caps (always at least one).
+pub(super) fn within_caps<'a, T: 'a>(
+    entries: impl Iterator<Item = (T, &'a Payload)>,
+) -> impl Iterator<Item = (T, &'a Payload)> {
+    let mut bytes = 0;
+    entries.take(MAX_BATCH).take_while(move |(_, v)| {
+        let first = bytes == 0;
+        bytes += size(v);
+        first || bytes <= MAX_BATCH_BYTES
+    })
+}
 
 /// Phase 1 in progress.
 pub(super) struct Campaign {
@@ -121,7 +145,10 @@ impl<S: StateMachine> Paxos<S> {
         if c.ballot != ballot {
             return;
         }
-        if snapshot >= c.from_slot {
+        // The acceptor compacted slots this node does not know chosen. Its
+        // snapshot, sent ahead of the promise on the same link, is installed
+        // by now if it arrived whole; only if not is the campaign stuck.
+        if snapshot > self.commit.max(c.from_slot - 1) {
             c.behind = true;
         }
         c.promises.insert(from, accepted);
@@ -264,10 +291,14 @@ impl<S: StateMachine> Paxos<S> {
         let outbox = std::mem::take(&mut lead.outbox);
         let ballot = lead.ballot.clone();
         let commit = self.advertised_commit();
-        for chunk in outbox.chunks(MAX_BATCH) {
+        let mut rest = outbox.as_slice();
+        while !rest.is_empty() {
+            let n = within_caps(rest.iter().map(|(s, v)| (*s, v))).count();
+            let (batch, after) = rest.split_at(n);
+            rest = after;
             self.broadcast(Message::Accept {
                 ballot: ballot.clone(),
-                entries: chunk.to_vec(),
+                entries: batch.to_vec(),
                 commit,
                 seq: self.read_seq,
             });
@@ -355,13 +386,14 @@ impl<S: StateMachine> Paxos<S> {
         let peers: Vec<NodeId> = lead.peers.keys().cloned().collect();
         let mut resent = std::collections::BTreeSet::new();
         for peer in &peers {
-            let resend: Vec<(u64, Payload)> = lead
-                .pending
-                .iter()
-                .filter(|(_, p)| now.duration_since(p.sent) > stale && !p.acks.contains(peer))
-                .take(MAX_BATCH)
-                .map(|(s, p)| (*s, p.value.clone()))
-                .collect();
+            let resend: Vec<(u64, Payload)> = within_caps(
+                lead.pending
+                    .iter()
+                    .filter(|(_, p)| now.duration_since(p.sent) > stale && !p.acks.contains(peer))
+                    .map(|(s, p)| (*s, &p.value)),
+            )
+            .map(|(s, v)| (s, v.clone()))
+            .collect();
             if !resend.is_empty() {
                 resent.extend(resend.iter().map(|(s, _)| *s));
                 out.push((
@@ -401,12 +433,13 @@ impl<S: StateMachine> Paxos<S> {
                 }
                 continue;
             }
-            let entries: Vec<(u64, Payload)> = self
-                .chosen
-                .range(peer_commit + 1..=self.commit)
-                .take(MAX_BATCH)
-                .map(|(s, v)| (*s, v.clone()))
-                .collect();
+            let entries: Vec<(u64, Payload)> = within_caps(
+                self.chosen
+                    .range(peer_commit + 1..=self.commit)
+                    .map(|(s, v)| (*s, v)),
+            )
+            .map(|(s, v)| (s, v.clone()))
+            .collect();
             if !entries.is_empty() {
                 out.push((
                     peer.clone(),

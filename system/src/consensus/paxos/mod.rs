@@ -666,6 +666,58 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_candidate_that_installed_the_snapshot_ahead_of_a_promise_leads() {
+        let dir = tempfile::tempdir().unwrap();
+        let now = Instant::now();
+        let mut p = open(dir.path(), &[]);
+        p.start_campaign(now);
+        settle(&mut p);
+        let b = p.campaign.as_ref().unwrap().ballot.clone();
+        // n2 compacted slots 1..=5: its snapshot comes first on the link, then
+        // its promise naming the snapshot.
+        let text = json!(["x"]).to_string();
+        let members = p.members.clone();
+        p.on_snapshot_chunk("n2".into(), 5, members, (0, text, true));
+        assert_eq!(p.commit, 5);
+        p.on_promise("n2".into(), b.clone(), Vec::new(), 5, now);
+        assert_eq!(
+            p.role,
+            Role::Leader,
+            "the snapshot covers what n2 compacted"
+        );
+        assert_eq!(p.lead.as_ref().unwrap().next_slot, 6);
+        // A promise naming a snapshot beyond what this node knows still blocks.
+        let other = tempfile::tempdir().unwrap();
+        let mut q = open(other.path(), &[]);
+        q.start_campaign(now);
+        settle(&mut q);
+        let b = q.campaign.as_ref().unwrap().ballot.clone();
+        q.on_promise("n2".into(), b, Vec::new(), 5, now);
+        assert_eq!(q.role, Role::Candidate);
+    }
+
+    #[test]
+    fn batches_are_capped_by_bytes_as_well_as_by_count() {
+        let big = Payload::Command {
+            command: json!("v".repeat(3 << 20)),
+        };
+        let entries: Vec<(u64, Payload)> = (1..=5).map(|s| (s, big.clone())).collect();
+        let n = leader::within_caps(entries.iter().map(|(s, v)| (*s, v))).count();
+        assert_eq!(n, 2, "two 3 MiB values fit under 8 MiB, a third does not");
+        let huge = Payload::Command {
+            command: json!("v".repeat(9 << 20)),
+        };
+        let one = [(1u64, huge)];
+        assert_eq!(
+            leader::within_caps(one.iter().map(|(s, v)| (*s, v))).count(),
+            1
+        );
+        let small: Vec<(u64, Payload)> = (1..=3000).map(|s| (s, Payload::Noop)).collect();
+        let n = leader::within_caps(small.iter().map(|(s, v)| (*s, v))).count();
+        assert_eq!(n, 1024);
+    }
+
+    #[tokio::test]
     async fn a_damaged_journal_record_refuses_to_start() {
         let dir = tempfile::tempdir().unwrap();
         let now = Instant::now();
