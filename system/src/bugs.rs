@@ -47,6 +47,12 @@ pub enum Bug {
     SkipPrepare,
     /// Paxos: an acceptor accepts a value in a ballot below its promise.
     AcceptLowerBallot,
+    /// PBFT: prepared, committed, stable and new-view certificates need 2f
+    /// replicas instead of 2f+1, so two halves of a partition both go on.
+    SmallQuorum,
+    /// PBFT: backups accept the primary's batch without checking its digest or
+    /// that clients sent its requests.
+    TrustPrimary,
 }
 
 /// Every bug with its name and what it breaks.
@@ -125,6 +131,16 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::AcceptLowerBallot,
         "accept-lower-ballot",
         "paxos: an acceptor accepts below its promised ballot",
+    ),
+    (
+        Bug::SmallQuorum,
+        "small-quorum",
+        "pbft: certificates of 2f replicas instead of 2f+1",
+    ),
+    (
+        Bug::TrustPrimary,
+        "trust-primary",
+        "pbft: backups accept a pre-prepare without checking its digest",
     ),
 ];
 

@@ -64,9 +64,12 @@ struct Args {
     /// How long a cached copy is served, in ms, from the store read that made it.
     #[arg(long, default_value_t = 2000)]
     cache_ttl_ms: u64,
-    /// The consensus protocol: raft or paxos (every node of a cluster must agree).
+    /// The consensus protocol: raft, paxos or pbft (every node of a cluster must agree).
     #[arg(long, default_value = "raft")]
     consensus: Protocol,
+    /// The secret PBFT derives its per-pair MAC keys from (same on every replica).
+    #[arg(long, default_value = "faultline")]
+    pbft_secret: String,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
@@ -126,6 +129,7 @@ fn main() -> ExitCode {
         request_timeout: Duration::from_millis(args.request_timeout_ms),
         bugs: Bugs::new(args.bugs),
         consensus: args.consensus,
+        pbft_secret: args.pbft_secret,
         cache: CacheConfig {
             replicas: args.cache_replicas.max(1),
             capacity: args.cache_capacity.max(1),

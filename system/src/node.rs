@@ -1,4 +1,4 @@
-//! Assembles a node: listeners, transport, consensus (a Raft or Paxos thread), the
+//! Assembles a node: listeners, transport, consensus (a Raft, Paxos or PBFT thread), the
 //! services it runs, the client and admin APIs.
 
 use std::collections::BTreeMap;
@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use crate::bugs::{Bug, Bugs};
 use crate::clock::Clock;
 use crate::consensus::paxos::{Paxos, PaxosHandle};
+use crate::consensus::pbft::{Pbft, PbftClient, PbftHandle};
 use crate::consensus::raft::{Raft, RaftHandle};
 use crate::consensus::{Config, Consensus, Protocol};
 use crate::http::admin::{self, AdminState};
@@ -62,6 +63,8 @@ pub struct NodeConfig {
     pub bugs: Bugs,
     /// Which protocol orders the log.
     pub consensus: Protocol,
+    /// The secret PBFT's MAC keys derive from.
+    pub pbft_secret: String,
     /// The distributed cache's layout and timing.
     pub cache: CacheConfig,
 }
@@ -70,6 +73,7 @@ pub struct NodeConfig {
 enum Start {
     Raft(crate::consensus::inbox::Inbox<crate::consensus::raft::Message>),
     Paxos(crate::consensus::inbox::Inbox<crate::consensus::paxos::Message>),
+    Pbft(crate::consensus::inbox::Inbox<crate::consensus::pbft::Signed>),
 }
 
 /// A running node.
@@ -150,6 +154,16 @@ impl Node {
                         Start::Paxos(inbox),
                     )
                 }
+                Protocol::Pbft => {
+                    let (h, inbox) = PbftHandle::channel(INBOX);
+                    let stopper = h.clone();
+                    (
+                        Arc::new(PbftClient(h.clone())) as Arc<dyn Consensus>,
+                        ConsensusInbox::Pbft(h),
+                        Arc::new(move || stopper.stop()),
+                        Start::Pbft(inbox),
+                    )
+                }
             };
         let cache = Arc::new(CacheNode::new(
             cfg.id.clone(),
@@ -171,6 +185,7 @@ impl Node {
             Box::new(TxnService::new(&cfg.bugs)),
         ]);
         let routes = services.routes();
+        let byzantine = Arc::new(crate::consensus::pbft::Switch::default());
         let recovering = || format!("cannot recover from {}", cfg.data_dir.display());
         let name = format!("{}-{}", cfg.consensus.name(), cfg.id);
         let thread = match start {
@@ -188,6 +203,19 @@ impl Node {
                     .name(name)
                     .spawn(move || p.run(inbox))?
             }
+            Start::Pbft(inbox) => {
+                let p = Pbft::open(
+                    consensus_cfg,
+                    services,
+                    transport.clone(),
+                    &cfg.pbft_secret,
+                    byzantine.clone(),
+                )
+                .with_context(recovering)?;
+                std::thread::Builder::new()
+                    .name(name)
+                    .spawn(move || p.run(inbox))?
+            }
         };
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
@@ -198,6 +226,7 @@ impl Node {
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,
+            byzantine: (cfg.consensus == Protocol::Pbft).then_some(byzantine),
         });
         let tasks = vec![
             tokio::spawn(cache.clone().learn_floor()),

@@ -18,6 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::consensus::paxos::{self, PaxosHandle};
+use crate::consensus::pbft::{self, PbftHandle};
 use crate::consensus::raft::{self, RaftHandle};
 use crate::log_line;
 use crate::services::cache::{CacheMessage, CacheNode};
@@ -36,6 +37,8 @@ pub enum Wire {
     Raft(raft::Message),
     /// Consensus: Multi-Paxos's messages.
     Paxos(paxos::Message),
+    /// Consensus: PBFT's messages, each with its authenticator.
+    Pbft(pbft::Signed),
     /// The distributed cache's calls between owners, and their answers.
     Cache(CacheMessage),
 }
@@ -43,6 +46,12 @@ pub enum Wire {
 impl From<raft::Message> for Wire {
     fn from(msg: raft::Message) -> Wire {
         Wire::Raft(msg)
+    }
+}
+
+impl From<pbft::Signed> for Wire {
+    fn from(msg: pbft::Signed) -> Wire {
+        Wire::Pbft(msg)
     }
 }
 
@@ -201,6 +210,8 @@ pub enum ConsensusInbox {
     Raft(RaftHandle),
     /// Multi-Paxos.
     Paxos(PaxosHandle),
+    /// PBFT.
+    Pbft(PbftHandle),
 }
 
 /// Where received messages go: each layer's receiver.
@@ -216,6 +227,7 @@ impl Receivers {
         match (env.msg, &self.consensus) {
             (Wire::Raft(msg), ConsensusInbox::Raft(raft)) => raft.deliver(env.from, msg),
             (Wire::Paxos(msg), ConsensusInbox::Paxos(paxos)) => paxos.deliver(env.from, msg),
+            (Wire::Pbft(msg), ConsensusInbox::Pbft(pbft)) => pbft.deliver(env.from, msg),
             (Wire::Cache(msg), _) => self.cache.receive(env.from, msg),
             (_, _) => crate::log_line!(
                 "-",

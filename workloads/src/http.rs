@@ -16,19 +16,46 @@ const REDIRECTS: usize = 2;
 /// How long a process passes over its home node after failing to reach it.
 const HOME_PAUSE: Duration = Duration::from_secs(1);
 
-/// An HTTP client tuned for many short requests with the run's op timeout.
-pub(crate) fn client(options: &WorkloadOptions) -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(options.op_timeout)
-        .connect_timeout(Duration::from_millis(500))
-        .pool_max_idle_per_host(256)
-        .build()
-        .unwrap_or_default()
+/// An HTTP client tuned for many short requests with the run's op timeout,
+/// and how many replicas must agree on an answer.
+#[derive(Clone)]
+pub(crate) struct Http {
+    client: reqwest::Client,
+    /// Under PBFT, the f of n = 3f+1: each request goes to every replica and
+    /// an answer counts once f+1 of them gave it.
+    bft: Option<usize>,
+}
+
+impl Http {
+    /// The plain client, for requests to one node that no quorum decides.
+    pub(crate) fn raw(&self) -> reqwest::Client {
+        self.client.clone()
+    }
+}
+
+/// The HTTP side of a workload's client for `options`.
+pub(crate) fn client(options: &WorkloadOptions) -> Http {
+    Http {
+        client: reqwest::Client::builder()
+            .timeout(options.op_timeout)
+            .connect_timeout(Duration::from_millis(500))
+            .pool_max_idle_per_host(256)
+            .build()
+            .unwrap_or_default(),
+        bft: match options.target {
+            crate::Target::Bft { f } => Some(f),
+            _ => None,
+        },
+    }
 }
 
 /// One process's view of the cluster: which node it talks to now.
 pub(crate) struct Nodes {
     http: reqwest::Client,
+    bft: Option<usize>,
+    /// This process's name and last request number, for `x-request-id`.
+    client: String,
+    requests: u64,
     nodes: Arc<Vec<Endpoint>>,
     target: usize,
     /// The node each op starts at, for a process bound to its node.
@@ -41,10 +68,13 @@ pub(crate) struct Nodes {
 impl Nodes {
     /// Starts at a node chosen by the process number, so load spreads, and
     /// then stays with the leader it is sent to.
-    pub(crate) fn new(http: reqwest::Client, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
+    pub(crate) fn new(http: Http, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
         let target = (process as usize) % nodes.len().max(1);
         Nodes {
-            http,
+            http: http.client,
+            bft: http.bft,
+            client: format!("p{process}"),
+            requests: 0,
             nodes,
             target,
             home: None,
@@ -57,7 +87,7 @@ impl Nodes {
     /// the same way). Reads then reach every node, so a node that answers them
     /// from a stale copy is seen; a client that stayed with the leader would
     /// only ever ask the node least likely to be behind.
-    pub(crate) fn homed(http: reqwest::Client, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
+    pub(crate) fn homed(http: Http, nodes: Arc<Vec<Endpoint>>, process: u64) -> Self {
         let mut n = Nodes::new(http, nodes, process);
         n.home = Some(n.target);
         n
@@ -75,6 +105,9 @@ impl Nodes {
         &mut self,
         make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
     ) -> (Result<Value, (Completion, Value)>, Option<String>) {
+        if let Some(f) = self.bft {
+            return self.call_replicas(make, f).await;
+        }
         let none = || Value::Null;
         if let Some(home) = self.home {
             if self.home_down_until.is_none_or(|t| Instant::now() >= t) {
@@ -151,5 +184,98 @@ impl Nodes {
             return (Err((done, body)), id);
         }
         (Err((Completion::Fail("not-leader".into()), none())), None)
+    }
+}
+
+/// An answer as it decides an op: 200 with its body, or the error body.
+fn decide(status: StatusCode, body: Value) -> Result<Value, (Completion, Value)> {
+    if status == StatusCode::OK {
+        return Ok(body);
+    }
+    let code = body
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("error")
+        .to_string();
+    let definite = body
+        .get("definite")
+        .and_then(Value::as_bool)
+        .unwrap_or(status.is_client_error());
+    if definite {
+        Err((Completion::Fail(code), body))
+    } else {
+        Err((Completion::Info(code), body))
+    }
+}
+
+impl Nodes {
+    /// Sends the request to every replica under one request id, as PBFT
+    /// clients do, and takes the first answer f+1 replicas gave alike (so at
+    /// least one correct replica gave it). Only answers a replica reaches by
+    /// executing or judging the request vote: a 5xx, a timeout or a refused
+    /// connection says nothing about the outcome. No f+1 alike: unknown,
+    /// unless no replica could even be reached.
+    async fn call_replicas(
+        &mut self,
+        make: impl Fn(&reqwest::Client, &str) -> RequestBuilder,
+        f: usize,
+    ) -> (Result<Value, (Completion, Value)>, Option<String>) {
+        self.requests += 1;
+        let id = format!("{}:{}", self.client, self.requests);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(self.nodes.len().max(1));
+        for node in self.nodes.iter() {
+            let request = make(&self.http, &node.url).header("x-request-id", &id);
+            let (tx, node) = (tx.clone(), node.id.clone());
+            tokio::spawn(async move {
+                let answer = match request.send().await {
+                    Ok(r) => {
+                        let status = r.status();
+                        Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+                    }
+                    Err(e) => Err(e.is_connect()),
+                };
+                let _ = tx.send((node, answer)).await;
+            });
+        }
+        drop(tx);
+        let mut votes: Vec<((StatusCode, Value), Vec<String>)> = Vec::new();
+        let mut reached = false;
+        while let Some((node, answer)) = rx.recv().await {
+            let (status, body) = match answer {
+                Ok(a) => a,
+                Err(connect) => {
+                    reached |= !connect;
+                    continue;
+                }
+            };
+            reached = true;
+            if status.is_server_error() {
+                continue;
+            }
+            let key = (status, body);
+            let at = match votes.iter().position(|(k, _)| *k == key) {
+                Some(i) => i,
+                None => {
+                    votes.push((key, Vec::new()));
+                    votes.len() - 1
+                }
+            };
+            votes[at].1.push(node);
+            if votes[at].1.len() > f {
+                let ((status, body), nodes) = votes.swap_remove(at);
+                return (decide(status, body), nodes.into_iter().next());
+            }
+        }
+        let why = if reached {
+            format!("no {} replicas answered alike", f + 1)
+        } else {
+            "connect failed".to_string()
+        };
+        let done = if reached {
+            Completion::Info(why)
+        } else {
+            Completion::Fail(why)
+        };
+        (Err((done, Value::Null)), None)
     }
 }

@@ -142,7 +142,7 @@ impl Generator for KvGenerator {
 }
 
 struct KvClient {
-    http: reqwest::Client,
+    http: crate::http::Http,
     nodes: Arc<Vec<Endpoint>>,
 }
 

@@ -132,6 +132,12 @@ pub enum Target {
         /// Serializable reads (served locally by any member) instead of linearizable.
         serializable: bool,
     },
+    /// The reference system under PBFT: every request goes to all replicas and
+    /// an answer needs f+1 of them alike.
+    Bft {
+        /// Faulty replicas tolerated (n = 3f+1).
+        f: usize,
+    },
     /// Processes speaking Maelstrom's protocol, reached through the harness's router.
     Maelstrom(maelstrom::Link),
     /// Clients the harness's target module brings, for a system whose API is

@@ -128,7 +128,7 @@ impl Generator for TxnGenerator {
 }
 
 struct TxnClient {
-    http: reqwest::Client,
+    http: crate::http::Http,
     nodes: Arc<Vec<Endpoint>>,
 }
 

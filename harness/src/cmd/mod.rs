@@ -172,9 +172,9 @@ pub struct RunArgs {
     /// Where nodes run: process (local processes) or docker (containers; builtin only).
     #[arg(long, default_value = "process")]
     pub runtime: String,
-    /// Number of nodes.
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u16).range(1..=64))]
-    pub nodes: u16,
+    /// Number of nodes (default 5; 4 under --consensus pbft, n = 3f+1 with f = 1).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: Option<u16>,
     /// Logical client processes.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=4096))]
     pub concurrency: u16,

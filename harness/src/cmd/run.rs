@@ -112,7 +112,9 @@ pub fn run(args: &RunArgs) -> ExitCode {
         bin: args.bin.clone(),
         target_config: args.target_config.clone(),
         runtime: args.runtime.clone(),
-        nodes: args.nodes as usize,
+        nodes: args
+            .nodes
+            .unwrap_or(if args.consensus == "pbft" { 4 } else { 5 }) as usize,
         concurrency: args.concurrency as usize,
         rate: args.rate,
         time_limit: args.time_limit,

@@ -22,6 +22,10 @@ pub const PROTOCOLS: &[(&str, &str)] = &[
         "paxos",
         "Multi-Paxos: ballots, one phase 1 per leadership, pipelined phase 2, fixed members",
     ),
+    (
+        "pbft",
+        "PBFT: 3f+1 replicas (4 by default) tolerate f Byzantine ones; clients need f+1 matching replies",
+    ),
 ];
 use crate::net::Net;
 use crate::run::{BadInput, TestConfig};
@@ -89,6 +93,18 @@ impl Target for Builtin {
                     "--nemesis {f} changes membership, which only --consensus raft supports"
                 ));
             }
+        }
+        if cfg.consensus == "pbft" && cfg.nodes < 4 {
+            return Err(format!(
+                "--consensus pbft needs at least 4 nodes (n = 3f+1), got --nodes {}",
+                cfg.nodes
+            ));
+        }
+        if cfg.consensus != "pbft" && cfg.nemesis.iter().any(|f| f == "byzantine") {
+            return Err(
+                "--nemesis byzantine needs --consensus pbft (only PBFT tolerates lying nodes)"
+                    .into(),
+            );
         }
         Ok(())
     }
@@ -182,7 +198,13 @@ impl Target for Builtin {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if self.leader(cfg, http, nodes).await.is_some() {
-                    return Ok(workloads::Target::Builtin);
+                    return Ok(if cfg.consensus == "pbft" {
+                        workloads::Target::Bft {
+                            f: (nodes.len() - 1) / 3,
+                        }
+                    } else {
+                        workloads::Target::Builtin
+                    });
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }

@@ -7,6 +7,7 @@
 
 pub mod inbox;
 pub mod paxos;
+pub mod pbft;
 pub mod raft;
 mod state_machine;
 
@@ -22,6 +23,12 @@ use tokio::sync::oneshot;
 
 use crate::bugs::Bugs;
 use crate::types::{Members, NodeId};
+
+tokio::task_local! {
+    /// The client's id for the HTTP request being served (`x-request-id`), which
+    /// PBFT uses to tell one request reaching every replica from two requests.
+    pub static REQUEST_ID: Option<String>;
+}
 
 /// What any replicated log offers the node: ordered commands, linearizable reads,
 /// membership changes and a view of the cluster. Each call only hands the request
@@ -128,17 +135,20 @@ pub enum Protocol {
     Raft,
     /// Multi-Paxos: a distinguished proposer, fixed membership.
     Paxos,
+    /// PBFT: 3f+1 replicas tolerating f Byzantine ones, fixed membership.
+    Pbft,
 }
 
 impl Protocol {
     /// Every protocol, as `--consensus` names it.
-    pub const ALL: &'static [Protocol] = &[Protocol::Raft, Protocol::Paxos];
+    pub const ALL: &'static [Protocol] = &[Protocol::Raft, Protocol::Paxos, Protocol::Pbft];
 
     /// The `--consensus` name.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Raft => "raft",
             Protocol::Paxos => "paxos",
+            Protocol::Pbft => "pbft",
         }
     }
 }
@@ -150,6 +160,6 @@ impl std::str::FromStr for Protocol {
             .iter()
             .copied()
             .find(|p| p.name() == s)
-            .ok_or_else(|| format!("unknown consensus `{s}` (known: raft, paxos)"))
+            .ok_or_else(|| format!("unknown consensus `{s}` (known: raft, paxos, pbft)"))
     }
 }

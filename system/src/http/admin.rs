@@ -1,4 +1,5 @@
-//! The admin API, on its own listener: clock offset (skew faults) and health.
+//! The admin API, on its own listener: clock offset (skew faults), a PBFT
+//! replica's misbehaviour (the byzantine nemesis) and health.
 //! Kept apart from the client API so clients can never move a node's clock.
 
 use std::sync::Arc;
@@ -11,6 +12,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::clock::Clock;
+use crate::consensus::pbft::{Behaviour, Switch};
 use crate::http::{guarded, parse, ApiError};
 
 /// What the admin handlers share.
@@ -19,6 +21,8 @@ pub struct AdminState {
     pub id: String,
     /// Its clock.
     pub clock: Arc<Clock>,
+    /// The misbehaviour switch of a PBFT replica (`None` under other protocols).
+    pub byzantine: Option<Arc<crate::consensus::pbft::Switch>>,
 }
 
 /// The admin routes, with the client listener's JSON errors.
@@ -27,6 +31,7 @@ pub fn router(state: Arc<AdminState>) -> Router {
         Router::new()
             .route("/admin/clock", get(clock).post(set_clock))
             .route("/admin/health", get(health))
+            .route("/admin/byzantine", get(byzantine).post(set_byzantine))
             .with_state(state),
     )
 }
@@ -60,4 +65,55 @@ async fn set_clock(State(s): State<Arc<AdminState>>, body: Bytes) -> Result<Json
 
 async fn health(State(s): State<Arc<AdminState>>) -> Json<Value> {
     Json(json!({"ok": true, "id": s.id}))
+}
+
+fn behaviour_json(b: Option<Behaviour>) -> Value {
+    json!({"behaviour": b.map_or("honest", Behaviour::name)})
+}
+
+fn switch(s: &AdminState) -> Result<&Switch, ApiError> {
+    s.byzantine.as_deref().ok_or_else(|| {
+        ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "refused",
+            "only a --consensus pbft replica can be made byzantine",
+            true,
+        )
+    })
+}
+
+async fn byzantine(State(s): State<Arc<AdminState>>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(behaviour_json(switch(&s)?.get())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ByzantineBody {
+    behaviour: String,
+}
+
+/// `POST /admin/byzantine {"behaviour": NAME}`, or `"honest"` to stop.
+async fn set_byzantine(
+    State(s): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let b: ByzantineBody = parse(&body, "expected {\"behaviour\": NAME}")?;
+    let sw = switch(&s)?;
+    let behaviour = match b.behaviour.as_str() {
+        "honest" => None,
+        name => Some(Behaviour::parse(name).ok_or_else(|| {
+            let names: Vec<&str> = Behaviour::ALL.iter().map(|(_, n)| *n).collect();
+            ApiError::malformed(format!(
+                "`behaviour`: unknown `{name}` (known: honest, {})",
+                names.join(", ")
+            ))
+        })?),
+    };
+    sw.set(behaviour);
+    crate::log_line!(
+        s.id,
+        "byzantine behaviour now {}",
+        behaviour.map_or("honest", Behaviour::name)
+    );
+    Ok(Json(behaviour_json(behaviour)))
 }

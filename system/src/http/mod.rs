@@ -79,6 +79,18 @@ pub fn router(state: Arc<ApiState>, services: Router<Arc<ApiState>>) -> Router {
             .merge(cluster::routes())
             .with_state(state),
     )
+    .layer(middleware::from_fn(request_id))
+}
+
+/// Serves the request with its `x-request-id` header (if any) in reach of
+/// consensus, which PBFT needs to match the copies every replica got.
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    crate::consensus::REQUEST_ID.scope(id, next.run(req)).await
 }
 
 /// A listener's routes with the node's error answers: JSON 404 and 405, the body

@@ -71,7 +71,7 @@ impl Workload for CacheWorkload {
 }
 
 struct CacheClient {
-    http: reqwest::Client,
+    http: crate::http::Http,
     nodes: Arc<Vec<Endpoint>>,
 }
 
@@ -79,7 +79,7 @@ impl Client for CacheClient {
     fn open(&self, process: u64) -> Box<dyn Session> {
         Box::new(CacheSession {
             nodes: Nodes::new(self.http.clone(), self.nodes.clone(), process),
-            http: self.http.clone(),
+            http: self.http.raw(),
             all: self.nodes.clone(),
         })
     }

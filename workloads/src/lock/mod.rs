@@ -60,7 +60,7 @@ impl Workload for LockWorkload {
 }
 
 struct LockClient {
-    http: reqwest::Client,
+    http: crate::http::Http,
     nodes: Arc<Vec<Endpoint>>,
 }
 

@@ -61,7 +61,7 @@ impl Workload for QueueWorkload {
 }
 
 struct QueueClient {
-    http: reqwest::Client,
+    http: crate::http::Http,
     nodes: Arc<Vec<Endpoint>>,
 }
 

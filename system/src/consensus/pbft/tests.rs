@@ -1,0 +1,1 @@
+//! Unit tests of one replica's rules, driven by hand-made messages.
