@@ -13,6 +13,10 @@ use crate::{Completion, Endpoint, WorkloadOptions};
 /// Redirects followed within one op at least (the op's interval covers them all).
 const REDIRECTS: usize = 2;
 
+/// How soon a PBFT client sends a request again to a replica that refused
+/// the connection.
+const RESEND: Duration = Duration::from_millis(100);
+
 /// How long a process passes over its home node after failing to reach it.
 const HOME_PAUSE: Duration = Duration::from_secs(1);
 
@@ -24,6 +28,7 @@ pub(crate) struct Http {
     /// Under PBFT, the f of n = 3f+1: each request goes to every replica and
     /// an answer counts once f+1 of them gave it.
     bft: Option<usize>,
+    op_timeout: Duration,
 }
 
 impl Http {
@@ -46,6 +51,7 @@ pub(crate) fn client(options: &WorkloadOptions) -> Http {
             crate::Target::Bft { f } => Some(f),
             _ => None,
         },
+        op_timeout: options.op_timeout,
     }
 }
 
@@ -56,6 +62,7 @@ pub(crate) struct Nodes {
     /// This process's name and last request number, for `x-request-id`.
     client: String,
     requests: u64,
+    op_timeout: Duration,
     nodes: Arc<Vec<Endpoint>>,
     target: usize,
     /// The node each op starts at, for a process bound to its node.
@@ -75,6 +82,7 @@ impl Nodes {
             bft: http.bft,
             client: format!("p{process}"),
             requests: 0,
+            op_timeout: http.op_timeout,
             nodes,
             target,
             home: None,
@@ -223,16 +231,28 @@ impl Nodes {
         self.requests += 1;
         let id = format!("{}:{}", self.client, self.requests);
         let (tx, mut rx) = tokio::sync::mpsc::channel(self.nodes.len().max(1));
+        let deadline = Instant::now() + self.op_timeout;
         for node in self.nodes.iter() {
             let request = make(&self.http, &node.url).header("x-request-id", &id);
             let (tx, node) = (tx.clone(), node.id.clone());
             tokio::spawn(async move {
-                let answer = match request.send().await {
-                    Ok(r) => {
-                        let status = r.status();
-                        Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)))
+                // A replica that refuses the connection (down, restarting) gets
+                // the same request again until the op's time is up, as a PBFT
+                // client retransmits: one request id, executed at most once.
+                let answer = loop {
+                    let Some(attempt) = request.try_clone() else {
+                        break Err(false);
+                    };
+                    match attempt.send().await {
+                        Ok(r) => {
+                            let status = r.status();
+                            break Ok((status, r.json::<Value>().await.unwrap_or(Value::Null)));
+                        }
+                        Err(e) if e.is_connect() && Instant::now() + RESEND < deadline => {
+                            tokio::time::sleep(RESEND).await;
+                        }
+                        Err(e) => break Err(e.is_connect()),
                     }
-                    Err(e) => Err(e.is_connect()),
                 };
                 let _ = tx.send((node, answer)).await;
             });

@@ -59,27 +59,24 @@ pub struct Request {
 }
 
 impl Request {
-    /// What the client asked, without the receiving node's clock (`now_ms`
-    /// fields, which differ between replicas; the copy the primary orders
-    /// brings its own): two replicas that got the same request from the client agree on it.
+    /// What the client asked, without the clock of the node that took it
+    /// (a command's top-level `now_ms`, which differs between replicas; the
+    /// copy the primary orders brings its own): two replicas that got the
+    /// same request from the client agree on it.
     pub fn client_digest(&self) -> Digest {
         let mut op = self.op.clone();
-        match &mut op {
-            Op::Command(v) | Op::Read(v) => strip_clock(v),
+        if let Op::Command(Value::Object(map)) = &mut op {
+            map.remove("now_ms");
         }
         digest_of(&(&self.id, &op))
     }
-}
 
-/// Removes every `now_ms` field, at any depth.
-fn strip_clock(v: &mut Value) {
-    match v {
-        Value::Object(map) => {
-            map.remove("now_ms");
-            map.values_mut().for_each(strip_clock);
+    /// The command's `now_ms`, if it has one.
+    pub fn now_ms(&self) -> Option<u64> {
+        match &self.op {
+            Op::Command(c) => c.get("now_ms")?.as_u64(),
+            Op::Read(_) => None,
         }
-        Value::Array(items) => items.iter_mut().for_each(strip_clock),
-        _ => {}
     }
 }
 
@@ -315,7 +312,7 @@ mod tests {
                 client: "c1".into(),
                 number: 3,
             },
-            op: Op::Command(json!({"lock": {"op": "acquire", "now_ms": now}})),
+            op: Op::Command(json!({"op": "acquire", "lock": "l", "now_ms": now})),
         };
         assert_eq!(at(5).client_digest(), at(9).client_digest());
         let mut other = at(5);

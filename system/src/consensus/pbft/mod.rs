@@ -63,6 +63,11 @@ const IN_FLIGHT: u64 = 8;
 const BATCH_MAX: usize = 256;
 /// Committed sequence numbers sent per fetch answer, at most.
 const FETCH_MAX: u64 = 32;
+/// Unexecuted sequence numbers whose votes a stalled replica sends again.
+const RETRANSMIT_MAX: usize = 16;
+/// How far the primary's `now_ms` in a command may be from a backup's own
+/// for the same request.
+const CLOCK_MARGIN_MS: u64 = 5_000;
 /// A client request nobody ordered is dropped after this many view-change
 /// timeouts (its client has long given up).
 const PENDING_LIFETIME: u32 = 20;
@@ -180,11 +185,19 @@ pub struct Pbft<S: StateMachine> {
     /// The primary's requests to order, and those already in a batch of this view.
     queue: VecDeque<Request>,
     ordered: BTreeSet<RequestId>,
+    /// The new view's low mark: everything up to it was committed in earlier
+    /// views, so no pre-prepare of this view may use those numbers.
+    floor: u64,
+    /// The primary's requests passed on by backups, by id and client digest,
+    /// with who passed them on.
+    forwards: HashMap<RequestId, BTreeMap<Digest, BTreeSet<NodeId>>>,
     /// The highest view each replica was seen working in.
     seen_views: BTreeMap<NodeId, u64>,
     /// The highest sequence number any replica was seen committing or checkpointing.
     highest_seen: u64,
     progress_at: Instant,
+    /// When another replica was last seen committing something new.
+    seen_progress_at: Instant,
     fetch_due: Instant,
     fetch_turn: usize,
     /// Messages dropped: unauthenticated, malformed for their place, or from non-members.
@@ -256,9 +269,12 @@ impl<S: StateMachine> Pbft<S> {
             pending: HashMap::new(),
             queue: VecDeque::new(),
             ordered: BTreeSet::new(),
+            forwards: HashMap::new(),
+            floor: 0,
             seen_views: BTreeMap::new(),
             highest_seen: stable,
             progress_at: now,
+            seen_progress_at: now,
             fetch_due: now,
             fetch_turn: 0,
             dropped: 0,
@@ -556,6 +572,7 @@ impl<S: StateMachine> Pbft<S> {
     /// The primary assigns sequence numbers to what is queued.
     fn make_batches(&mut self) {
         while self.is_primary()
+            && self.executed >= self.floor
             && !self.queue.is_empty()
             && self.next_seq <= self.executed + IN_FLIGHT
             && self.next_seq <= self.stable + 2 * self.checkpoint_every
@@ -597,8 +614,23 @@ impl<S: StateMachine> Pbft<S> {
         }
         match &msg.body {
             Body::Request(r) => {
-                if self.is_primary() {
-                    let r = r.clone();
+                if !self.is_primary() {
+                    return;
+                }
+                // Ordered on its own copy, or once f+1 replicas passed the
+                // request on (so a correct one holds it from the client).
+                let (r, digest) = (r.clone(), r.client_digest());
+                let ready = {
+                    let entry = self
+                        .forwards
+                        .entry(r.id.clone())
+                        .or_default()
+                        .entry(digest)
+                        .or_default();
+                    entry.insert(from);
+                    entry.len() > self.f
+                };
+                if ready {
                     self.enqueue(r);
                 }
             }
@@ -608,7 +640,7 @@ impl<S: StateMachine> Pbft<S> {
                 let (view, seq) = (*view, *seq);
                 self.saw_view(&from, view);
                 if matches!(msg.body, Body::Commit { .. }) {
-                    self.highest_seen = self.highest_seen.max(seq);
+                    self.saw_seq(seq);
                 }
                 if view != self.view || self.changing || seq <= self.stable {
                     return;
@@ -621,7 +653,16 @@ impl<S: StateMachine> Pbft<S> {
             }
             Body::Checkpoint { seq, .. } => {
                 let seq = *seq;
-                self.highest_seen = self.highest_seen.max(seq);
+                let plausible = seq % self.checkpoint_every == 0
+                    && seq <= self.stable + 4 * self.checkpoint_every;
+                if !plausible {
+                    self.drop_message(
+                        &from,
+                        "a checkpoint off the interval or past the high watermark",
+                    );
+                    return;
+                }
+                self.saw_seq(seq);
                 if seq > self.stable {
                     self.checkpoints
                         .entry(seq)
@@ -654,6 +695,9 @@ impl<S: StateMachine> Pbft<S> {
             } => {
                 if from != primary {
                     self.drop_message(&from, "a pre-prepare from a backup");
+                    return;
+                }
+                if *seq <= self.executed.max(self.floor) {
                     return;
                 }
                 let checks = !self.cfg.bugs.has(Bug::TrustPrimary);
@@ -774,9 +818,14 @@ impl<S: StateMachine> Pbft<S> {
         if votes.sent_prepare {
             return;
         }
-        let vouched = votes.vouched
-            || self.cfg.bugs.has(Bug::TrustPrimary)
-            || Self::matching(&votes.prepares, &digest).len() > self.f;
+        // The primary's pre-prepare and f backups' prepares are f+1 replicas
+        // vouching for the batch, so at least one correct one holds it.
+        let primary = self.primary(view);
+        let backups = Self::matching(&votes.prepares, &digest)
+            .iter()
+            .filter(|m| m.from != *primary)
+            .count();
+        let vouched = votes.vouched || self.cfg.bugs.has(Bug::TrustPrimary) || backups >= self.f;
         let genuine = vouched
             || batch.iter().all(|r| {
                 let executed = self
@@ -784,10 +833,15 @@ impl<S: StateMachine> Pbft<S> {
                     .get(&r.id.client)
                     .is_some_and(|(n, _)| *n >= r.id.number);
                 executed
-                    || self
-                        .pending
-                        .get(&r.id)
-                        .is_some_and(|p| p.digest == r.client_digest())
+                    || self.pending.get(&r.id).is_some_and(|p| {
+                        // The primary's clock stands in the command; it must
+                        // be near this replica's own for the same request.
+                        let close = match (p.request.now_ms(), r.now_ms()) {
+                            (Some(a), Some(b)) => a.abs_diff(b) <= CLOCK_MARGIN_MS,
+                            (a, b) => a == b,
+                        };
+                        p.digest == r.client_digest() && close
+                    })
             });
         if !genuine {
             return;
@@ -860,10 +914,10 @@ impl<S: StateMachine> Pbft<S> {
             return;
         }
         let mut found = None;
+        // 2f+1 matching commits: f+1 correct replicas prepared the batch,
+        // so it is committed (whether or not this replica prepared it).
         for (view, votes) in &slot.views {
-            let (Some((digest, batch)), Some(_)) =
-                (self.proposal(seq, *view), self.certificate(seq, *view))
-            else {
+            let Some((digest, batch)) = self.proposal(seq, *view) else {
                 continue;
             };
             let commits = Self::matching(&votes.commits, digest);
@@ -903,6 +957,7 @@ impl<S: StateMachine> Pbft<S> {
     fn execute_request(&mut self, request: Request) {
         let id = request.id.clone();
         self.ordered.remove(&id);
+        self.forwards.remove(&id);
         let last = self.replies.get(&id.client).map(|(n, _)| *n);
         if last.is_some_and(|n| n >= id.number) {
             return;
@@ -1001,6 +1056,16 @@ impl<S: StateMachine> Pbft<S> {
         self.journal.rewrite(&records, self.fsync())
     }
 
+    /// Notes that some replica committed or checkpointed `seq`: if it is new,
+    /// the cluster is making progress (so no view change), and this replica
+    /// may have to fetch.
+    fn saw_seq(&mut self, seq: u64) {
+        if seq > self.highest_seen {
+            self.highest_seen = seq;
+            self.seen_progress_at = Instant::now();
+        }
+    }
+
     fn saw_view(&mut self, from: &NodeId, view: u64) {
         let seen = self.seen_views.entry(from.clone()).or_default();
         *seen = (*seen).max(view);
@@ -1021,7 +1086,7 @@ impl<S: StateMachine> Pbft<S> {
         if views.len() > self.f {
             views.sort_unstable();
             let view = views[views.len() - 1 - self.f];
-            self.enter_view(view, Vec::new());
+            self.enter_view(view, 0, Vec::new());
         }
     }
 
@@ -1037,7 +1102,7 @@ impl<S: StateMachine> Pbft<S> {
             );
         }
         let first = next.max(self.stable + 1);
-        for seq in first..(first + FETCH_MAX).min(self.executed + 1) {
+        for seq in first..first.saturating_add(FETCH_MAX).min(self.executed + 1) {
             let Some((_, pp, commits)) = self.slots.get(&seq).and_then(|s| s.committed.clone())
             else {
                 break;
@@ -1184,6 +1249,9 @@ impl<S: StateMachine> Pbft<S> {
                     },
                 );
             }
+            if now - self.progress_at >= self.cfg.heartbeat {
+                self.retransmit();
+            }
             if self.byzantine.get() == Some(Behaviour::Replay) && !self.sent_log.is_empty() {
                 let i = (self.random() as usize) % self.sent_log.len();
                 let old = self.sent_log[i].clone();
@@ -1202,11 +1270,70 @@ impl<S: StateMachine> Pbft<S> {
                 .values()
                 .any(|p| now - p.since >= self.vc_timeout)
             && now - self.progress_at >= self.vc_timeout;
-        if now >= self.vc_deadline && (self.changing || stalled) {
+        if now < self.vc_deadline {
+            return;
+        }
+        if self.changing {
+            // PBFT's rule: go past the view being changed to only once a
+            // quorum wants it (its primary failed to start it); until then
+            // say so again, so a replica cut off does not run ahead alone.
+            let wanted = self.view_changes.get(&self.view).map_or(0, |m| m.len());
+            if wanted >= self.quorum() {
+                let next = self.view + 1;
+                self.start_view_change(next, now);
+            } else {
+                self.vc_deadline = now + self.vc_timeout;
+                let own = self
+                    .view_changes
+                    .get(&self.view)
+                    .and_then(|m| m.get(&self.cfg.id))
+                    .cloned();
+                if let Some(own) = own {
+                    for to in self.members.clone() {
+                        if to != self.cfg.id {
+                            self.after_sync.push((to, own.clone()));
+                        }
+                    }
+                }
+            }
+        } else if stalled {
             let next = self.view + 1;
             self.start_view_change(next, now);
-        } else if !self.changing && !stalled && now >= self.vc_deadline {
+        } else {
             self.vc_deadline = now + self.vc_timeout;
+        }
+    }
+
+    /// Sends again this replica's own votes for the first sequence numbers
+    /// it has not executed, and its newest checkpoint: messages lost to a
+    /// crash or a cut link would otherwise hold the log up until a view change.
+    fn retransmit(&mut self) {
+        if self.changing || self.byzantine.get() == Some(Behaviour::Silent) {
+            return;
+        }
+        let me = self.cfg.id.clone();
+        let mut again = Vec::new();
+        for slot in self
+            .slots
+            .range(self.executed + 1..)
+            .take(RETRANSMIT_MAX)
+            .map(|(_, s)| s)
+        {
+            if let Some(votes) = slot.views.get(&self.view) {
+                again.extend(votes.pre_prepare.iter().filter(|m| m.from == me).cloned());
+                again.extend(votes.prepares.get(&me).cloned());
+                again.extend(votes.commits.get(&me).cloned());
+            }
+        }
+        if let Some((_, c)) = self.checkpoints.iter().next_back() {
+            again.extend(c.votes.get(&me).cloned());
+        }
+        for msg in again {
+            for to in self.members.clone() {
+                if to != me {
+                    self.after_sync.push((to, msg.clone()));
+                }
+            }
         }
     }
 

@@ -32,6 +32,7 @@ impl<S: StateMachine> Pbft<S> {
         self.changing = true;
         self.queue.clear();
         self.ordered.clear();
+        self.forwards.clear();
         self.vc_deadline = now + self.vc_timeout;
         self.vc_timeout = (self.vc_timeout * 2).min(self.cfg.election_timeout * MAX_BACKOFF);
         self.journal.append(&Record::View {
@@ -162,7 +163,7 @@ impl<S: StateMachine> Pbft<S> {
             }
         }
         let high = best.keys().next_back().copied().unwrap_or(low).max(low);
-        let batches = (low + 1..=high)
+        let batches = (low.saturating_add(1)..=high)
             .map(|seq| {
                 let batch = best.get(&seq).map(|(_, b)| b.clone()).unwrap_or_default();
                 (seq, batch)
@@ -240,23 +241,25 @@ impl<S: StateMachine> Pbft<S> {
             );
             return;
         }
-        let senders: std::collections::BTreeSet<&String> = view_changes
-            .iter()
-            .filter(|m| matches!(m.body, Body::ViewChange { view: v, .. } if v == view))
-            .filter(|m| {
-                (m.from == self.cfg.id && msg.from == self.cfg.id)
-                    || (self.keys.verify(m) && self.valid_view_change(m))
-            })
-            .map(|m| &m.from)
-            .collect();
-        if senders.len() < self.quorum() {
+        // Only view changes that check out, one per sender, count; the
+        // re-proposals are worked out from those alone.
+        let mut valid: BTreeMap<&String, Signed> = BTreeMap::new();
+        for m in view_changes {
+            let for_view = matches!(m.body, Body::ViewChange { view: v, .. } if v == view);
+            let own = m.from == self.cfg.id && msg.from == self.cfg.id;
+            if for_view && (own || (self.keys.verify(m) && self.valid_view_change(m))) {
+                valid.entry(&m.from).or_insert_with(|| m.clone());
+            }
+        }
+        if valid.len() < self.quorum() {
             self.drop_message(
                 &msg.from,
                 "a new-view without a quorum of valid view changes",
             );
             return;
         }
-        let (low, expected) = self.new_view_batches(view_changes);
+        let valid: Vec<Signed> = valid.into_values().collect();
+        let (low, expected) = self.new_view_batches(&valid);
         let got: Option<BTreeMap<u64, Batch>> = pre_prepares
             .iter()
             .map(|pp| match &pp.body {
@@ -275,7 +278,7 @@ impl<S: StateMachine> Pbft<S> {
                 _ => None,
             })
             .collect();
-        if got.as_ref() != Some(&expected) {
+        if got.as_ref() != Some(&expected) || pre_prepares.len() != expected.len() {
             self.drop_message(
                 &msg.from,
                 "a new-view whose pre-prepares its view changes do not imply",
@@ -285,12 +288,12 @@ impl<S: StateMachine> Pbft<S> {
         let pre_prepares = pre_prepares.clone();
         // State up to the new view's checkpoint comes by fetching, if missing.
         self.highest_seen = self.highest_seen.max(low);
-        self.enter_view(view, pre_prepares);
+        self.enter_view(view, low, pre_prepares);
     }
 
     /// Enters `view` in normal operation with the new-view's pre-prepares
     /// (none when joining a view f+1 others already work in).
-    pub(super) fn enter_view(&mut self, view: u64, pre_prepares: Vec<Signed>) {
+    pub(super) fn enter_view(&mut self, view: u64, low: u64, pre_prepares: Vec<Signed>) {
         let now = Instant::now();
         log_line!(
             self.cfg.id,
@@ -304,6 +307,7 @@ impl<S: StateMachine> Pbft<S> {
         self.progress_at = now;
         self.queue.clear();
         self.ordered.clear();
+        self.forwards.clear();
         self.view_changes = self.view_changes.split_off(&(view + 1));
         self.journal.append(&Record::View {
             view,
@@ -337,10 +341,15 @@ impl<S: StateMachine> Pbft<S> {
             self.check_prepared(seq);
             self.check_committed(seq);
         }
-        if let Some(top) = top {
-            self.next_seq = top + 1;
-        } else {
-            self.next_seq = self.next_seq.max(self.executed + 1);
+        self.floor = low;
+        self.next_seq = match top {
+            Some(top) => top + 1,
+            None => self.next_seq.max(self.executed + 1),
+        }
+        .max(low + 1);
+        // Each waiting request gets a whole timeout in the new view.
+        for p in self.pending.values_mut() {
+            p.since = now;
         }
         let primary = self.primary(view).clone();
         let mut waiting: Vec<super::Request> =
