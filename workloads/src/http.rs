@@ -273,7 +273,10 @@ impl Nodes {
                 continue;
             }
             let key = (status, body);
-            let at = match votes.iter().position(|(k, _)| *k == key) {
+            let at = match votes
+                .iter()
+                .position(|(k, _)| k.0 == key.0 && alike(&k.1, &key.1))
+            {
                 Some(i) => i,
                 None => {
                     votes.push((key, Vec::new()));
@@ -297,5 +300,25 @@ impl Nodes {
             Completion::Fail(why)
         };
         (Err((done, Value::Null)), None)
+    }
+}
+
+/// Fields of an answer that say which replica served it and from what (a
+/// cache hit or miss): replicas agreeing on the rest agree on the answer.
+const REPLICA_LOCAL: &[&str] = &["hit", "node"];
+
+/// Whether two answers agree, apart from [`REPLICA_LOCAL`] fields.
+fn alike(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let keep = |m: &serde_json::Map<String, Value>| {
+                m.iter()
+                    .filter(|(k, _)| !REPLICA_LOCAL.contains(&k.as_str()))
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<Vec<_>>()
+            };
+            keep(x) == keep(y)
+        }
+        _ => a == b,
     }
 }

@@ -63,6 +63,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         nemesis_interval: 1.0,
         partitions: Vec::new(),
         consensus: consensus.into(),
+        byzantine: None,
         bugs: Vec::new(),
         node_args: Vec::new(),
         seed: plan.seed,

@@ -194,9 +194,13 @@ pub struct RunArgs {
     /// majority, bridge, ring, leader (isolate the leader or primary), or all.
     #[arg(long, default_value = "all")]
     pub partitions: String,
-    /// The builtin target's consensus protocol: raft or paxos.
+    /// The builtin target's consensus protocol: raft, paxos or pbft.
     #[arg(long, default_value = "raft")]
     pub consensus: String,
+    /// The one behaviour of `--nemesis byzantine` (equivocate, wrong-digest,
+    /// wrong-result, silent, replay, false-view); by default the seed picks.
+    #[arg(long)]
+    pub byzantine: Option<String>,
     /// A planted bug to switch on in every node (repeatable; see `harness list`).
     #[arg(long = "bug")]
     pub bugs: Vec<String>,

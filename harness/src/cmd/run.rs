@@ -52,6 +52,9 @@ fn replay_command(c: &TestConfig) -> String {
     if c.consensus != "raft" {
         parts.push(format!("--consensus {}", c.consensus));
     }
+    if let Some(b) = &c.byzantine {
+        parts.push(format!("--byzantine {b}"));
+    }
     for b in &c.bugs {
         parts.push(format!("--bug {b}"));
     }
@@ -74,6 +77,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                     args.consensus == "raft"
                         || !crate::nemesis::CHANGE_MEMBERS.contains(&k.as_str())
                 })
+                .filter(|k| args.consensus == "pbft" || k != "byzantine")
                 .filter(|k| {
                     crate::nemesis::get(k)
                         .is_ok_and(|f| f.runtimes().contains(&args.runtime.as_str()))
@@ -122,6 +126,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         nemesis_interval: args.nemesis_interval,
         partitions,
         consensus: args.consensus.clone(),
+        byzantine: args.byzantine.clone(),
         bugs: args.bugs.clone(),
         node_args: args.node_args.clone(),
         seed,

@@ -3,6 +3,7 @@
 //! end of a test every fault is healed. Each fault is one module implementing
 //! [`Fault`], listed in [`FAULTS`].
 
+pub mod byzantine;
 pub mod clock;
 pub mod collide;
 pub mod comeback;
@@ -48,6 +49,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &disk::LoseUnsynced,
     &disk::SlowDisk,
     &corrupt::Corrupt,
+    &byzantine::Byzantine,
 ];
 
 /// A fault the nemesis can inject and heal.
@@ -198,6 +200,9 @@ impl Ctx {
         process::resume(self, &nodes).await?;
         process::restart(self, &nodes).await?;
         clock::reset(self).await;
+        if self.cfg.consensus == "pbft" {
+            byzantine::reset(self).await;
+        }
         self.set_in_force(String::new());
         self.recorder.nemesis("heal-all", Value::Null);
         Ok(())

@@ -41,6 +41,9 @@ pub struct TestConfig {
     /// The builtin target's consensus protocol.
     #[serde(default = "raft")]
     pub consensus: String,
+    /// The byzantine nemesis's one behaviour (none: the seed picks each time).
+    #[serde(default)]
+    pub byzantine: Option<String>,
     /// Planted bugs passed to the nodes.
     pub bugs: Vec<String>,
     /// Extra node arguments (builtin target), after the workload's own.

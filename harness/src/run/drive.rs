@@ -39,6 +39,9 @@ pub struct Drove {
     pub runtime: Value,
 }
 
+/// How long the final reads may take together, at least.
+const FINAL_BUDGET: Duration = Duration::from_secs(30);
+
 /// Drives the workload against `cluster` while the nemesis breaks it, heals,
 /// waits for recovery and runs the final ops; answers what the verdict needs.
 pub async fn drive(
@@ -161,6 +164,10 @@ pub async fn drive(
         .unwrap_or_else(|e| e.into_inner())
         .0
         .final_ops();
+    // A cluster that never answers again (a planted bug can wedge one) must
+    // not hold the run up for ever: the final reads share one budget.
+    let op_timeout = Duration::from_millis(cfg.op_timeout_ms);
+    let final_deadline = tokio::time::Instant::now() + FINAL_BUDGET.max(op_timeout * 20);
     let mut final_tasks = Vec::new();
     for chunk in finals.chunks(finals.len().div_ceil(cfg.concurrency.max(1)).max(1)) {
         let chunk = chunk.to_vec();
@@ -170,6 +177,9 @@ pub async fn drive(
             for op in chunk {
                 let mut done = false;
                 for _ in 0..20 {
+                    if tokio::time::Instant::now() >= final_deadline {
+                        break;
+                    }
                     let process = shared.next_process.fetch_add(1, Ordering::Relaxed);
                     let mut session = shared.client.open(process);
                     let invoked = shared.recorder.invoke(process, &op);

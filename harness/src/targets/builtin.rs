@@ -67,6 +67,7 @@ impl Target for Builtin {
             "lose-unsynced",
             "slow-disk",
             "corrupt",
+            "byzantine",
         ]
     }
 
@@ -99,6 +100,14 @@ impl Target for Builtin {
                 "--consensus pbft needs at least 4 nodes (n = 3f+1), got --nodes {}",
                 cfg.nodes
             ));
+        }
+        if let Some(b) = &cfg.byzantine {
+            if !crate::nemesis::byzantine::BEHAVIOURS.contains(&b.as_str()) {
+                return Err(format!(
+                    "--byzantine {b}: known: {}",
+                    crate::nemesis::byzantine::BEHAVIOURS.join(", ")
+                ));
+            }
         }
         if cfg.consensus != "pbft" && cfg.nemesis.iter().any(|f| f == "byzantine") {
             return Err(
