@@ -162,6 +162,71 @@ fn paxos_is_valid_under_faults_and_its_planted_bugs_are_caught() {
 }
 
 #[test]
+fn pbft_is_valid_under_crashes_partitions_and_a_lying_replica_and_its_planted_bugs_are_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = ["--consensus", "pbft", "--time-limit", "10", "--seed", "5"];
+    let (out, latest) = run(
+        store.path(),
+        &[&base[..], &["--nemesis", "partition,kill,pause,byzantine"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let test: Value =
+        serde_json::from_slice(&std::fs::read(latest.join("test.json")).unwrap()).unwrap();
+    assert_eq!(
+        (test["consensus"].as_str(), test["nodes"].as_u64()),
+        (Some("pbft"), Some(4))
+    );
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains("start-byzantine"),
+        "the liar's window is in the history"
+    );
+    for (bug, faults) in [
+        // A primary forging its batches under the real digest.
+        (
+            "trust-primary",
+            &["--nemesis", "byzantine", "--byzantine", "wrong-digest"][..],
+        ),
+        // Two halves that each think two replicas make a quorum.
+        (
+            "small-quorum",
+            &["--nemesis", "partition", "--partitions", "halves"][..],
+        ),
+    ] {
+        let (out, latest) = run(store.path(), &[&base[..], faults, &["--bug", bug]].concat());
+        assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
+        assert_verdict(&results(&latest), "linearizable", false);
+    }
+    // A liar needs a protocol that tolerates one, and PBFT needs n = 3f+1.
+    for (args, says) in [
+        (&["--nemesis", "byzantine"][..], "needs --consensus pbft"),
+        (
+            &["--consensus", "pbft", "--nodes", "3"][..],
+            "at least 4 nodes",
+        ),
+        (
+            &[
+                "--consensus",
+                "pbft",
+                "--nemesis",
+                "byzantine",
+                "--byzantine",
+                "lie",
+            ][..],
+            "--byzantine lie: known: equivocate",
+        ),
+    ] {
+        let (out, _) = run(store.path(), &[&["--time-limit", "1"][..], args].concat());
+        assert_eq!(out.status.code(), Some(254), "{args:?}: {}", describe(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(says),
+            "{args:?}: {}",
+            describe(&out)
+        );
+    }
+}
+
+#[test]
 fn stale_read_under_partitions_is_caught() {
     let store = tempfile::tempdir().unwrap();
     let (out, latest) = run(

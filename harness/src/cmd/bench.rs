@@ -55,7 +55,12 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         bin: None,
         target_config: None,
         runtime: "process".into(),
-        nodes: plan.nodes,
+        // PBFT needs n = 3f+1: at least 4 replicas.
+        nodes: if consensus == "pbft" {
+            plan.nodes.max(4)
+        } else {
+            plan.nodes
+        },
         concurrency,
         rate: None,
         time_limit: plan.time_limit,

@@ -653,7 +653,7 @@ impl<S: StateMachine> Pbft<S> {
             }
             Body::Checkpoint { seq, .. } => {
                 let seq = *seq;
-                let plausible = seq % self.checkpoint_every == 0
+                let plausible = seq.is_multiple_of(self.checkpoint_every)
                     && seq <= self.stable + 4 * self.checkpoint_every;
                 if !plausible {
                     self.drop_message(
@@ -947,7 +947,7 @@ impl<S: StateMachine> Pbft<S> {
                 self.execute_request(request);
             }
             self.progress_at = Instant::now();
-            if self.executed % self.checkpoint_every == 0 {
+            if self.executed.is_multiple_of(self.checkpoint_every) {
                 self.take_checkpoint();
             }
         }
