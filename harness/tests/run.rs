@@ -227,6 +227,34 @@ fn pbft_is_valid_under_crashes_partitions_and_a_lying_replica_and_its_planted_bu
 }
 
 #[test]
+fn bench_failover_trials_run_the_protocol_they_are_named_for() {
+    let store = tempfile::tempdir().unwrap();
+    let mut cmd = harness();
+    cmd.args(["bench", "--consensus", "paxos", "--concurrency", "1"])
+        .args(["--time-limit", "1", "--failover-trials", "1", "--store"])
+        .arg(store.path());
+    if let Some(bin) = node_bin() {
+        cmd.arg("--node-bin").arg(bin);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // The trial's nodes said which protocol they recovered with.
+    let bench = std::fs::read_dir(store.path().join("bench"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let log = bench.join("failover-builtin:paxos-0/nodes/n1/node.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("recovered (paxos)"),
+        "{}: {text}",
+        log.display()
+    );
+}
+
+#[test]
 fn stale_read_under_partitions_is_caught() {
     let store = tempfile::tempdir().unwrap();
     let (out, latest) = run(
@@ -1060,11 +1088,11 @@ fn bad_input_exits_254_and_says_what_is_accepted() {
                 "--workload",
                 "kv",
                 "--consensus",
-                "pbft",
+                "zab",
                 "--time-limit",
                 "1",
             ],
-            "known: raft, paxos",
+            "known: raft, paxos, pbft",
         ),
         (
             vec![

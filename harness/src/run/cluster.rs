@@ -108,6 +108,14 @@ pub async fn start(
     node_args: &[String],
 ) -> anyhow::Result<Cluster> {
     let ids = ids(cfg.nodes);
+    // The protocol goes with every cluster a config starts (runs, and the
+    // bench's failover trials alike), ahead of the caller's arguments.
+    let mut args = Vec::new();
+    if cfg.consensus != "raft" {
+        args.push(format!("--consensus={}", cfg.consensus));
+    }
+    args.extend(node_args.iter().cloned());
+    let node_args = &args[..];
     // Ports held until the nodes bind them, so no other process takes one.
     let mut reserved = crate::runtime::ports::Reserved::new();
     let mut ports = Vec::new();

@@ -40,11 +40,7 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
 
     // From here on an interrupt tears the cluster down before the process ends.
     let mut signal = Box::pin(config::interrupted());
-    let mut node_args = Vec::new();
-    if cfg.consensus != "raft" {
-        node_args.push(format!("--consensus={}", cfg.consensus));
-    }
-    node_args.extend(workload.node_args());
+    let mut node_args = workload.node_args();
     node_args.extend(cfg.node_args.iter().cloned());
     let cluster = tokio::select! {
         c = cluster::start(&cfg, target, &bin, &dir, &root_rng, &node_args) => c?,

@@ -126,6 +126,9 @@ struct Votes {
     /// Carried into a new view with a prepared certificate behind it (or a
     /// null request): no client copy needs checking.
     vouched: bool,
+    /// The client digest of each request in the pre-prepared batch, worked
+    /// out once (a batch waiting for client copies is looked at often).
+    client_digests: Option<Vec<Digest>>,
 }
 
 /// One sequence number.
@@ -143,6 +146,8 @@ struct Pending {
     digest: Digest,
     replies: Vec<oneshot::Sender<Reply>>,
     since: Instant,
+    /// The view in which this backup last passed it to the primary.
+    passed_on: Option<u64>,
 }
 
 /// A checkpoint being agreed on.
@@ -543,13 +548,13 @@ impl<S: StateMachine> Pbft<S> {
                 digest,
                 replies: Vec::new(),
                 since: now,
+                passed_on: None,
             });
         pending.replies.push(reply);
+        // A backup passes the request on only if the primary has not ordered
+        // it soon (`tick`): clients send every replica their requests.
         if self.is_primary() {
             self.enqueue(request);
-        } else if !self.changing {
-            let primary = self.primary(self.view).clone();
-            self.send_one(&primary, Body::Request(request));
         }
         // A pre-prepare may have been waiting for this copy.
         self.retry_prepares();
@@ -826,8 +831,19 @@ impl<S: StateMachine> Pbft<S> {
             .filter(|m| m.from != *primary)
             .count();
         let vouched = votes.vouched || self.cfg.bugs.has(Bug::TrustPrimary) || backups >= self.f;
+        let digests = match &votes.client_digests {
+            Some(d) => d.clone(),
+            None => {
+                let d: Vec<Digest> = batch.iter().map(Request::client_digest).collect();
+                self.votes(seq, view).client_digests = Some(d.clone());
+                d
+            }
+        };
+        let Some((_, batch)) = self.proposal(seq, view) else {
+            return;
+        };
         let genuine = vouched
-            || batch.iter().all(|r| {
+            || batch.iter().zip(&digests).all(|(r, digest)| {
                 let executed = self
                     .replies
                     .get(&r.id.client)
@@ -840,7 +856,7 @@ impl<S: StateMachine> Pbft<S> {
                             (Some(a), Some(b)) => a.abs_diff(b) <= CLOCK_MARGIN_MS,
                             (a, b) => a == b,
                         };
-                        p.digest == r.client_digest() && close
+                        p.digest == *digest && close
                     })
             });
         if !genuine {
@@ -1252,6 +1268,7 @@ impl<S: StateMachine> Pbft<S> {
             if now - self.progress_at >= self.cfg.heartbeat {
                 self.retransmit();
             }
+            self.pass_on_waiting(now);
             if self.byzantine.get() == Some(Behaviour::Replay) && !self.sent_log.is_empty() {
                 let i = (self.random() as usize) % self.sent_log.len();
                 let old = self.sent_log[i].clone();
@@ -1302,6 +1319,40 @@ impl<S: StateMachine> Pbft<S> {
         } else {
             self.vc_deadline = now + self.vc_timeout;
         }
+    }
+
+    /// A backup passes to the primary the client requests that waited half a
+    /// view-change timeout here without being ordered (once each per view).
+    fn pass_on_waiting(&mut self, now: Instant) {
+        if self.changing || self.is_primary() {
+            return;
+        }
+        let wait = self.vc_timeout / 2;
+        let view = self.view;
+        let mut late: Vec<Request> = self
+            .pending
+            .values_mut()
+            .filter(|p| now - p.since >= wait && p.passed_on != Some(view))
+            .map(|p| {
+                p.passed_on = Some(view);
+                p.request.clone()
+            })
+            .collect();
+        late.retain(|r| !self.ordered_here(&r.id));
+        let primary = self.primary(view).clone();
+        for r in late {
+            self.send_one(&primary, Body::Request(r));
+        }
+    }
+
+    /// Whether a pre-prepare of this view holds request `id`.
+    fn ordered_here(&self, id: &RequestId) -> bool {
+        self.slots.range(self.executed + 1..).any(|(_, s)| {
+            s.views.get(&self.view).is_some_and(|v| {
+                matches!(&v.pre_prepare, Some(Signed { body: Body::PrePrepare { batch, .. }, .. })
+                    if batch.iter().any(|r| r.id == *id))
+            })
+        })
     }
 
     /// Sends again this replica's own votes for the first sequence numbers

@@ -351,15 +351,14 @@ impl<S: StateMachine> Pbft<S> {
         for p in self.pending.values_mut() {
             p.since = now;
         }
-        let primary = self.primary(view).clone();
-        let mut waiting: Vec<super::Request> =
-            self.pending.values().map(|p| p.request.clone()).collect();
-        waiting.sort_by(|a, b| a.id.cmp(&b.id));
-        for r in waiting {
-            if primary == self.cfg.id {
+        // The new primary orders what it holds from clients; backups pass on
+        // what stays waiting (`pass_on_waiting`).
+        if *self.primary(view) == self.cfg.id {
+            let mut waiting: Vec<super::Request> =
+                self.pending.values().map(|p| p.request.clone()).collect();
+            waiting.sort_by(|a, b| a.id.cmp(&b.id));
+            for r in waiting {
                 self.enqueue(r);
-            } else {
-                self.send_one(&primary, Body::Request(r));
             }
         }
     }
