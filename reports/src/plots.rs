@@ -30,6 +30,7 @@ fn fault_colour(kind: &str) -> RGBColor {
         "pause" => RGBColor(150, 100, 200),
         "clock" => RGBColor(90, 170, 170),
         "delay" => RGBColor(200, 170, 60),
+        "byzantine" => RGBColor(200, 110, 30),
         _ => RGBColor(160, 160, 160),
     }
 }

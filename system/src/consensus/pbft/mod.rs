@@ -63,6 +63,8 @@ const IN_FLIGHT: u64 = 8;
 const BATCH_MAX: usize = 256;
 /// Committed sequence numbers sent per fetch answer, at most.
 const FETCH_MAX: u64 = 32;
+/// Requests passed on by backups that the primary tracks, at most.
+const FORWARDS_MAX: usize = 65_536;
 /// Unexecuted sequence numbers whose votes a stalled replica sends again.
 const RETRANSMIT_MAX: usize = 16;
 /// How far the primary's `now_ms` in a command may be from a backup's own
@@ -625,6 +627,11 @@ impl<S: StateMachine> Pbft<S> {
                 // Ordered on its own copy, or once f+1 replicas passed the
                 // request on (so a correct one holds it from the client).
                 let (r, digest) = (r.clone(), r.client_digest());
+                if self.forwards.len() >= FORWARDS_MAX {
+                    // Requests passed on and never ordered pile up only if
+                    // someone invents them: forget them all.
+                    self.forwards.clear();
+                }
                 let ready = {
                     let entry = self
                         .forwards

@@ -119,6 +119,12 @@ impl<S: StateMachine> Pbft<S> {
             self.drop_message(&msg.from, "a view change with an invalid proof");
             return;
         }
+        // Only each replica's latest view change counts, so a liar sending
+        // one for every view cannot fill memory.
+        for m in self.view_changes.values_mut() {
+            m.remove(&msg.from);
+        }
+        self.view_changes.retain(|_, m| !m.is_empty());
         self.view_changes
             .entry(view)
             .or_default()
