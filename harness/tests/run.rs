@@ -201,6 +201,10 @@ fn pbft_is_valid_under_crashes_partitions_and_a_lying_replica_and_its_planted_bu
     for (args, says) in [
         (&["--nemesis", "byzantine"][..], "needs --consensus pbft"),
         (
+            &["--consensus", "pbft", "--nemesis", "corrupt"][..],
+            "refuses damaged files",
+        ),
+        (
             &["--consensus", "pbft", "--nodes", "3"][..],
             "at least 4 nodes",
         ),

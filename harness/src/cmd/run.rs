@@ -78,6 +78,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                         || !crate::nemesis::CHANGE_MEMBERS.contains(&k.as_str())
                 })
                 .filter(|k| args.consensus == "pbft" || k != "byzantine")
+                .filter(|k| args.consensus != "pbft" || k != "corrupt")
                 .filter(|k| {
                     crate::nemesis::get(k)
                         .is_ok_and(|f| f.runtimes().contains(&args.runtime.as_str()))

@@ -37,7 +37,7 @@ fn last_record(bytes: &[u8]) -> usize {
     last
 }
 
-/// Where a Paxos node's journal (one line per record) has its last line.
+/// Where a journal of Paxos or PBFT (one line per record) has its last line.
 fn last_line(bytes: &[u8]) -> usize {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
     body.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1)
@@ -90,10 +90,13 @@ fn damage_any(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
 
 /// Damages one file in `dir`; answers what was done.
 fn damage(dir: &std::path::Path, rng: &mut Rng) -> anyhow::Result<Value> {
-    // Raft's log, or the acceptor journal of a node running Paxos.
-    let journal = dir.join("paxos.journal");
-    let paxos = journal.exists();
-    let log = if paxos { journal } else { dir.join("log.bin") };
+    // Raft's log, or the journal of a node running Paxos or PBFT.
+    let journal = ["paxos.journal", "pbft.journal"]
+        .iter()
+        .map(|name| dir.join(name))
+        .find(|p| p.exists());
+    let paxos = journal.is_some();
+    let log = journal.unwrap_or_else(|| dir.join("log.bin"));
     let snap = dir.join("snapshot.json");
     if !log.exists() && !snap.exists() {
         return damage_any(dir, rng);

@@ -109,6 +109,9 @@ impl Target for Builtin {
                 ));
             }
         }
+        if cfg.consensus == "pbft" && cfg.nemesis.iter().any(|f| f == "corrupt") {
+            return Err("--nemesis corrupt: a PBFT replica refuses damaged files (fail-stop) and does not yet repair from its peers, so damage would only take replicas down one by one until none is left to answer".into());
+        }
         if cfg.consensus != "pbft" && cfg.nemesis.iter().any(|f| f == "byzantine") {
             return Err(
                 "--nemesis byzantine needs --consensus pbft (only PBFT tolerates lying nodes)"

@@ -12,6 +12,8 @@ use super::{Pbft, Record};
 use crate::consensus::StateMachine;
 use crate::log_line;
 
+/// How far past its own view a replica keeps others' view changes.
+const VIEWS_AHEAD: u64 = 64;
 /// The longest a view change waits, as a multiple of the base timeout.
 const MAX_BACKOFF: u32 = 8;
 
@@ -119,12 +121,14 @@ impl<S: StateMachine> Pbft<S> {
             self.drop_message(&msg.from, "a view change with an invalid proof");
             return;
         }
-        // Only each replica's latest view change counts, so a liar sending
-        // one for every view cannot fill memory.
-        for m in self.view_changes.values_mut() {
-            m.remove(&msg.from);
+        // Views far ahead are not kept, so a liar sending a view change for
+        // every view cannot fill memory. (Each replica's older view changes
+        // must stay: they may still make the quorum that lets the others
+        // go past a view whose primary is dead.)
+        if view > self.view + VIEWS_AHEAD {
+            self.drop_message(&msg.from, "a view change too far ahead");
+            return;
         }
-        self.view_changes.retain(|_, m| !m.is_empty());
         self.view_changes
             .entry(view)
             .or_default()
