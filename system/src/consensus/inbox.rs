@@ -97,6 +97,25 @@ impl<M> Inbox<M> {
     pub fn try_recv(&self) -> Option<Event<M>> {
         self.rx.try_recv().ok().map(|ev| self.taken(ev))
     }
+
+    /// Waits at most `wait` for an event, then hands `handle` it and up to
+    /// `max` more already queued (a run loop's batch before it flushes).
+    /// False once the thread must stop: a shutdown, or the inbox closed.
+    pub fn drain(&self, wait: Duration, max: usize, mut handle: impl FnMut(Event<M>)) -> bool {
+        match self.recv_timeout(wait) {
+            Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => return false,
+            Ok(ev) => handle(ev),
+            Err(RecvTimeoutError::Timeout) => return true,
+        }
+        for _ in 0..max {
+            match self.try_recv() {
+                Some(Event::Shutdown) => return false,
+                Some(ev) => handle(ev),
+                None => break,
+            }
+        }
+        true
+    }
 }
 
 impl<M> Handle<M> {

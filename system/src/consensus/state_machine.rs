@@ -19,3 +19,27 @@ pub trait StateMachine: Send + 'static {
         None
     }
 }
+
+/// For protocol tests: a state machine that remembers the commands applied,
+/// in order, and answers each with how many there are.
+#[cfg(test)]
+#[derive(Default)]
+pub(crate) struct Applied(pub Vec<Value>);
+
+#[cfg(test)]
+impl StateMachine for Applied {
+    fn apply(&mut self, command: &Value) -> Value {
+        self.0.push(command.clone());
+        Value::from(self.0.len())
+    }
+    fn query(&self, _query: &Value) -> Value {
+        Value::from(self.0.clone())
+    }
+    fn snapshot(&self) -> Value {
+        Value::from(self.0.clone())
+    }
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        self.0 = serde_json::from_value(snapshot.clone()).map_err(|e| e.to_string())?;
+        Ok(())
+    }
+}

@@ -23,7 +23,6 @@ mod message;
 pub use message::{Accepted, Ballot, Message};
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -182,19 +181,8 @@ impl<S: StateMachine> Paxos<S> {
             let wait = self
                 .next_deadline()
                 .saturating_duration_since(Instant::now());
-            match inbox.recv_timeout(wait) {
-                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(ev) => {
-                    self.handle(ev);
-                    for _ in 0..MAX_EVENTS_PER_FLUSH {
-                        match inbox.try_recv() {
-                            Some(Event::Shutdown) => return,
-                            Some(ev) => self.handle(ev),
-                            None => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            if !inbox.drain(wait, MAX_EVENTS_PER_FLUSH, |ev| self.handle(ev)) {
+                return;
             }
             self.tick(Instant::now());
             self.flush_or_exit();
@@ -424,28 +412,9 @@ type Acks = BTreeSet<NodeId>;
 mod tests {
     use super::*;
     use crate::bugs::{Bug, Bugs};
-    use serde_json::{json, Value};
+    use serde_json::json;
 
-    /// A state machine that remembers the commands applied, in order.
-    #[derive(Default)]
-    struct Applied(Vec<Value>);
-
-    impl StateMachine for Applied {
-        fn apply(&mut self, command: &Value) -> Value {
-            self.0.push(command.clone());
-            json!(self.0.len())
-        }
-        fn query(&self, _query: &Value) -> Value {
-            json!(self.0)
-        }
-        fn snapshot(&self) -> Value {
-            json!(self.0)
-        }
-        fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
-            self.0 = serde_json::from_value(snapshot.clone()).map_err(|e| e.to_string())?;
-            Ok(())
-        }
-    }
+    use crate::consensus::state_machine::Applied;
 
     fn config(dir: &std::path::Path, bugs: &[Bug]) -> Config {
         // Peers at addresses nothing listens on: what is sent to them is lost,

@@ -30,7 +30,6 @@ pub use byzantine::{Behaviour, Switch};
 pub use message::{Body, Digest, Keys, Op, Prepared, Request, RequestId, Signed};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -338,19 +337,8 @@ impl<S: StateMachine> Pbft<S> {
             let wait = self
                 .next_deadline()
                 .saturating_duration_since(Instant::now());
-            match inbox.recv_timeout(wait) {
-                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(ev) => {
-                    self.handle(ev);
-                    for _ in 0..MAX_EVENTS_PER_FLUSH {
-                        match inbox.try_recv() {
-                            Some(Event::Shutdown) => return,
-                            Some(ev) => self.handle(ev),
-                            None => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            if !inbox.drain(wait, MAX_EVENTS_PER_FLUSH, |ev| self.handle(ev)) {
+                return;
             }
             self.tick(Instant::now());
             if let Err(e) = self.flush() {

@@ -6,26 +6,7 @@ use super::*;
 use crate::bugs::Bugs;
 use serde_json::json;
 
-/// A state machine that remembers the commands applied, in order.
-#[derive(Default)]
-struct Applied(Vec<Value>);
-
-impl StateMachine for Applied {
-    fn apply(&mut self, command: &Value) -> Value {
-        self.0.push(command.clone());
-        json!(self.0.len())
-    }
-    fn query(&self, _query: &Value) -> Value {
-        json!(self.0)
-    }
-    fn snapshot(&self) -> Value {
-        json!(self.0)
-    }
-    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
-        self.0 = serde_json::from_value(snapshot.clone()).map_err(|e| e.to_string())?;
-        Ok(())
-    }
-}
+use crate::consensus::state_machine::Applied;
 
 const SECRET: &str = "test-secret";
 

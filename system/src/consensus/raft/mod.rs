@@ -23,7 +23,6 @@ mod snapshot;
 pub use message::Message;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::mpsc::RecvTimeoutError;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -213,19 +212,8 @@ impl<S: StateMachine> Raft<S> {
         loop {
             let now = Instant::now();
             let wait = self.next_deadline().saturating_duration_since(now);
-            match inbox.recv_timeout(wait) {
-                Ok(Event::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
-                Ok(ev) => {
-                    self.handle(ev);
-                    for _ in 0..MAX_EVENTS_PER_FLUSH {
-                        match inbox.try_recv() {
-                            Some(Event::Shutdown) => return,
-                            Some(ev) => self.handle(ev),
-                            None => break,
-                        }
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
+            if !inbox.drain(wait, MAX_EVENTS_PER_FLUSH, |ev| self.handle(ev)) {
+                return;
             }
             self.tick(Instant::now());
             if let Err(e) = self.flush() {
