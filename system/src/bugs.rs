@@ -53,6 +53,14 @@ pub enum Bug {
     /// PBFT: backups accept the primary's batch without checking its digest or
     /// that clients sent its requests.
     TrustPrimary,
+    /// Sharded transactions: a participant votes on a prepare before the
+    /// prepare is committed in its shard's log (Raft).
+    PrepareNotDurable,
+    /// Sharded transactions: the coordinator commits once any participant
+    /// votes yes, whatever the others answered.
+    CommitWithoutAllVotes,
+    /// Sharded transactions: reads neither take nor respect locks.
+    ReadWithoutLock,
 }
 
 /// Every bug with its name and what it breaks.
@@ -142,6 +150,21 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         "trust-primary",
         "pbft: backups accept a pre-prepare without checking its digest",
     ),
+    (
+        Bug::PrepareNotDurable,
+        "prepare-not-durable",
+        "2pc: a participant votes before its prepare record is committed",
+    ),
+    (
+        Bug::CommitWithoutAllVotes,
+        "commit-without-all-votes",
+        "2pc: commit once any participant votes yes",
+    ),
+    (
+        Bug::ReadWithoutLock,
+        "read-without-lock",
+        "2pc: reads skip the lock table",
+    ),
 ];
 
 impl Bug {
@@ -196,7 +219,7 @@ impl Bugs {
 pub fn help() -> String {
     let mut s = String::from("Planted bugs (--bug NAME, repeatable; all off by default):\n");
     for (_, name, what) in ALL {
-        s.push_str(&format!("  {name:<19} {what}\n"));
+        s.push_str(&format!("  {name:<24} {what}\n"));
     }
     s
 }

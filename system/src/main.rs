@@ -70,6 +70,14 @@ struct Args {
     /// The secret PBFT derives its per-pair MAC keys from (same on every replica).
     #[arg(long, default_value = "faultline")]
     pbft_secret: String,
+    /// Split the KV and the transactional keys into this many shards, each its
+    /// own consensus group (0: one group for everything). Every node must be
+    /// given the same members, shards and replicas.
+    #[arg(long, default_value_t = 0)]
+    shards: usize,
+    /// Nodes in each shard's group (with --shards).
+    #[arg(long, default_value_t = 3)]
+    replicas: usize,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
@@ -108,6 +116,14 @@ fn main() -> ExitCode {
         eprintln!("faultline-node: need 0 < --heartbeat-ms < --election-ms");
         return ExitCode::from(254);
     }
+    if args.shards > 0 && args.consensus == Protocol::Pbft {
+        eprintln!("faultline-node: --shards needs --consensus raft or paxos");
+        return ExitCode::from(254);
+    }
+    if args.shards > 0 && args.join {
+        eprintln!("faultline-node: --shards needs fixed members; it cannot --join");
+        return ExitCode::from(254);
+    }
     let peers: BTreeMap<String, String> = args
         .peers
         .iter()
@@ -136,6 +152,8 @@ fn main() -> ExitCode {
             ttl: Duration::from_millis(args.cache_ttl_ms.max(1)),
             ..CacheConfig::default()
         },
+        shards: args.shards,
+        replicas: args.replicas,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -1,7 +1,7 @@
 //! Assembles a node: listeners, transport, consensus (a Raft, Paxos or PBFT thread), the
 //! services it runs, the client and admin APIs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,8 +24,9 @@ use crate::services::broker::BrokerService;
 use crate::services::cache::{CacheConfig, CacheNode, CacheService};
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
+use crate::services::shards::{api as shard_api, DecisionService, Placement, ShardService, Shards};
 use crate::services::txn::TxnService;
-use crate::services::Registry;
+use crate::services::{Registry, Service, Unrouted};
 use crate::transport::{self, ConsensusInbox, Receivers, Transport};
 use crate::types::{Members, NodeId};
 
@@ -67,6 +68,10 @@ pub struct NodeConfig {
     pub pbft_secret: String,
     /// The distributed cache's layout and timing.
     pub cache: CacheConfig,
+    /// Shards of the transactional store and KV (0: one group, unsharded).
+    pub shards: usize,
+    /// Nodes in each shard's group.
+    pub replicas: usize,
 }
 
 /// A consensus thread's inbox, before its loop starts.
@@ -74,6 +79,76 @@ enum Start {
     Raft(crate::consensus::inbox::Inbox<crate::consensus::raft::Message>),
     Paxos(crate::consensus::inbox::Inbox<crate::consensus::paxos::Message>),
     Pbft(crate::consensus::inbox::Inbox<crate::consensus::pbft::Signed>),
+}
+
+/// Stops one consensus thread.
+type Stop = Arc<dyn Fn() + Send + Sync>;
+
+/// A consensus group's handle, its inbox for peer messages, its stop and its
+/// loop's inbox, before the loop starts.
+fn channel(protocol: Protocol) -> (Arc<dyn Consensus>, ConsensusInbox, Stop, Start) {
+    match protocol {
+        Protocol::Raft => {
+            let (h, inbox) = RaftHandle::channel(INBOX);
+            let stopper = h.clone();
+            (
+                Arc::new(h.clone()) as Arc<dyn Consensus>,
+                ConsensusInbox::Raft(h),
+                Arc::new(move || stopper.stop()),
+                Start::Raft(inbox),
+            )
+        }
+        Protocol::Paxos => {
+            let (h, inbox) = PaxosHandle::channel(INBOX);
+            let stopper = h.clone();
+            (
+                Arc::new(h.clone()) as Arc<dyn Consensus>,
+                ConsensusInbox::Paxos(h),
+                Arc::new(move || stopper.stop()),
+                Start::Paxos(inbox),
+            )
+        }
+        Protocol::Pbft => {
+            let (h, inbox) = PbftHandle::channel(INBOX);
+            let stopper = h.clone();
+            (
+                Arc::new(PbftClient(h.clone())) as Arc<dyn Consensus>,
+                ConsensusInbox::Pbft(h),
+                Arc::new(move || stopper.stop()),
+                Start::Pbft(inbox),
+            )
+        }
+    }
+}
+
+/// Opens a group's durable state and starts its consensus thread.
+fn spawn(
+    start: Start,
+    group: Config,
+    services: Registry,
+    transport: Arc<Transport>,
+    cfg: &NodeConfig,
+    byzantine: Arc<crate::consensus::pbft::Switch>,
+    name: String,
+) -> anyhow::Result<JoinHandle<()>> {
+    let dir = group.data_dir.display().to_string();
+    let recovering = || format!("cannot recover from {dir}");
+    let thread = std::thread::Builder::new().name(name);
+    Ok(match start {
+        Start::Raft(inbox) => {
+            let r = Raft::open(group, services, transport).with_context(recovering)?;
+            thread.spawn(move || r.run(inbox))?
+        }
+        Start::Paxos(inbox) => {
+            let p = Paxos::open(group, services, transport).with_context(recovering)?;
+            thread.spawn(move || p.run(inbox))?
+        }
+        Start::Pbft(inbox) => {
+            let p = Pbft::open(group, services, transport, &cfg.pbft_secret, byzantine)
+                .with_context(recovering)?;
+            thread.spawn(move || p.run(inbox))?
+        }
+    })
 }
 
 /// A running node.
@@ -86,8 +161,8 @@ pub struct Node {
     pub peer: SocketAddr,
     /// Where its admin API listens.
     pub admin: SocketAddr,
-    stop: Arc<dyn Fn() + Send + Sync>,
-    thread: Option<JoinHandle<()>>,
+    stops: Vec<Stop>,
+    threads: Vec<JoinHandle<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -132,39 +207,8 @@ impl Node {
             bugs: cfg.bugs.clone(),
         };
         // The consensus thread's handle now, its loop once the services exist.
-        let (consensus, peer_inbox, stop, start): (_, _, Arc<dyn Fn() + Send + Sync>, _) =
-            match cfg.consensus {
-                Protocol::Raft => {
-                    let (h, inbox) = RaftHandle::channel(INBOX);
-                    let stopper = h.clone();
-                    (
-                        Arc::new(h.clone()) as Arc<dyn Consensus>,
-                        ConsensusInbox::Raft(h),
-                        Arc::new(move || stopper.stop()),
-                        Start::Raft(inbox),
-                    )
-                }
-                Protocol::Paxos => {
-                    let (h, inbox) = PaxosHandle::channel(INBOX);
-                    let stopper = h.clone();
-                    (
-                        Arc::new(h.clone()) as Arc<dyn Consensus>,
-                        ConsensusInbox::Paxos(h),
-                        Arc::new(move || stopper.stop()),
-                        Start::Paxos(inbox),
-                    )
-                }
-                Protocol::Pbft => {
-                    let (h, inbox) = PbftHandle::channel(INBOX);
-                    let stopper = h.clone();
-                    (
-                        Arc::new(PbftClient(h.clone())) as Arc<dyn Consensus>,
-                        ConsensusInbox::Pbft(h),
-                        Arc::new(move || stopper.stop()),
-                        Start::Pbft(inbox),
-                    )
-                }
-            };
+        let (consensus, peer_inbox, stop, start) = channel(cfg.consensus);
+        let mut stops = vec![stop];
         let cache = Arc::new(CacheNode::new(
             cfg.id.clone(),
             CacheConfig {
@@ -176,66 +220,122 @@ impl Node {
             consensus.clone(),
         ));
         // The services this node runs: a new pattern is a folder under
-        // `services/` and a line here.
-        let services = Registry::new(vec![
-            Box::new(KvService),
+        // `services/` and a line here. Sharded, the KV and the transactions
+        // live in the shard groups; the main group keeps the decisions.
+        let sharded = cfg.shards > 0;
+        let mut list: Vec<Box<dyn Service>> = vec![
+            if sharded {
+                Box::new(Unrouted(Box::new(KvService)))
+            } else {
+                Box::new(KvService)
+            },
             Box::new(LockService::new(&cfg.bugs)),
             Box::new(BrokerService::new(&cfg.bugs)),
             Box::new(CacheService::new(cache.clone())),
-            Box::new(TxnService::new(&cfg.bugs)),
-        ]);
-        let routes = services.routes();
+        ];
+        if sharded {
+            list.push(Box::new(DecisionService::default()));
+        } else {
+            list.push(Box::new(TxnService::new(&cfg.bugs)));
+        }
+        let services = Registry::new(list);
+        let mut routes = services.routes();
         let byzantine = Arc::new(crate::consensus::pbft::Switch::default());
-        let recovering = || format!("cannot recover from {}", cfg.data_dir.display());
-        let name = format!("{}-{}", cfg.consensus.name(), cfg.id);
-        let thread = match start {
-            Start::Raft(inbox) => {
-                let r = Raft::open(consensus_cfg, services, transport.clone())
-                    .with_context(recovering)?;
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || r.run(inbox))?
-            }
-            Start::Paxos(inbox) => {
-                let p = Paxos::open(consensus_cfg, services, transport.clone())
-                    .with_context(recovering)?;
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || p.run(inbox))?
-            }
-            Start::Pbft(inbox) => {
-                let p = Pbft::open(
-                    consensus_cfg,
-                    services,
-                    transport.clone(),
-                    &cfg.pbft_secret,
-                    byzantine.clone(),
-                )
-                .with_context(recovering)?;
-                std::thread::Builder::new()
-                    .name(name)
-                    .spawn(move || p.run(inbox))?
-            }
-        };
+        let thread = spawn(
+            start,
+            consensus_cfg.clone(),
+            services,
+            transport.clone(),
+            &cfg,
+            byzantine.clone(),
+            format!("{}-{}", cfg.consensus.name(), cfg.id),
+        )?;
+        let mut threads = vec![thread];
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
-            consensus,
+            consensus: consensus.clone(),
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
         });
+        // Each shard this node hosts: its own group, log and directory.
+        let mut groups = HashMap::new();
+        let mut shards = None;
+        if sharded {
+            let mut everyone: Vec<NodeId> = cfg.peers.keys().cloned().collect();
+            everyone.push(cfg.id.clone());
+            let placement = Placement::new(&everyone, cfg.shards, cfg.replicas)
+                .map_err(|e| anyhow::anyhow!(e))?;
+            let mut local: HashMap<u32, Arc<dyn Consensus>> = HashMap::new();
+            local.insert(0, consensus.clone());
+            for shard in placement.hosted_by(&cfg.id) {
+                let (handle, inbox, stop, start) = channel(cfg.consensus);
+                stops.push(stop);
+                let members: Members = placement
+                    .members(shard)
+                    .iter()
+                    .map(|m| {
+                        let addr = if *m == cfg.id {
+                            peer.to_string()
+                        } else {
+                            cfg.peers.get(m).cloned().unwrap_or_default()
+                        };
+                        (m.clone(), addr)
+                    })
+                    .collect();
+                let group_cfg = Config {
+                    data_dir: cfg.data_dir.join(format!("shard-{shard}")),
+                    peer_addrs: cfg
+                        .peers
+                        .iter()
+                        .filter(|(id, _)| members.contains_key(*id))
+                        .map(|(id, a)| (id.clone(), a.clone()))
+                        .collect(),
+                    members,
+                    ..consensus_cfg.clone()
+                };
+                let registry = Registry::new(vec![
+                    Box::new(KvService),
+                    Box::new(ShardService::new(&cfg.bugs)),
+                ]);
+                threads.push(spawn(
+                    start,
+                    group_cfg,
+                    registry,
+                    Arc::new(transport.for_group(shard)),
+                    &cfg,
+                    byzantine.clone(),
+                    format!("{}-{}-s{shard}", cfg.consensus.name(), cfg.id),
+                )?);
+                local.insert(shard, handle);
+                groups.insert(shard, inbox);
+            }
+            let s = Arc::new(Shards::new(
+                cfg.id.clone(),
+                placement,
+                local,
+                cfg.peers.clone(),
+                transport.clone(),
+                cfg.request_timeout,
+                cfg.bugs.clone(),
+            ));
+            routes = routes.merge(shard_api::routes(s.clone(), &api_state));
+            shards = Some(s);
+        }
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,
             byzantine: (cfg.consensus == Protocol::Pbft).then_some(byzantine),
         });
-        let tasks = vec![
+        let mut tasks = vec![
             tokio::spawn(cache.clone().learn_floor()),
             tokio::spawn(transport::serve(
                 cfg.id.clone(),
                 peer_listener,
                 Arc::new(Receivers {
                     consensus: peer_inbox,
+                    groups,
                     cache,
+                    shards: shards.clone(),
                 }),
             )),
             tokio::spawn(async move {
@@ -253,6 +353,9 @@ impl Node {
                 .await;
             }),
         ];
+        if let Some(s) = shards {
+            tasks.push(tokio::spawn(s.sweep()));
+        }
         log_line!(
             cfg.id,
             "listening: clients {client}, peers {peer}, admin {admin}"
@@ -262,8 +365,8 @@ impl Node {
             client,
             peer,
             admin,
-            stop,
-            thread: Some(thread),
+            stops,
+            threads,
             tasks,
         })
     }
@@ -277,8 +380,10 @@ impl Node {
         for t in &self.tasks {
             t.abort();
         }
-        (self.stop)();
-        if let Some(h) = self.thread.take() {
+        for stop in &self.stops {
+            stop();
+        }
+        for h in self.threads.drain(..) {
             let _ = h.join();
         }
     }

@@ -41,6 +41,8 @@ pub enum Wire {
     Pbft(pbft::Signed),
     /// The distributed cache's calls between owners, and their answers.
     Cache(CacheMessage),
+    /// Calls to a shard's consensus group on another node, and their answers.
+    Shard(crate::services::shards::ShardMessage),
 }
 
 impl From<raft::Message> for Wire {
@@ -68,8 +70,16 @@ pub struct Envelope {
     pub from: NodeId,
     /// Receiving node.
     pub to: NodeId,
+    /// The consensus group it is for: 0 is the node's main group, others are
+    /// shards (`--shards`); absent on the wire when 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub group: u32,
     /// The message.
     pub msg: Wire,
+}
+
+fn is_zero(g: &u32) -> bool {
+    *g == 0
 }
 
 /// Encodes one frame.
@@ -106,11 +116,13 @@ struct Link {
     tx: mpsc::Sender<Vec<u8>>,
 }
 
-/// Outgoing links to peers, created on first use.
+/// Outgoing links to peers, created on first use; each consensus group sends
+/// through its own view ([`Transport::for_group`]) of the same links.
 pub struct Transport {
     id: NodeId,
+    group: u32,
     runtime: tokio::runtime::Handle,
-    links: Mutex<HashMap<NodeId, Link>>,
+    links: Arc<Mutex<HashMap<NodeId, Link>>>,
 }
 
 impl Transport {
@@ -118,8 +130,19 @@ impl Transport {
     pub fn new(id: NodeId, runtime: tokio::runtime::Handle) -> Self {
         Transport {
             id,
+            group: 0,
             runtime,
-            links: Mutex::new(HashMap::new()),
+            links: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// The same links, tagging what is sent as group `group`'s.
+    pub fn for_group(&self, group: u32) -> Transport {
+        Transport {
+            id: self.id.clone(),
+            group,
+            runtime: self.runtime.clone(),
+            links: self.links.clone(),
         }
     }
 
@@ -128,6 +151,7 @@ impl Transport {
         let frame = encode(&Envelope {
             from: self.id.clone(),
             to: to.clone(),
+            group: self.group,
             msg: msg.into(),
         });
         let mut links = self.links.lock().unwrap_or_else(|e| e.into_inner());
@@ -216,15 +240,46 @@ pub enum ConsensusInbox {
 
 /// Where received messages go: each layer's receiver.
 pub struct Receivers {
-    /// Consensus.
+    /// Consensus: the main group.
     pub consensus: ConsensusInbox,
+    /// The shard groups this node hosts, by group number.
+    pub groups: HashMap<u32, ConsensusInbox>,
     /// The distributed cache.
     pub cache: Arc<CacheNode>,
+    /// Calls to this node's shard groups (none when unsharded).
+    pub shards: Option<Arc<crate::services::shards::Shards>>,
 }
 
 impl Receivers {
     fn receive(&self, env: Envelope) {
-        match (env.msg, &self.consensus) {
+        let consensus = if env.group == 0 {
+            &self.consensus
+        } else if let Some(group) = self.groups.get(&env.group) {
+            group
+        } else {
+            if !matches!(env.msg, Wire::Shard(_)) {
+                log_line!(
+                    "-",
+                    "dropping a message from {} for group {}, which this node does not host",
+                    env.from,
+                    env.group
+                );
+                return;
+            }
+            &self.consensus
+        };
+        if let Wire::Shard(msg) = env.msg {
+            match &self.shards {
+                Some(shards) => shards.receive(env.from, msg),
+                None => log_line!(
+                    "-",
+                    "dropping a shard call from {}: this node is not sharded",
+                    env.from
+                ),
+            }
+            return;
+        }
+        match (env.msg, consensus) {
             (Wire::Raft(msg), ConsensusInbox::Raft(raft)) => raft.deliver(env.from, msg),
             (Wire::Paxos(msg), ConsensusInbox::Paxos(paxos)) => paxos.deliver(env.from, msg),
             (Wire::Pbft(msg), ConsensusInbox::Pbft(pbft)) => pbft.deliver(env.from, msg),

@@ -1,5 +1,6 @@
 //! The admin API, on its own listener: clock offset (skew faults), a PBFT
-//! replica's misbehaviour (the byzantine nemesis) and health.
+//! replica's misbehaviour (the byzantine nemesis), crash points of the
+//! transaction coordinator, and health.
 //! Kept apart from the client API so clients can never move a node's clock.
 
 use std::sync::Arc;
@@ -32,6 +33,10 @@ pub fn router(state: Arc<AdminState>) -> Router {
             .route("/admin/clock", get(clock).post(set_clock))
             .route("/admin/health", get(health))
             .route("/admin/byzantine", get(byzantine).post(set_byzantine))
+            .route(
+                "/admin/crash-points",
+                get(crash_points).post(arm_crash_point),
+            )
             .with_state(state),
     )
 }
@@ -116,4 +121,28 @@ async fn set_byzantine(
         behaviour.map_or("honest", Behaviour::name)
     );
     Ok(Json(behaviour_json(behaviour)))
+}
+
+async fn crash_points() -> Json<Value> {
+    use crate::services::shards::crash;
+    Json(json!({"armed": crash::armed(), "known": crash::POINTS}))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CrashBody {
+    point: String,
+}
+
+/// `POST /admin/crash-points {"point": NAME}`: the node exits when a
+/// transaction it coordinates next reaches that point.
+async fn arm_crash_point(
+    State(s): State<Arc<AdminState>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    use crate::services::shards::crash;
+    let b: CrashBody = parse(&body, "expected {\"point\": NAME}")?;
+    crash::arm(&b.point).map_err(|e| ApiError::malformed(format!("`point`: {e}")))?;
+    crate::log_line!(s.id, "crash point {} armed", b.point);
+    Ok(Json(json!({"armed": crash::armed()})))
 }

@@ -7,6 +7,7 @@ pub mod broker;
 pub mod cache;
 pub mod kv;
 pub mod locks;
+pub mod shards;
 pub mod txn;
 
 use std::sync::Arc;
@@ -45,6 +46,34 @@ pub trait Service: Send + 'static {
     /// than `None`.
     fn speculate(&self, _command: &Value) -> Option<Value> {
         None
+    }
+}
+
+/// A service whose client routes another layer serves (the sharded node's
+/// KV routes go to the key's shard, not to the main group's store).
+pub struct Unrouted(pub Box<dyn Service>);
+
+impl Service for Unrouted {
+    fn owns(&self, command: &Value) -> bool {
+        self.0.owns(command)
+    }
+    fn apply(&mut self, command: &Value, keys: &mut KvStore) -> Value {
+        self.0.apply(command, keys)
+    }
+    fn query(&self, query: &Value, keys: &KvStore) -> Option<Value> {
+        self.0.query(query, keys)
+    }
+    fn snapshot(&self, snapshot: &mut Map<String, Value>) {
+        self.0.snapshot(snapshot)
+    }
+    fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
+        self.0.restore(snapshot)
+    }
+    fn routes(&self) -> Router<Arc<ApiState>> {
+        Router::new()
+    }
+    fn speculate(&self, command: &Value) -> Option<Value> {
+        self.0.speculate(command)
     }
 }
 

@@ -36,7 +36,7 @@ impl TxnService {
 
     /// Runs `ops` against `data` (writes only when `write` is true), answering
     /// each micro-op with its result filled in.
-    fn run(
+    pub(crate) fn run(
         data: &mut BTreeMap<String, Value>,
         ops: &[Value],
         write: bool,
@@ -45,39 +45,68 @@ impl TxnService {
         for (i, op) in ops.iter().enumerate() {
             let (f, key, arg) = parse_op(op).map_err(|e| format!("micro-op {i}: {e}"))?;
             let slot = key.to_string();
-            match f {
-                "r" => out.push(json!([
-                    "r",
-                    key,
-                    data.get(&slot).cloned().unwrap_or(Value::Null)
-                ])),
-                "append" if write => {
-                    match data.entry(slot).or_insert_with(|| json!([])) {
-                        Value::Array(list) => list.push(arg.clone()),
-                        other => return Err(format!("micro-op {i}: cannot append to {other}")),
-                    }
-                    out.push(op.clone());
-                }
-                "w" if write => {
-                    data.insert(slot, arg.clone());
-                    out.push(op.clone());
-                }
-                _ => return Err(format!("micro-op {i}: `{f}` in a read-only transaction")),
+            let current = data.get(&slot).cloned().unwrap_or(Value::Null);
+            if f == "r" {
+                out.push(json!(["r", key, current]));
+                continue;
             }
+            if !write {
+                return Err(format!("micro-op {i}: `{f}` in a read-only transaction"));
+            }
+            let next = next_value(f, &current, arg).map_err(|e| format!("micro-op {i}: {e}"))?;
+            data.insert(slot, next);
+            out.push(op.clone());
         }
         Ok(Value::Array(out))
     }
 }
 
-/// A micro-op's parts: `[f, key, value]` with `f` one of `r`, `append`, `w`.
+/// What write micro-op `f` with argument `arg` makes of a key holding
+/// `current` (null: absent), or why it cannot run. `add` keeps a balance: it
+/// refuses to take an integer below zero.
+pub(crate) fn next_value(f: &str, current: &Value, arg: &Value) -> Result<Value, String> {
+    match f {
+        "w" => Ok(arg.clone()),
+        "append" => match current {
+            Value::Null => Ok(json!([arg])),
+            Value::Array(list) => {
+                let mut list = list.clone();
+                list.push(arg.clone());
+                Ok(Value::Array(list))
+            }
+            other => Err(format!("cannot append to {other}")),
+        },
+        "add" => {
+            let have = match current {
+                Value::Null => 0,
+                v => v.as_i64().ok_or_else(|| format!("cannot add to {v}"))?,
+            };
+            let delta = arg.as_i64().ok_or("`add` needs an integer")?;
+            match have.checked_add(delta) {
+                Some(n) if n >= 0 => Ok(json!(n)),
+                _ => Err(format!("insufficient: holds {have}, cannot add {delta}")),
+            }
+        }
+        _ => Err(format!("`{f}` does not write")),
+    }
+}
+
+/// A micro-op's parts: `[f, key, value]` with `f` one of `r`, `append`, `w`,
+/// `add` (an integer).
 pub(crate) fn parse_op(op: &Value) -> Result<(&str, &Value, &Value), String> {
     let parts = op
         .as_array()
         .filter(|p| p.len() == 3)
         .ok_or("expected [f, key, value]")?;
     let f = parts[0].as_str().unwrap_or_default();
-    if !matches!(f, "r" | "append" | "w") {
-        return Err(format!("unknown micro-op `{}` (r, append, w)", parts[0]));
+    if !matches!(f, "r" | "append" | "w" | "add") {
+        return Err(format!(
+            "unknown micro-op `{}` (r, append, w, add)",
+            parts[0]
+        ));
+    }
+    if f == "add" && !parts[2].is_i64() {
+        return Err("`add` needs an integer".into());
     }
     if !(parts[1].is_string() || parts[1].is_i64() || parts[1].is_u64()) {
         return Err("the key must be a string or an integer".into());

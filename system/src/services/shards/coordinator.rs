@@ -1,0 +1,485 @@
+//! Transactions across shards. A transaction whose keys all live on one shard
+//! is one command in that shard's log. One that spans shards runs two-phase
+//! commit: every participant shard prepares (locks, reads, the values it would
+//! write, all in one logged command) and votes; the decision is recorded once
+//! in the main group (the coordinator's durable state); then each participant
+//! is told. A participant left holding a prepared transaction (its
+//! coordinator crashed or was cut off) asks the main group for the decision,
+//! proposing abort, so whatever the coordinator had in flight is finished
+//! (if it was decided commit) or aborted, and never half of each.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use super::participant::Age;
+use super::rpc::{Answer, Kind, Shards};
+use crate::bugs::Bug;
+use crate::log_line;
+use crate::services::txn::parse_op;
+
+/// How a transaction failed, as the client API tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TxnError {
+    /// A micro-op cannot run (appending to a register, a balance below zero):
+    /// definite.
+    Failed(String),
+    /// Aborted (a lock conflict under wait-die, a participant that could not
+    /// prepare): definite, nothing was written.
+    Aborted(String),
+    /// Refused before anything was decided: definite.
+    Unavailable(String),
+    /// The outcome is unknown.
+    Indeterminate(String),
+}
+
+/// One participant's vote.
+enum Vote {
+    Yes(Value),
+    /// Cannot commit: a micro-op fails here.
+    Fails(String),
+    /// Cannot commit now: a lock, a refusal, no leader.
+    No(String),
+    /// Its prepare may or may not have been recorded.
+    Unknown(String),
+}
+
+/// Crash points: named places in the coordinator where an armed node exits
+/// at once, as if it crashed there (armed through the admin API).
+pub mod crash {
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+
+    /// Every point, in protocol order.
+    pub const POINTS: &[&str] = &["after-prepare", "after-decision", "after-first-commit"];
+
+    static ARMED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+
+    /// Arms `point`; the next transaction to reach it ends the process.
+    pub fn arm(point: &str) -> Result<(), String> {
+        let p = POINTS.iter().find(|p| **p == point).ok_or_else(|| {
+            format!(
+                "unknown crash point `{point}` (known: {})",
+                POINTS.join(", ")
+            )
+        })?;
+        ARMED.lock().unwrap_or_else(|e| e.into_inner()).insert(p);
+        Ok(())
+    }
+
+    /// The points armed now.
+    pub fn armed() -> Vec<&'static str> {
+        ARMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Ends the process if `point` is armed.
+    pub(super) fn reach(me: &str, point: &str) {
+        if ARMED
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(point)
+        {
+            crate::log_line!(me, "crash point {point} reached: exiting");
+            std::process::exit(86);
+        }
+    }
+}
+
+/// The ops of a transaction, split by shard, each with its place in the whole.
+type Parts = BTreeMap<u32, Vec<(usize, Value)>>;
+
+fn ops_of(part: &[(usize, Value)]) -> Vec<Value> {
+    part.iter().map(|(_, op)| op.clone()).collect()
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Shards {
+    /// Runs a transaction; answers its micro-ops with reads filled in.
+    pub async fn txn(self: &Arc<Self>, ops: Vec<Value>) -> Result<Value, TxnError> {
+        let start = Instant::now();
+        let budget = self
+            .request_timeout
+            .saturating_sub(Duration::from_millis(100));
+        let deadline = start + budget;
+        let mut parts: Parts = BTreeMap::new();
+        for (i, op) in ops.iter().enumerate() {
+            let (_, key, _) =
+                parse_op(op).map_err(|e| TxnError::Failed(format!("micro-op {i}: {e}")))?;
+            let shard = self.placement.shard_of(&key.to_string());
+            parts.entry(shard).or_default().push((i, op.clone()));
+        }
+        let mut done = vec![Value::Null; ops.len()];
+        if parts.len() == 1 {
+            let (shard, part) = parts.into_iter().next().unwrap_or_default();
+            let result = self.single(shard, ops_of(&part), deadline).await?;
+            fill(&mut done, &part, &result);
+            return Ok(Value::Array(done));
+        }
+        // Prepares may use 60% of the time; the rest is the decision's.
+        let prepare_by = start + budget.mul_f32(0.6);
+        let results = self.cross(&parts, prepare_by, deadline).await?;
+        for (shard, part) in &parts {
+            if let Some(r) = results.get(shard) {
+                fill(&mut done, part, r);
+            }
+        }
+        Ok(Value::Array(done))
+    }
+
+    /// A transaction on one shard: one command (or one read), waiting out
+    /// the locks of prepared transactions (it holds none, so it cannot
+    /// close a cycle of waits).
+    async fn single(
+        &self,
+        shard: u32,
+        ops: Vec<Value>,
+        deadline: Instant,
+    ) -> Result<Value, TxnError> {
+        let read_only = ops.iter().all(|op| op[0] == "r");
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let answer = if read_only {
+                self.call(
+                    shard,
+                    Kind::Read,
+                    json!({"shard-read": ops}),
+                    true,
+                    deadline,
+                )
+                .await
+            } else {
+                self.call(
+                    shard,
+                    Kind::Propose,
+                    json!({"op": "shard-txn", "ops": ops}),
+                    false,
+                    deadline,
+                )
+                .await
+            };
+            let result = match answer {
+                Answer::Ok(v) => v,
+                Answer::Indeterminate(m) if !read_only => return Err(TxnError::Indeterminate(m)),
+                Answer::Refused(m) => return Err(TxnError::Failed(m)),
+                other => return Err(TxnError::Unavailable(describe(shard, &other))),
+            };
+            if result["ok"] == true {
+                return Ok(result["ops"].clone());
+            }
+            if result["error"] != "locked" {
+                return Err(TxnError::Failed(text(&result["error"])));
+            }
+            if Instant::now() + backoff >= deadline {
+                return Err(TxnError::Unavailable(format!(
+                    "shard {shard}: keys stayed locked by prepared transactions"
+                )));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(40));
+        }
+    }
+
+    /// Two-phase commit over the shards in `parts`: each shard's reads.
+    async fn cross(
+        self: &Arc<Self>,
+        parts: &Parts,
+        prepare_by: Instant,
+        deadline: Instant,
+    ) -> Result<BTreeMap<u32, Value>, TxnError> {
+        let seq = self.next_txn.fetch_add(1, Ordering::Relaxed);
+        let txn = format!("{}-{seq}", self.me);
+        let age = Age(now_ms(), txn.clone());
+        let read_only = parts.values().flatten().all(|(_, op)| op[0] == "r");
+        let mut prepares = JoinSet::new();
+        for (shard, part) in parts {
+            let (me, shard, txn, age, ops) =
+                (self.clone(), *shard, txn.clone(), age.clone(), ops_of(part));
+            prepares.spawn(
+                async move { (shard, me.prepare(shard, &txn, &age, ops, prepare_by).await) },
+            );
+        }
+        let mut votes = BTreeMap::new();
+        while let Some(Ok((shard, vote))) = prepares.join_next().await {
+            votes.insert(shard, vote);
+        }
+        let yes: BTreeMap<u32, Value> = votes
+            .iter()
+            .filter_map(|(s, v)| match v {
+                Vote::Yes(ops) => Some((*s, ops.clone())),
+                _ => None,
+            })
+            .collect();
+        let all_yes = yes.len() == parts.len();
+        let commit = if self.bugs.has(Bug::CommitWithoutAllVotes) {
+            !yes.is_empty()
+        } else {
+            all_yes
+        };
+        let shards: Vec<u32> = parts.keys().copied().collect();
+        if read_only && all_yes {
+            // Every lock was held at once: the reads are one snapshot. Release.
+            self.tell(&txn, &shards, false, deadline).await;
+            return Ok(yes);
+        }
+        if !commit {
+            self.tell(&txn, &shards, false, deadline).await;
+            return Err(why_not(&votes));
+        }
+        crash::reach(&self.me, "after-prepare");
+        let decided = self
+            .call(
+                0,
+                Kind::Propose,
+                json!({"op": "txn-decide", "txn": txn, "commit": true}),
+                true,
+                deadline,
+            )
+            .await;
+        match decided {
+            Answer::Ok(v) if v["commit"] == true => {
+                crash::reach(&self.me, "after-decision");
+                self.tell(&txn, &shards, true, deadline).await;
+                Ok(yes)
+            }
+            Answer::Ok(_) => {
+                self.tell(&txn, &shards, false, deadline).await;
+                Err(TxnError::Aborted(format!(
+                    "{txn}: aborted by a participant that timed out waiting for the decision"
+                )))
+            }
+            Answer::Indeterminate(m) => Err(TxnError::Indeterminate(format!(
+                "{txn}: the decision's outcome is unknown: {m}"
+            ))),
+            other => {
+                // Not recorded: abort, so the participants need not wait.
+                self.tell(&txn, &shards, false, deadline).await;
+                Err(TxnError::Unavailable(format!(
+                    "{txn}: cannot record the decision: {}",
+                    describe(0, &other)
+                )))
+            }
+        }
+    }
+
+    /// Prepares `txn`'s `ops` at `shard`. Wait-die: when a prepared
+    /// transaction holds a lock it needs, an older `txn` waits and asks
+    /// again, a younger one gives up.
+    async fn prepare(
+        &self,
+        shard: u32,
+        txn: &str,
+        age: &Age,
+        ops: Vec<Value>,
+        by: Instant,
+    ) -> Vote {
+        let command = json!({"op": "shard-prepare", "txn": txn, "age": age, "ops": ops});
+        let mut backoff = Duration::from_millis(2);
+        loop {
+            let v = match self
+                .call(shard, Kind::Propose, command.clone(), true, by)
+                .await
+            {
+                Answer::Ok(v) => v,
+                Answer::Indeterminate(m) => return Vote::Unknown(m),
+                other => return Vote::No(describe(shard, &other)),
+            };
+            if v["ok"] == true {
+                return Vote::Yes(v["ops"].clone());
+            }
+            if v["error"] != "locked" {
+                return if v["error"] == "decided" {
+                    Vote::No(format!("shard {shard}: already decided"))
+                } else {
+                    Vote::Fails(text(&v["error"]))
+                };
+            }
+            let holders: Vec<Age> =
+                serde_json::from_value(v["holders"].clone()).unwrap_or_default();
+            if let Some(older) = holders.iter().find(|h| *h < age) {
+                return Vote::No(format!(
+                    "wait-die: shard {shard} holds a lock for older transaction {}",
+                    older.1
+                ));
+            }
+            if Instant::now() + backoff >= by {
+                return Vote::No(format!(
+                    "shard {shard}: locks held past the prepare deadline"
+                ));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(40));
+        }
+    }
+
+    /// Tells every shard in `shards` the decision on `txn`, waiting until
+    /// each applied it or `deadline` (a shard not told in time learns it by
+    /// asking, once its prepare has waited long enough).
+    async fn tell(self: &Arc<Self>, txn: &str, shards: &[u32], commit: bool, deadline: Instant) {
+        let mut told = JoinSet::new();
+        let deadline = deadline.max(Instant::now() + Duration::from_millis(200));
+        let decide = |shard: u32| {
+            let me = self.clone();
+            let command = json!({"op": "shard-decide", "txn": txn, "commit": commit});
+            async move { me.call(shard, Kind::Propose, command, true, deadline).await }
+        };
+        let mut rest = shards;
+        if commit && crash::armed().contains(&"after-first-commit") {
+            if let Some((first, others)) = shards.split_first() {
+                decide(*first).await;
+                crash::reach(&self.me, "after-first-commit");
+                rest = others;
+            }
+        }
+        for shard in rest {
+            told.spawn(decide(*shard));
+        }
+        while told.join_next().await.is_some() {}
+    }
+
+    /// Finishes transactions prepared on this node's shards whose decision
+    /// never arrived: asks the main group (proposing abort, which stands only
+    /// if no commit was recorded first) and applies what it answers. Runs on
+    /// the shard's leader, for as long as the node does.
+    pub async fn sweep(self: Arc<Self>) {
+        let patience = self.request_timeout + Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            for (&shard, consensus) in &self.local {
+                if shard == 0 {
+                    continue;
+                }
+                let leading = match consensus.status() {
+                    Ok(rx) => matches!(tokio::time::timeout(Duration::from_millis(200), rx).await,
+                                       Ok(Ok(s)) if s.role == "leader"),
+                    Err(_) => false,
+                };
+                if !leading {
+                    continue;
+                }
+                let deadline = Instant::now() + self.request_timeout;
+                let Answer::Ok(Value::Array(ids)) = self
+                    .call(
+                        shard,
+                        Kind::Read,
+                        json!({"shard-prepared": true}),
+                        true,
+                        deadline,
+                    )
+                    .await
+                else {
+                    continue;
+                };
+                let now = Instant::now();
+                let mut due = Vec::new();
+                {
+                    let mut seen = self.in_doubt.lock().unwrap_or_else(|e| e.into_inner());
+                    let ids: Vec<String> = ids
+                        .iter()
+                        .filter_map(|v| v.as_str().map(String::from))
+                        .collect();
+                    seen.retain(|(s, t), _| *s != shard || ids.contains(t));
+                    for t in ids {
+                        let since = *seen.entry((shard, t.clone())).or_insert(now);
+                        if now.duration_since(since) >= patience {
+                            seen.insert((shard, t.clone()), now);
+                            due.push(t);
+                        }
+                    }
+                }
+                for txn in due {
+                    let me = self.clone();
+                    tokio::spawn(async move { me.resolve(shard, &txn).await });
+                }
+            }
+        }
+    }
+
+    async fn resolve(&self, shard: u32, txn: &str) {
+        let deadline = Instant::now() + self.request_timeout;
+        let decided = self
+            .call(
+                0,
+                Kind::Propose,
+                json!({"op": "txn-decide", "txn": txn, "commit": false}),
+                true,
+                deadline,
+            )
+            .await;
+        let Answer::Ok(v) = decided else { return };
+        let Some(commit) = v["commit"].as_bool() else {
+            return;
+        };
+        let told = self
+            .call(
+                shard,
+                Kind::Propose,
+                json!({"op": "shard-decide", "txn": txn, "commit": commit}),
+                true,
+                deadline,
+            )
+            .await;
+        if matches!(told, Answer::Ok(_)) {
+            log_line!(
+                self.me,
+                "shard {shard}: in-doubt transaction {txn} finished: {}",
+                if commit { "committed" } else { "aborted" }
+            );
+        }
+    }
+}
+
+/// Why a transaction did not commit, from its votes.
+fn why_not(votes: &BTreeMap<u32, Vote>) -> TxnError {
+    for v in votes.values() {
+        if let Vote::Fails(m) = v {
+            return TxnError::Failed(m.clone());
+        }
+    }
+    let reasons: Vec<String> = votes
+        .iter()
+        .filter_map(|(s, v)| match v {
+            Vote::No(m) => Some(m.clone()),
+            Vote::Unknown(m) => Some(format!("shard {s}: prepare outcome unknown: {m}")),
+            _ => None,
+        })
+        .collect();
+    TxnError::Aborted(reasons.join("; "))
+}
+
+fn fill(done: &mut [Value], part: &[(usize, Value)], result: &Value) {
+    for (j, (i, _)) in part.iter().enumerate() {
+        done[*i] = result.get(j).cloned().unwrap_or(Value::Null);
+    }
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .map(String::from)
+        .unwrap_or_else(|| v.to_string())
+}
+
+fn describe(shard: u32, a: &Answer) -> String {
+    match a {
+        Answer::Ok(_) => format!("shard {shard}: answered"),
+        Answer::NotLeader(_) => format!("shard {shard}: no leader reachable"),
+        Answer::Unavailable(m) | Answer::Indeterminate(m) | Answer::Refused(m) => {
+            format!("shard {shard}: {m}")
+        }
+        Answer::NotHosted => format!("shard {shard}: no member reachable"),
+    }
+}
