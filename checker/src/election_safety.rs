@@ -18,32 +18,47 @@ fn leader_term(line: &str) -> Option<u64> {
     line.split_once(" leader in term ")?.1.trim().parse().ok()
 }
 
+/// The consensus group a log line speaks for: what follows `/` in the id the
+/// line names (`n1/s2` is shard 2's group on n1), empty for the main group.
+fn group(line: &str) -> &str {
+    line.split(' ')
+        .nth(1)
+        .and_then(|who| who.split_once('/'))
+        .map_or("", |(_, g)| g)
+}
+
 /// Checks the logs of one node each, given as (node id, log text), whose
-/// lines say `leader in term T` when the node wins an election.
+/// lines say `leader in term T` when the node wins an election. A node
+/// running several groups (shards) names the group in each line's id, and
+/// each group's terms are judged apart.
 pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
-    // term -> (node, line number) of every claim
-    let mut claims: BTreeMap<u64, Vec<(&str, usize)>> = BTreeMap::new();
+    // (group, term) -> (node, line number) of every claim
+    let mut claims: BTreeMap<(&str, u64), Vec<(&str, usize)>> = BTreeMap::new();
     for (node, text) in logs {
         for (i, line) in text.lines().enumerate() {
             if let Some(term) = leader_term(line) {
-                claims.entry(term).or_default().push((node, i + 1));
+                claims.entry((group(line), term)).or_default().push((node, i + 1));
             }
         }
     }
     let elections: usize = claims.values().map(Vec::len).sum();
-    let split: Vec<(&u64, &Vec<(&str, usize)>)> = claims
+    let split: Vec<(&(&str, u64), &Vec<(&str, usize)>)> = claims
         .iter()
         .filter(|(_, c)| c.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>().len() > 1)
         .collect();
     let examples: Vec<Value> = split
         .iter()
         .take(EXAMPLES)
-        .map(|(term, c)| {
+        .map(|((group, term), c)| {
             let leaders: Vec<Value> = c
                 .iter()
                 .map(|(n, line)| json!({"node": n, "at": format!("nodes/{n}/node.log:{line}")}))
                 .collect();
-            json!({"term": term, "leaders": leaders})
+            if group.is_empty() {
+                json!({"term": term, "leaders": leaders})
+            } else {
+                json!({"term": term, "group": group, "leaders": leaders})
+            }
         })
         .collect();
     let first = examples.first().map_or(String::new(), |e| {
@@ -53,7 +68,10 @@ pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
             .flatten()
             .filter_map(|l| l["at"].as_str())
             .collect();
-        format!(", first in term {}: {}", e["term"], at.join(", "))
+        let group = e["group"]
+            .as_str()
+            .map_or(String::new(), |g| format!(" of group {g}"));
+        format!(", first in term {}{group}: {}", e["term"], at.join(", "))
     });
     CheckerResult::new(
         if split.is_empty() {
@@ -126,6 +144,20 @@ mod tests {
         assert_eq!(e["term"], 2, "{r}");
         assert_eq!(e["leaders"][0]["at"], "nodes/n1/node.log:2", "{r}");
         assert_eq!(e["leaders"][1]["at"], "nodes/n2/node.log:2", "{r}");
+    }
+
+    #[test]
+    fn each_shard_group_has_its_own_terms() {
+        let r = check_logs(&logs(&[
+            ("n1", "1.0 n1 leader in term 2\n1.1 n1/s1 leader in term 2\n"),
+            ("n2", "1.0 n2/s2 leader in term 2\n1.3 n2/s1 leader in term 3\n"),
+            ("n3", "1.4 n3/s1 leader in term 3\n"),
+        ]));
+        assert_eq!(r["valid"], false, "{r}");
+        assert_eq!(r["split_terms"], 1, "{r}");
+        assert_eq!(r["examples"][0]["group"], "s1", "{r}");
+        assert_eq!(r["examples"][0]["term"], 3, "{r}");
+        assert!(r["summary"].as_str().unwrap().contains("term 3 of group s1"), "{r}");
     }
 
     #[test]

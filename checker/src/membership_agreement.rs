@@ -52,6 +52,11 @@ pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
     for (node, text) in logs {
         let mut mine = None;
         for (i, line) in text.lines().enumerate() {
+            // Only the main group's lines: a shard's group (`n1/s2`) has its
+            // own, fixed members.
+            if line.split(' ').nth(1).is_some_and(|who| who.contains('/')) {
+                continue;
+            }
             if let Some(m) = members(line) {
                 mine = Some((m, i + 1));
             }

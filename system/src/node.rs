@@ -205,6 +205,7 @@ impl Node {
             snapshot_every: cfg.snapshot_every,
             snapshot_chunk: cfg.snapshot_chunk,
             bugs: cfg.bugs.clone(),
+            group: 0,
         };
         // The consensus thread's handle now, its loop once the services exist.
         let (consensus, peer_inbox, stop, start) = channel(cfg.consensus);
@@ -253,7 +254,11 @@ impl Node {
         let mut threads = vec![thread];
         let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
-            consensus: consensus.clone(),
+            consensus: if sharded {
+                Arc::new(shard_api::FixedMembers(consensus.clone()))
+            } else {
+                consensus.clone()
+            },
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
         });
@@ -291,6 +296,7 @@ impl Node {
                         .map(|(id, a)| (id.clone(), a.clone()))
                         .collect(),
                     members,
+                    group: shard,
                     ..consensus_cfg.clone()
                 };
                 let registry = Registry::new(vec![

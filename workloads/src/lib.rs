@@ -2,6 +2,7 @@
 //! client and its checkers, registered in [`WORKLOADS`]. The harness drives them
 //! through the small traits here and knows nothing workload-specific.
 
+pub mod bank;
 pub mod cache;
 pub mod etcd;
 mod http;
@@ -236,6 +237,11 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "txn",
         "list-append transactions on the node's /txn route: Elle-style anomalies (G0 ... G2-item, real-time), strict serializability",
         || Box::new(txn::TxnWorkload(checker::txn::Kind::ListAppend)),
+    ),
+    (
+        "bank",
+        "transfers between accounts and reads of them all, as transactions: every read sees the opening total, no negative balance (Jepsen's bank)",
+        || Box::new(bank::BankWorkload),
     ),
     (
         "txn-rw-register",

@@ -45,17 +45,7 @@ impl Workload for TxnWorkload {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        if let crate::Target::Maelstrom(link) = &options.target {
-            return Arc::new(crate::maelstrom::MaelstromKvClient::new(
-                link.clone(),
-                nodes,
-                options.op_timeout,
-            ));
-        }
-        Arc::new(TxnClient {
-            http: crate::http::client(options),
-            nodes: Arc::new(nodes),
-        })
+        client(nodes, options)
     }
 
     fn model(&self) -> &'static str {
@@ -73,6 +63,22 @@ impl Workload for TxnWorkload {
         checked.add("txn", result);
         Ok(checked)
     }
+}
+
+/// A client sending each op's value as the micro-ops of one transaction, to
+/// `/txn` (or Maelstrom's `txn` message).
+pub fn client(nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+    if let crate::Target::Maelstrom(link) = &options.target {
+        return Arc::new(crate::maelstrom::MaelstromKvClient::new(
+            link.clone(),
+            nodes,
+            options.op_timeout,
+        ));
+    }
+    Arc::new(TxnClient {
+        http: crate::http::client(options),
+        nodes: Arc::new(nodes),
+    })
 }
 
 /// Transactions over a sliding set of live keys: (key, writes so far).

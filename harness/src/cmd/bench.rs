@@ -68,6 +68,8 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         nemesis_interval: 1.0,
         partitions: Vec::new(),
         consensus: consensus.into(),
+        shards: 0,
+        replicas: 3,
         byzantine: None,
         bugs: Vec::new(),
         node_args: Vec::new(),

@@ -197,6 +197,14 @@ pub struct RunArgs {
     /// The builtin target's consensus protocol: raft, paxos or pbft.
     #[arg(long, default_value = "raft")]
     pub consensus: String,
+    /// Split the builtin system's KV and transactional keys into this many
+    /// shards, each its own consensus group (0: one group); transactions
+    /// across shards run two-phase commit.
+    #[arg(long, default_value_t = 0)]
+    pub shards: usize,
+    /// Nodes in each shard's group (with --shards).
+    #[arg(long, default_value_t = 3)]
+    pub replicas: usize,
     /// The one behaviour of `--nemesis byzantine` (equivocate, wrong-digest,
     /// wrong-result, silent, replay, false-view); by default the seed picks.
     #[arg(long)]

@@ -52,6 +52,9 @@ fn replay_command(c: &TestConfig) -> String {
     if c.consensus != "raft" {
         parts.push(format!("--consensus {}", c.consensus));
     }
+    if c.shards > 0 {
+        parts.push(format!("--shards {} --replicas {}", c.shards, c.replicas));
+    }
     if let Some(b) = &c.byzantine {
         parts.push(format!("--byzantine {b}"));
     }
@@ -74,7 +77,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 .into_iter()
                 .filter(|k| t.faults().contains(&k.as_str()))
                 .filter(|k| {
-                    args.consensus == "raft"
+                    (args.consensus == "raft" && args.shards == 0)
                         || !crate::nemesis::CHANGE_MEMBERS.contains(&k.as_str())
                 })
                 .filter(|k| args.consensus == "pbft" || k != "byzantine")
@@ -127,6 +130,8 @@ pub fn run(args: &RunArgs) -> ExitCode {
         nemesis_interval: args.nemesis_interval,
         partitions,
         consensus: args.consensus.clone(),
+        shards: args.shards,
+        replicas: args.replicas,
         byzantine: args.byzantine.clone(),
         bugs: args.bugs.clone(),
         node_args: args.node_args.clone(),

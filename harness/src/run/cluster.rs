@@ -57,6 +57,12 @@ pub fn validate(cfg: &TestConfig) -> Result<&'static dyn Target, BadInput> {
             names_where(|t| t.takes_bin())
         )));
     }
+    if cfg.shards > 0 && target.name() != crate::targets::DEFAULT {
+        return Err(BadInput(format!(
+            "--shards: --target {} is not the builtin system, which alone is sharded here",
+            target.name()
+        )));
+    }
     if cfg.target_config.is_some() && !target.takes_config() {
         return Err(BadInput(format!(
             "--target-config: --target {} takes no configuration file (targets that do: {})",
@@ -113,6 +119,10 @@ pub async fn start(
     let mut args = Vec::new();
     if cfg.consensus != "raft" {
         args.push(format!("--consensus={}", cfg.consensus));
+    }
+    if cfg.shards > 0 {
+        args.push(format!("--shards={}", cfg.shards));
+        args.push(format!("--replicas={}", cfg.replicas));
     }
     args.extend(node_args.iter().cloned());
     let node_args = &args[..];

@@ -41,6 +41,12 @@ pub struct TestConfig {
     /// The builtin target's consensus protocol.
     #[serde(default = "raft")]
     pub consensus: String,
+    /// Shards of the builtin system's keys (0: unsharded).
+    #[serde(default)]
+    pub shards: usize,
+    /// Nodes in each shard's group.
+    #[serde(default = "three")]
+    pub replicas: usize,
     /// The byzantine nemesis's one behaviour (none: the seed picks each time).
     #[serde(default)]
     pub byzantine: Option<String>,
@@ -67,6 +73,10 @@ pub struct TestConfig {
     pub node_bin: Option<PathBuf>,
     /// The command line that replays this run.
     pub command: String,
+}
+
+fn three() -> usize {
+    3
 }
 
 fn raft() -> String {

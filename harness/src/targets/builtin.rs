@@ -95,6 +95,26 @@ impl Target for Builtin {
                 ));
             }
         }
+        if cfg.shards > 0 {
+            if cfg.consensus == "pbft" {
+                return Err("--shards needs --consensus raft or paxos".into());
+            }
+            if cfg.replicas == 0 || cfg.replicas > cfg.nodes {
+                return Err(format!(
+                    "--replicas {}: each shard's group needs between 1 and --nodes {} nodes",
+                    cfg.replicas, cfg.nodes
+                ));
+            }
+            if let Some(f) = cfg
+                .nemesis
+                .iter()
+                .find(|f| crate::nemesis::CHANGE_MEMBERS.contains(&f.as_str()))
+            {
+                return Err(format!(
+                    "--nemesis {f} changes membership; shard groups have fixed members"
+                ));
+            }
+        }
         if cfg.consensus == "pbft" && cfg.nodes < 4 {
             return Err(format!(
                 "--consensus pbft needs at least 4 nodes (n = 3f+1), got --nodes {}",

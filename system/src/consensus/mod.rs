@@ -125,6 +125,21 @@ pub struct Config {
     pub snapshot_chunk: usize,
     /// Planted bugs.
     pub bugs: Bugs,
+    /// Which of the node's groups this is: 0 for the main one, a shard's
+    /// number otherwise (`--shards`).
+    pub group: u32,
+}
+
+impl Config {
+    /// How this group's log lines name it: the node id, and `/sN` for shard N,
+    /// so each group's elections are told apart in one node's log.
+    pub fn who(&self) -> String {
+        if self.group == 0 {
+            self.id.clone()
+        } else {
+            format!("{}/s{}", self.id, self.group)
+        }
+    }
 }
 
 /// The protocols a node can order its log with (`--consensus`).

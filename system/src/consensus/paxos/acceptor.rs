@@ -171,7 +171,7 @@ impl<S: StateMachine> Paxos<S> {
             Ok(Some(s)) => s,
             Ok(None) => return Vec::new(),
             Err(e) => {
-                log_line!(self.cfg.id, "cannot read the snapshot to send: {e}");
+                log_line!(self.cfg.who(), "cannot read the snapshot to send: {e}");
                 return Vec::new();
             }
         };

@@ -208,7 +208,7 @@ impl<S: StateMachine> Paxos<S> {
             );
         }
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "leading with ballot {}/{}: {} open slot(s) proposed again ({holes} as no-ops)",
             ballot.round,
             ballot.leader,
@@ -348,7 +348,7 @@ impl<S: StateMachine> Paxos<S> {
         };
         if *mine == ballot && promised > ballot {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "ballot {}/{} refused: an acceptor promised {}/{}",
                 ballot.round,
                 ballot.leader,
@@ -374,7 +374,7 @@ impl<S: StateMachine> Paxos<S> {
         if quorum > 1 {
             let oldest = acks.get(quorum - 2).copied().unwrap_or(now);
             if now.duration_since(oldest) > timeout {
-                log_line!(self.cfg.id, "lost contact with a majority");
+                log_line!(self.cfg.who(), "lost contact with a majority");
                 self.become_follower(None, now);
                 return;
             }

@@ -26,7 +26,7 @@ impl<S: StateMachine> Paxos<S> {
             }
             match self.chosen.get(&slot) {
                 Some(known) if *known != value => log_line!(
-                    self.cfg.id,
+                    self.cfg.who(),
                     "slot {slot}: told a chosen value unlike the one known chosen; keeping ours"
                 ),
                 Some(_) => {}
@@ -91,7 +91,7 @@ impl<S: StateMachine> Paxos<S> {
         }
         match serde_json::from_str::<Value>(&text) {
             Ok(data) => self.on_snapshot(index, members, data),
-            Err(e) => log_line!(self.cfg.id, "refusing a snapshot at {index}: {e}"),
+            Err(e) => log_line!(self.cfg.who(), "refusing a snapshot at {index}: {e}"),
         }
     }
 
@@ -101,7 +101,7 @@ impl<S: StateMachine> Paxos<S> {
             return;
         }
         if let Err(e) = self.sm.restore(&data) {
-            log_line!(self.cfg.id, "refusing a snapshot at {index}: {e}");
+            log_line!(self.cfg.who(), "refusing a snapshot at {index}: {e}");
             return;
         }
         let snapshot = Snapshot {
@@ -115,12 +115,12 @@ impl<S: StateMachine> Paxos<S> {
             .and_then(|()| self.compact(index));
         if let Err(e) = saved {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "cannot save a received snapshot: {e}; stopping"
             );
             std::process::exit(70);
         }
-        log_line!(self.cfg.id, "installed a snapshot up to slot {index}");
+        log_line!(self.cfg.who(), "installed a snapshot up to slot {index}");
         self.applied = index;
         self.commit = self.commit.max(index);
         let stale: Vec<u64> = self.waiters.range(..=index).map(|(s, _)| *s).collect();

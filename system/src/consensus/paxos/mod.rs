@@ -163,7 +163,7 @@ impl<S: StateMachine> Paxos<S> {
         };
         paxos.reset_election_timer(now);
         log_line!(
-            paxos.cfg.id,
+            paxos.cfg.who(),
             "recovered (paxos): promised {}/{}, {} accepted slot(s), snapshot at {}, members {:?}, bugs {:?}",
             paxos.promised.round,
             paxos.promised.leader,
@@ -201,7 +201,7 @@ impl<S: StateMachine> Paxos<S> {
     fn flush_or_exit(&mut self) {
         if let Err(e) = self.flush() {
             // A node that cannot persist must not answer anything.
-            log_line!(self.cfg.id, "storage failure: {e}; stopping");
+            log_line!(self.cfg.who(), "storage failure: {e}; stopping");
             std::process::exit(70);
         }
     }
@@ -294,7 +294,7 @@ impl<S: StateMachine> Paxos<S> {
 
     fn on_message(&mut self, from: NodeId, msg: Message, now: Instant) {
         if from != self.cfg.id && !self.members.contains_key(&from) {
-            log_line!(self.cfg.id, "dropping a message from non-member {from}");
+            log_line!(self.cfg.who(), "dropping a message from non-member {from}");
             return;
         }
         match msg {
@@ -358,7 +358,7 @@ impl<S: StateMachine> Paxos<S> {
     fn become_follower(&mut self, leader: Option<NodeId>, now: Instant) {
         if self.role == Role::Leader {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "stepping down from ballot {}/{}",
                 self.promised.round,
                 self.cfg.id
@@ -433,6 +433,7 @@ mod tests {
             snapshot_every: 1_000,
             snapshot_chunk: 1 << 20,
             bugs: Bugs::new(bugs.iter().copied()),
+            group: 0,
         }
     }
 

@@ -317,7 +317,7 @@ impl<S: StateMachine> Pbft<S> {
             .max(p.slots.keys().next_back().map_or(0, |s| s + 1));
         p.vc_deadline = now + p.vc_timeout;
         log_line!(
-            p.cfg.id,
+            p.cfg.who(),
             "recovered (pbft, n={}, f={}): view {}{}, stable checkpoint {}, executed {}, {} journaled message(s), bugs {:?}",
             p.members.len(),
             p.f,
@@ -342,7 +342,7 @@ impl<S: StateMachine> Pbft<S> {
             }
             self.tick(Instant::now());
             if let Err(e) = self.flush() {
-                log_line!(self.cfg.id, "storage failure: {e}; stopping");
+                log_line!(self.cfg.who(), "storage failure: {e}; stopping");
                 std::process::exit(70);
             }
         }
@@ -499,7 +499,7 @@ impl<S: StateMachine> Pbft<S> {
         self.dropped += 1;
         if self.dropped.is_power_of_two() {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "dropping a message from {from}: {why} ({} dropped so far)",
                 self.dropped
             );
@@ -1218,7 +1218,7 @@ impl<S: StateMachine> Pbft<S> {
         self.next_seq = self.next_seq.max(seq + 1);
         self.progress_at = Instant::now();
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "installed the state at checkpoint {seq} from {}",
             msg.from
         );
@@ -1235,7 +1235,7 @@ impl<S: StateMachine> Pbft<S> {
             self.answer(&id, r);
         }
         if let Err(e) = self.install_stable(seq, proof, state) {
-            log_line!(self.cfg.id, "storage failure: {e}; stopping");
+            log_line!(self.cfg.who(), "storage failure: {e}; stopping");
             std::process::exit(70);
         }
     }

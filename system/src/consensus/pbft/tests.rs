@@ -34,6 +34,7 @@ fn open(dir: &std::path::Path, bugs: &[Bug]) -> Pbft<Applied> {
         snapshot_every: 1_000,
         snapshot_chunk: 1 << 20,
         bugs: Bugs::new(bugs.iter().copied()),
+        group: 0,
     };
     let transport = Arc::new(Transport::new(
         "n2".into(),

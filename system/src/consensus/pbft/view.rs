@@ -25,7 +25,7 @@ impl<S: StateMachine> Pbft<S> {
             return;
         }
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "view change: leaving view {} for {view} (executed {})",
             self.view,
             self.executed
@@ -209,7 +209,7 @@ impl<S: StateMachine> Pbft<S> {
             })
             .collect();
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "new view {view} from {} view change(s), re-proposing {} sequence number(s)",
             changes.len(),
             pre_prepares.len()
@@ -306,7 +306,7 @@ impl<S: StateMachine> Pbft<S> {
     pub(super) fn enter_view(&mut self, view: u64, low: u64, pre_prepares: Vec<Signed>) {
         let now = Instant::now();
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "entering view {view} (primary {})",
             self.primary(view)
         );

@@ -61,7 +61,7 @@ impl<S: StateMachine> Raft<S> {
                 Payload::Noop => Value::Null,
                 Payload::Config { members } => {
                     if self.role == Role::Leader && !members.contains_key(&self.cfg.id) {
-                        log_line!(self.cfg.id, "removed from the cluster; stepping down");
+                        log_line!(self.cfg.who(), "removed from the cluster; stepping down");
                         self.applied = index;
                         // The removal committed: say so before stepping down
                         // answers every other waiter "indeterminate".

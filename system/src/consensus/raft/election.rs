@@ -19,7 +19,7 @@ impl<S: StateMachine> Raft<S> {
             self.save_meta();
         }
         if self.role == Role::Leader {
-            log_line!(self.cfg.id, "stepping down in term {}", self.meta.term);
+            log_line!(self.cfg.who(), "stepping down in term {}", self.meta.term);
             for (_, (_, reply)) in std::mem::take(&mut self.waiters) {
                 let _ = reply.send(Reply::Indeterminate("leadership lost before commit".into()));
             }
@@ -71,7 +71,7 @@ impl<S: StateMachine> Raft<S> {
         self.leader = None;
         self.votes = BTreeSet::from([self.cfg.id.clone()]);
         self.reset_election_timer(now);
-        log_line!(self.cfg.id, "campaigning in term {}", self.meta.term);
+        log_line!(self.cfg.who(), "campaigning in term {}", self.meta.term);
         let msg = Message::Vote {
             term: self.meta.term,
             last_index: self.log.last_index(),
@@ -86,7 +86,7 @@ impl<S: StateMachine> Raft<S> {
     }
 
     pub(super) fn become_leader(&mut self, now: Instant) {
-        log_line!(self.cfg.id, "leader in term {}", self.meta.term);
+        log_line!(self.cfg.who(), "leader in term {}", self.meta.term);
         self.role = Role::Leader;
         self.leader = Some(self.cfg.id.clone());
         let next = self.log.last_index() + 1;

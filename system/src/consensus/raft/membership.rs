@@ -41,7 +41,7 @@ impl<S: StateMachine> Raft<S> {
     fn set_members(&mut self, members: Members) {
         if members != self.members {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "members now {:?}",
                 members.keys().collect::<Vec<_>>()
             );
@@ -104,7 +104,7 @@ impl<S: StateMachine> Raft<S> {
         }
         if self.removed.is_none() {
             log_line!(
-                self.cfg.id,
+                self.cfg.who(),
                 "removed from the cluster (told by {from}); members now {:?}",
                 members.keys().collect::<Vec<_>>()
             );
@@ -164,7 +164,7 @@ impl<S: StateMachine> Raft<S> {
         now: Instant,
     ) {
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "membership change to {:?}",
             members.keys().collect::<Vec<_>>()
         );

@@ -129,7 +129,7 @@ impl<S: StateMachine> Raft<S> {
                 // Its state cannot be trusted and the log behind it is gone:
                 // start empty, keep the file for inspection, and take no part
                 // in elections until a leader has restored what was lost.
-                log_line!(cfg.id, "snapshot damaged ({e}); starting without it");
+                log_line!(cfg.who(), "snapshot damaged ({e}); starting without it");
                 // The marker first: a crash between the two must not leave a
                 // node with neither its snapshot nor a record of losing it.
                 Log::mark_unknown_damage(&cfg.data_dir)?;
@@ -149,7 +149,7 @@ impl<S: StateMachine> Raft<S> {
         debug_assert!(!lost_snapshot || log.damaged().is_some());
         if let Some(d) = log.damaged() {
             log_line!(
-                cfg.id,
+                cfg.who(),
                 "log damaged: entries up to {} lost; not voting until a leader restores them",
                 if d == u64::MAX {
                     "an unknown index".to_string()
@@ -195,7 +195,7 @@ impl<S: StateMachine> Raft<S> {
         raft.recompute_members();
         raft.reset_election_timer(now);
         log_line!(
-            raft.cfg.id,
+            raft.cfg.who(),
             "recovered: term {}, log {}..={}, snapshot at {}, members {:?}, bugs {:?}",
             raft.meta.term,
             si + 1,
@@ -218,7 +218,7 @@ impl<S: StateMachine> Raft<S> {
             self.tick(Instant::now());
             if let Err(e) = self.flush() {
                 // A node that cannot persist must not acknowledge anything.
-                log_line!(self.cfg.id, "storage failure: {e}; stopping");
+                log_line!(self.cfg.who(), "storage failure: {e}; stopping");
                 std::process::exit(70);
             }
         }
@@ -275,7 +275,7 @@ impl<S: StateMachine> Raft<S> {
             .meta
             .save(&self.cfg.data_dir, !self.cfg.bugs.has(Bug::NoFsync))
         {
-            log_line!(self.cfg.id, "cannot save term and vote: {e}; stopping");
+            log_line!(self.cfg.who(), "cannot save term and vote: {e}; stopping");
             std::process::exit(70);
         }
     }
@@ -427,7 +427,7 @@ impl<S: StateMachine> Raft<S> {
                     if needed > 0 {
                         let oldest = acks.get(needed - 1).copied().unwrap_or(now);
                         if now.duration_since(oldest) > self.cfg.election_timeout * 2 {
-                            log_line!(self.cfg.id, "lost contact with a majority");
+                            log_line!(self.cfg.who(), "lost contact with a majority");
                             self.become_follower(self.meta.term, None);
                             self.reset_election_timer(now);
                             return;

@@ -100,7 +100,7 @@ impl<S: StateMachine> Raft<S> {
                     // it is broken (or a message is forged); refuse, keep the log.
                     if entry.index <= self.commit {
                         log_line!(
-                            self.cfg.id,
+                            self.cfg.who(),
                             "refusing to truncate committed entry {} (commit {}) for {from} in term {term}",
                             entry.index,
                             self.commit
@@ -108,7 +108,7 @@ impl<S: StateMachine> Raft<S> {
                         return;
                     }
                     if let Err(e) = self.log.truncate_from(entry.index) {
-                        log_line!(self.cfg.id, "cannot truncate the log: {e}; stopping");
+                        log_line!(self.cfg.who(), "cannot truncate the log: {e}; stopping");
                         std::process::exit(70);
                     }
                     membership_changed = true;
@@ -130,7 +130,7 @@ impl<S: StateMachine> Raft<S> {
                 .log
                 .retarget_damage(commit.max(last_new).max(leader_last).max(1))
             {
-                log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
+                log_line!(self.cfg.who(), "cannot record the damage: {e}; stopping");
                 std::process::exit(70);
             }
         }
@@ -224,7 +224,7 @@ impl<S: StateMachine> Raft<S> {
         if let Some(d) = self.log.damaged() {
             if d != u64::MAX && self.commit >= d {
                 self.log.repaired()?;
-                log_line!(self.cfg.id, "log repaired up to {d}; voting again");
+                log_line!(self.cfg.who(), "log repaired up to {d}; voting again");
             }
         }
         if self.applied >= self.snapshot_index() + self.cfg.snapshot_every {
@@ -286,7 +286,7 @@ impl<S: StateMachine> Raft<S> {
         } else {
             if lost && hint <= p.matched {
                 log_line!(
-                    self.cfg.id,
+                    self.cfg.who(),
                     "{from} lost entries to damage: resending from {hint} (matched was {})",
                     p.matched
                 );

@@ -93,7 +93,7 @@ impl<S: StateMachine> Raft<S> {
             return;
         };
         if let Err(e) = self.log.retarget_damage(c.last_index.max(c.leader_last)) {
-            log_line!(self.cfg.id, "cannot record the damage: {e}; stopping");
+            log_line!(self.cfg.who(), "cannot record the damage: {e}; stopping");
             std::process::exit(70);
         }
         let bytes = text.len();
@@ -109,7 +109,7 @@ impl<S: StateMachine> Raft<S> {
                 bytes,
             ),
             Err(e) => {
-                log_line!(self.cfg.id, "rejecting a snapshot that is not JSON: {e}");
+                log_line!(self.cfg.who(), "rejecting a snapshot that is not JSON: {e}");
                 false
             }
         };
@@ -127,7 +127,7 @@ impl<S: StateMachine> Raft<S> {
     /// Puts a received snapshot in force: state machine, disk, log, membership.
     fn install(&mut self, from: &NodeId, snap: Snapshot, bytes: usize) -> bool {
         if let Err(e) = self.sm.restore(&snap.data) {
-            log_line!(self.cfg.id, "rejecting a snapshot: {e}");
+            log_line!(self.cfg.who(), "rejecting a snapshot: {e}");
             return false;
         }
         let sync = !self.cfg.bugs.has(Bug::NoFsync);
@@ -136,11 +136,11 @@ impl<S: StateMachine> Raft<S> {
             .save(&self.cfg.data_dir, sync)
             .and_then(|_| self.log.reset_to_snapshot(index, term, sync));
         if let Err(e) = saved {
-            log_line!(self.cfg.id, "cannot install a snapshot: {e}; stopping");
+            log_line!(self.cfg.who(), "cannot install a snapshot: {e}; stopping");
             std::process::exit(70);
         }
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "installed a snapshot up to {index} from {from} ({bytes} bytes)"
         );
         self.snapshot = Some(snap);
@@ -188,7 +188,7 @@ impl<S: StateMachine> Raft<S> {
         self.snapshot = Some(snap);
         self.snapshot_text = None;
         log_line!(
-            self.cfg.id,
+            self.cfg.who(),
             "snapshot at {index}, log compacted up to {}",
             self.log.snapshot_index()
         );

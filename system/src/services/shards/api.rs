@@ -153,3 +153,30 @@ fn refuse() -> Asked<Reply> {
     let _ = tx.send(Reply::Refused("shard groups have fixed members".into()));
     Ok(rx)
 }
+
+/// The main group as a sharded node's client routes see it: membership
+/// changes are refused, since the shards were placed on the members given
+/// at start.
+pub struct FixedMembers(pub Arc<dyn Consensus>);
+
+impl Consensus for FixedMembers {
+    fn propose(&self, command: Value) -> Asked<Reply> {
+        self.0.propose(command)
+    }
+
+    fn read(&self, query: Value) -> Asked<Reply> {
+        self.0.read(query)
+    }
+
+    fn join(&self, _id: NodeId, _addr: String) -> Asked<Reply> {
+        refuse()
+    }
+
+    fn leave(&self, _id: NodeId) -> Asked<Reply> {
+        refuse()
+    }
+
+    fn status(&self) -> Asked<Status> {
+        self.0.status()
+    }
+}

@@ -232,12 +232,18 @@ impl Shards {
         };
         let shards: Vec<u32> = parts.keys().copied().collect();
         if read_only && all_yes {
-            // Every lock was held at once: the reads are one snapshot. Release.
-            self.tell(&txn, &shards, false, deadline).await;
-            return Ok(yes);
+            // The reads are one snapshot if every shard still held the locks
+            // when told to release them (none was released by its sweep).
+            let held = self.tell(&txn, &shards, false, deadline).await;
+            if held == shards.len() {
+                return Ok(yes);
+            }
+            return Err(TxnError::Aborted(format!(
+                "{txn}: a shard released the read locks before all were taken"
+            )));
         }
         if !commit {
-            self.tell(&txn, &shards, false, deadline).await;
+            let _ = self.tell(&txn, &shards, false, deadline).await;
             return Err(why_not(&votes));
         }
         crash::reach(&self.me, "after-prepare");
@@ -253,11 +259,17 @@ impl Shards {
         match decided {
             Answer::Ok(v) if v["commit"] == true => {
                 crash::reach(&self.me, "after-decision");
-                self.tell(&txn, &shards, true, deadline).await;
+                let held = self.tell(&txn, &shards, true, deadline).await;
+                if held < shards.len() && !self.bugs.has(Bug::CommitWithoutAllVotes) {
+                    // Every shard voted yes, so each holds it until told;
+                    // a retried decide after a lost answer says `applied:
+                    // false` too, which is why this only logs.
+                    log_line!(self.me, "{txn}: committed; {held} of {} shards answered that they applied it", shards.len());
+                }
                 Ok(yes)
             }
             Answer::Ok(_) => {
-                self.tell(&txn, &shards, false, deadline).await;
+                let _ = self.tell(&txn, &shards, false, deadline).await;
                 Err(TxnError::Aborted(format!(
                     "{txn}: aborted by a participant that timed out waiting for the decision"
                 )))
@@ -267,7 +279,7 @@ impl Shards {
             ))),
             other => {
                 // Not recorded: abort, so the participants need not wait.
-                self.tell(&txn, &shards, false, deadline).await;
+                let _ = self.tell(&txn, &shards, false, deadline).await;
                 Err(TxnError::Unavailable(format!(
                     "{txn}: cannot record the decision: {}",
                     describe(0, &other)
@@ -329,7 +341,8 @@ impl Shards {
     /// Tells every shard in `shards` the decision on `txn`, waiting until
     /// each applied it or `deadline` (a shard not told in time learns it by
     /// asking, once its prepare has waited long enough).
-    async fn tell(self: &Arc<Self>, txn: &str, shards: &[u32], commit: bool, deadline: Instant) {
+    /// Answers how many shards still held the transaction prepared when told.
+    async fn tell(self: &Arc<Self>, txn: &str, shards: &[u32], commit: bool, deadline: Instant) -> usize {
         let mut told = JoinSet::new();
         let deadline = deadline.max(Instant::now() + Duration::from_millis(200));
         let decide = |shard: u32| {
@@ -337,10 +350,12 @@ impl Shards {
             let command = json!({"op": "shard-decide", "txn": txn, "commit": commit});
             async move { me.call(shard, Kind::Propose, command, true, deadline).await }
         };
+        let held = |a: &Answer| matches!(a, Answer::Ok(v) if v["applied"] == true);
         let mut rest = shards;
+        let mut count = 0;
         if commit && crash::armed().contains(&"after-first-commit") {
             if let Some((first, others)) = shards.split_first() {
-                decide(*first).await;
+                count += usize::from(held(&decide(*first).await));
                 crash::reach(&self.me, "after-first-commit");
                 rest = others;
             }
@@ -348,7 +363,10 @@ impl Shards {
         for shard in rest {
             told.spawn(decide(*shard));
         }
-        while told.join_next().await.is_some() {}
+        while let Some(done) = told.join_next().await {
+            count += usize::from(done.as_ref().is_ok_and(held));
+        }
+        count
     }
 
     /// Finishes transactions prepared on this node's shards whose decision
@@ -356,55 +374,51 @@ impl Shards {
     /// if no commit was recorded first) and applies what it answers. Runs on
     /// the shard's leader, for as long as the node does.
     pub async fn sweep(self: Arc<Self>) {
+        let mut each = JoinSet::new();
+        for &shard in self.local.keys().filter(|s| **s != 0) {
+            each.spawn(self.clone().sweep_shard(shard));
+        }
+        while each.join_next().await.is_some() {}
+    }
+
+    async fn sweep_shard(self: Arc<Self>, shard: u32) {
+        let Some(consensus) = self.local.get(&shard).cloned() else { return };
         let patience = self.request_timeout + Duration::from_secs(1);
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            for (&shard, consensus) in &self.local {
-                if shard == 0 {
-                    continue;
-                }
-                let leading = match consensus.status() {
-                    Ok(rx) => matches!(tokio::time::timeout(Duration::from_millis(200), rx).await,
-                                       Ok(Ok(s)) if s.role == "leader"),
-                    Err(_) => false,
-                };
-                if !leading {
-                    continue;
-                }
-                let deadline = Instant::now() + self.request_timeout;
-                let Answer::Ok(Value::Array(ids)) = self
-                    .call(
-                        shard,
-                        Kind::Read,
-                        json!({"shard-prepared": true}),
-                        true,
-                        deadline,
-                    )
-                    .await
-                else {
-                    continue;
-                };
-                let now = Instant::now();
-                let mut due = Vec::new();
-                {
-                    let mut seen = self.in_doubt.lock().unwrap_or_else(|e| e.into_inner());
-                    let ids: Vec<String> = ids
-                        .iter()
-                        .filter_map(|v| v.as_str().map(String::from))
-                        .collect();
-                    seen.retain(|(s, t), _| *s != shard || ids.contains(t));
-                    for t in ids {
-                        let since = *seen.entry((shard, t.clone())).or_insert(now);
-                        if now.duration_since(since) >= patience {
-                            seen.insert((shard, t.clone()), now);
-                            due.push(t);
-                        }
+            let leading = match consensus.status() {
+                Ok(rx) => matches!(tokio::time::timeout(Duration::from_millis(200), rx).await,
+                                   Ok(Ok(s)) if s.role == "leader"),
+                Err(_) => false,
+            };
+            if !leading {
+                self.in_doubt.lock().unwrap_or_else(|e| e.into_inner()).retain(|(s, _), _| *s != shard);
+                continue;
+            }
+            let deadline = Instant::now() + Duration::from_millis(500);
+            let Answer::Ok(Value::Array(ids)) = self
+                .call(shard, Kind::Read, json!({"shard-prepared": true}), true, deadline)
+                .await
+            else {
+                continue;
+            };
+            let now = Instant::now();
+            let mut due = Vec::new();
+            {
+                let mut seen = self.in_doubt.lock().unwrap_or_else(|e| e.into_inner());
+                let ids: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+                seen.retain(|(s, t), _| *s != shard || ids.contains(t));
+                for t in ids {
+                    let since = *seen.entry((shard, t.clone())).or_insert(now);
+                    if now.duration_since(since) >= patience {
+                        seen.insert((shard, t.clone()), now);
+                        due.push(t);
                     }
                 }
-                for txn in due {
-                    let me = self.clone();
-                    tokio::spawn(async move { me.resolve(shard, &txn).await });
-                }
+            }
+            for txn in due {
+                let me = self.clone();
+                tokio::spawn(async move { me.resolve(shard, &txn).await });
             }
         }
     }

@@ -102,7 +102,9 @@ pub struct Shards {
     pub(super) local: HashMap<u32, Arc<dyn Consensus>>,
     peers: BTreeMap<NodeId, String>,
     transport: Arc<Transport>,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    /// Calls awaiting answers, by callee and call id (an answer from anyone
+    /// else, or meant for an earlier run of this node, completes nothing).
+    pending: Mutex<HashMap<(NodeId, u64), oneshot::Sender<Answer>>>,
     next_call: AtomicU64,
     leaders: Mutex<HashMap<u32, NodeId>>,
     /// How long a client request may take in all.
@@ -136,7 +138,8 @@ impl Shards {
             peers,
             transport,
             pending: Mutex::new(HashMap::new()),
-            next_call: AtomicU64::new(1),
+            // Ids differ from the previous run's, whose answers may still come.
+            next_call: AtomicU64::new(started * 1000),
             leaders: Mutex::new(HashMap::new()),
             request_timeout,
             next_txn: AtomicU64::new(started * 1000),
@@ -206,7 +209,7 @@ impl Shards {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .insert(id, tx);
+            .insert((to.clone(), id), tx);
         self.transport.send(
             to,
             addr,
@@ -221,7 +224,7 @@ impl Shards {
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
+            .remove(&(to.clone(), id));
         answer.ok().and_then(Result::ok)
     }
 
@@ -259,10 +262,21 @@ impl Shards {
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&group)
                 .cloned();
-            let to = hint.unwrap_or_else(|| {
-                next += 1;
-                members[next % members.len()].clone()
-            });
+            let to = match hint {
+                Some(l) => l,
+                // A call that cannot be repeated goes to a leader some member
+                // names, not to whoever is next (which may be down).
+                None if kind == Kind::Propose && !idempotent => {
+                    match self.find_leader(group, &members, deadline).await {
+                        Some(l) => l,
+                        None => continue,
+                    }
+                }
+                None => {
+                    next += 1;
+                    members[next % members.len()].clone()
+                }
+            };
             // A call that cannot be repeated waits for its member as long as
             // the caller may: giving up early would leave its outcome unknown.
             let wait = if kind == Kind::Propose && !idempotent {
@@ -283,6 +297,8 @@ impl Shards {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(group, l);
+                    // Two members naming each other mid-election: do not spin.
+                    tokio::time::sleep(Duration::from_millis(2)).await;
                     continue;
                 }
                 Some(a @ (Answer::NotLeader(_) | Answer::Unavailable(_) | Answer::NotHosted)) => {
@@ -304,11 +320,39 @@ impl Shards {
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .insert(group, to);
+                    // After a try whose outcome is unknown, only success is
+                    // certain: a refusal now says nothing of that try.
+                    if uncertain && !matches!(a, Answer::Ok(_)) {
+                        return Answer::Indeterminate(format!(
+                            "group {group}: an earlier try's outcome is unknown"
+                        ));
+                    }
                     return a;
                 }
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// The leader of `group` as the first member to answer names it (one
+    /// round over the members; `None` if none knows, after a short pause).
+    async fn find_leader(&self, group: u32, members: &[NodeId], deadline: Instant) -> Option<NodeId> {
+        for m in members {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let wait = Duration::from_millis(200).min(left);
+            if let Some(Answer::Ok(s)) = self.ask(m, group, Kind::Status, Value::Null, wait).await {
+                if let Some(l) = s.get("leader").and_then(Value::as_str) {
+                    if members.iter().any(|x| x == l) {
+                        return Some(l.to_string());
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()))).await;
+        None
     }
 
     /// Handles shard traffic from a peer: serves calls, completes our own.
@@ -319,7 +363,7 @@ impl Shards {
                     .pending
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .remove(&id);
+                    .remove(&(from, id));
                 if let Some(w) = waiter {
                     let _ = w.send(answer);
                 }
