@@ -37,7 +37,10 @@ pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
     for (node, text) in logs {
         for (i, line) in text.lines().enumerate() {
             if let Some(term) = leader_term(line) {
-                claims.entry((group(line), term)).or_default().push((node, i + 1));
+                claims
+                    .entry((group(line), term))
+                    .or_default()
+                    .push((node, i + 1));
             }
         }
     }
@@ -149,15 +152,27 @@ mod tests {
     #[test]
     fn each_shard_group_has_its_own_terms() {
         let r = check_logs(&logs(&[
-            ("n1", "1.0 n1 leader in term 2\n1.1 n1/s1 leader in term 2\n"),
-            ("n2", "1.0 n2/s2 leader in term 2\n1.3 n2/s1 leader in term 3\n"),
+            (
+                "n1",
+                "1.0 n1 leader in term 2\n1.1 n1/s1 leader in term 2\n",
+            ),
+            (
+                "n2",
+                "1.0 n2/s2 leader in term 2\n1.3 n2/s1 leader in term 3\n",
+            ),
             ("n3", "1.4 n3/s1 leader in term 3\n"),
         ]));
         assert_eq!(r["valid"], false, "{r}");
         assert_eq!(r["split_terms"], 1, "{r}");
         assert_eq!(r["examples"][0]["group"], "s1", "{r}");
         assert_eq!(r["examples"][0]["term"], 3, "{r}");
-        assert!(r["summary"].as_str().unwrap().contains("term 3 of group s1"), "{r}");
+        assert!(
+            r["summary"]
+                .as_str()
+                .unwrap()
+                .contains("term 3 of group s1"),
+            "{r}"
+        );
     }
 
     #[test]

@@ -23,7 +23,11 @@ pub fn check(history: &History) -> CheckerResult {
         .chain(history.failed.iter())
         .find(|op| &*op.f == "open")
     else {
-        return CheckerResult::new(Validity::Unknown, "no opening of the accounts in the history", json!({}));
+        return CheckerResult::new(
+            Validity::Unknown,
+            "no opening of the accounts in the history",
+            json!({}),
+        );
     };
     let mut accounts: BTreeMap<String, i64> = BTreeMap::new();
     for m in json_of(&open.input).as_array().into_iter().flatten() {
@@ -37,7 +41,9 @@ pub fn check(history: &History) -> CheckerResult {
         if &*op.f != "read" {
             continue;
         }
-        let Outcome::Ok(out) = &op.output else { continue };
+        let Outcome::Ok(out) = &op.output else {
+            continue;
+        };
         let out = json_of(out);
         let Some(seen) = out.as_array() else { continue };
         reads += 1;
@@ -88,7 +94,10 @@ pub fn check(history: &History) -> CheckerResult {
                          "reads_before_opening": before, "bad_reads": bad_count,
                          "bad": bad, "totals": totals});
     if bad_count > 0 {
-        let first = bad[0]["problems"][0].as_str().unwrap_or_default().to_string();
+        let first = bad[0]["problems"][0]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
         return CheckerResult::new(
             Validity::Invalid,
             format!("{bad_count} of {reads} reads are wrong (first: {first})"),
@@ -104,7 +113,10 @@ pub fn check(history: &History) -> CheckerResult {
     }
     CheckerResult::new(
         Validity::Valid,
-        format!("{opened} reads of {} accounts all saw total {total}, none negative", accounts.len()),
+        format!(
+            "{opened} reads of {} accounts all saw total {total}, none negative",
+            accounts.len()
+        ),
         details,
     )
 }
@@ -129,9 +141,17 @@ mod tests {
 
     fn run(reads: &[Value]) -> CheckerResult {
         let open = json!([["w", 0, 10], ["w", 1, 10]]);
-        let mut lines = vec![op(0, "open", "invoke", open.clone()), op(0, "open", "ok", open)];
+        let mut lines = vec![
+            op(0, "open", "invoke", open.clone()),
+            op(0, "open", "ok", open),
+        ];
         for r in reads {
-            lines.push(op(1, "read", "invoke", json!([["r", 0, null], ["r", 1, null]])));
+            lines.push(op(
+                1,
+                "read",
+                "invoke",
+                json!([["r", 0, null], ["r", 1, null]]),
+            ));
             lines.push(op(1, "read", "ok", r.clone()));
         }
         check(&history(&lines))
@@ -139,21 +159,35 @@ mod tests {
 
     #[test]
     fn totals_must_hold_and_balances_stay_non_negative() {
-        let good = run(&[json!([["r", 0, null], ["r", 1, null]]), json!([["r", 0, 5], ["r", 1, 15]])]);
+        let good = run(&[
+            json!([["r", 0, null], ["r", 1, null]]),
+            json!([["r", 0, 5], ["r", 1, 15]]),
+        ]);
         assert_eq!(good.valid, Validity::Valid, "{}", good.summary);
         assert_eq!(good.details["reads_before_opening"], 1);
         let wrong = run(&[json!([["r", 0, 5], ["r", 1, 10]])]);
         assert_eq!(wrong.valid, Validity::Invalid);
-        assert!(wrong.summary.contains("total 15, expected 20"), "{}", wrong.summary);
+        assert!(
+            wrong.summary.contains("total 15, expected 20"),
+            "{}",
+            wrong.summary
+        );
         let negative = run(&[json!([["r", 0, -1], ["r", 1, 21]])]);
         assert_eq!(negative.valid, Validity::Invalid);
-        assert!(negative.summary.contains("negative"), "{}", negative.summary);
+        assert!(
+            negative.summary.contains("negative"),
+            "{}",
+            negative.summary
+        );
         let partial = run(&[json!([["r", 0, 20], ["r", 1, null]])]);
         assert_eq!(partial.valid, Validity::Invalid);
         let stranger = run(&[json!([["r", 0, 10], ["r", 1, 10], ["r", 7, null]])]);
         assert_eq!(stranger.valid, Validity::Invalid);
         assert!(stranger.summary.contains("unknown account 7"));
         // Nothing seen after the opening: not valid, not invalid.
-        assert_eq!(run(&[json!([["r", 0, null], ["r", 1, null]])]).valid, Validity::Unknown);
+        assert_eq!(
+            run(&[json!([["r", 0, null], ["r", 1, null]])]).valid,
+            Validity::Unknown
+        );
     }
 }

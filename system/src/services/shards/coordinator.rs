@@ -37,6 +37,14 @@ pub enum TxnError {
     Indeterminate(String),
 }
 
+/// How one try at two-phase commit ended.
+enum Attempt {
+    /// Finished: committed, or failed for good.
+    Done(Result<BTreeMap<u32, Value>, TxnError>),
+    /// Aborted before any decision, for a reason that may pass (a lock).
+    Again(TxnError),
+}
+
 /// One participant's vote.
 enum Vote {
     Yes(Value),
@@ -195,15 +203,42 @@ impl Shards {
     }
 
     /// Two-phase commit over the shards in `parts`: each shard's reads.
+    /// A transaction that dies under wait-die starts again (a new id, the
+    /// same start time, so it grows older than newcomers and gets through)
+    /// while the prepare deadline allows.
     async fn cross(
         self: &Arc<Self>,
         parts: &Parts,
         prepare_by: Instant,
         deadline: Instant,
     ) -> Result<BTreeMap<u32, Value>, TxnError> {
+        let born = now_ms();
+        let mut pause = Duration::from_millis(1);
+        loop {
+            match self.attempt(parts, born, prepare_by, deadline).await {
+                Attempt::Done(result) => return result,
+                Attempt::Again(why) => {
+                    if Instant::now() + pause >= prepare_by {
+                        return Err(why);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+
+    /// One try at two-phase commit of `parts`.
+    async fn attempt(
+        self: &Arc<Self>,
+        parts: &Parts,
+        born: u64,
+        prepare_by: Instant,
+        deadline: Instant,
+    ) -> Attempt {
         let seq = self.next_txn.fetch_add(1, Ordering::Relaxed);
         let txn = format!("{}-{seq}", self.me);
-        let age = Age(now_ms(), txn.clone());
+        let age = Age(born, txn.clone());
         let read_only = parts.values().flatten().all(|(_, op)| op[0] == "r");
         let mut prepares = JoinSet::new();
         for (shard, part) in parts {
@@ -236,15 +271,22 @@ impl Shards {
             // when told to release them (none was released by its sweep).
             let held = self.tell(&txn, &shards, false, deadline).await;
             if held == shards.len() {
-                return Ok(yes);
+                return Attempt::Done(Ok(yes));
             }
-            return Err(TxnError::Aborted(format!(
+            return Attempt::Again(TxnError::Aborted(format!(
                 "{txn}: a shard released the read locks before all were taken"
             )));
         }
         if !commit {
             let _ = self.tell(&txn, &shards, false, deadline).await;
-            return Err(why_not(&votes));
+            let again = votes
+                .values()
+                .all(|v| matches!(v, Vote::Yes(_) | Vote::No(_)));
+            return if again {
+                Attempt::Again(why_not(&votes))
+            } else {
+                Attempt::Done(Err(why_not(&votes)))
+            };
         }
         crash::reach(&self.me, "after-prepare");
         let decided = self
@@ -256,7 +298,7 @@ impl Shards {
                 deadline,
             )
             .await;
-        match decided {
+        Attempt::Done(match decided {
             Answer::Ok(v) if v["commit"] == true => {
                 crash::reach(&self.me, "after-decision");
                 let held = self.tell(&txn, &shards, true, deadline).await;
@@ -264,7 +306,11 @@ impl Shards {
                     // Every shard voted yes, so each holds it until told;
                     // a retried decide after a lost answer says `applied:
                     // false` too, which is why this only logs.
-                    log_line!(self.me, "{txn}: committed; {held} of {} shards answered that they applied it", shards.len());
+                    log_line!(
+                        self.me,
+                        "{txn}: committed; {held} of {} shards answered that they applied it",
+                        shards.len()
+                    );
                 }
                 Ok(yes)
             }
@@ -285,7 +331,7 @@ impl Shards {
                     describe(0, &other)
                 )))
             }
-        }
+        })
     }
 
     /// Prepares `txn`'s `ops` at `shard`. Wait-die: when a prepared
@@ -342,7 +388,13 @@ impl Shards {
     /// each applied it or `deadline` (a shard not told in time learns it by
     /// asking, once its prepare has waited long enough).
     /// Answers how many shards still held the transaction prepared when told.
-    async fn tell(self: &Arc<Self>, txn: &str, shards: &[u32], commit: bool, deadline: Instant) -> usize {
+    async fn tell(
+        self: &Arc<Self>,
+        txn: &str,
+        shards: &[u32],
+        commit: bool,
+        deadline: Instant,
+    ) -> usize {
         let mut told = JoinSet::new();
         let deadline = deadline.max(Instant::now() + Duration::from_millis(200));
         let decide = |shard: u32| {
@@ -382,7 +434,9 @@ impl Shards {
     }
 
     async fn sweep_shard(self: Arc<Self>, shard: u32) {
-        let Some(consensus) = self.local.get(&shard).cloned() else { return };
+        let Some(consensus) = self.local.get(&shard).cloned() else {
+            return;
+        };
         let patience = self.request_timeout + Duration::from_secs(1);
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
@@ -392,12 +446,21 @@ impl Shards {
                 Err(_) => false,
             };
             if !leading {
-                self.in_doubt.lock().unwrap_or_else(|e| e.into_inner()).retain(|(s, _), _| *s != shard);
+                self.in_doubt
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .retain(|(s, _), _| *s != shard);
                 continue;
             }
             let deadline = Instant::now() + Duration::from_millis(500);
             let Answer::Ok(Value::Array(ids)) = self
-                .call(shard, Kind::Read, json!({"shard-prepared": true}), true, deadline)
+                .call(
+                    shard,
+                    Kind::Read,
+                    json!({"shard-prepared": true}),
+                    true,
+                    deadline,
+                )
                 .await
             else {
                 continue;
@@ -406,7 +469,10 @@ impl Shards {
             let mut due = Vec::new();
             {
                 let mut seen = self.in_doubt.lock().unwrap_or_else(|e| e.into_inner());
-                let ids: Vec<String> = ids.iter().filter_map(|v| v.as_str().map(String::from)).collect();
+                let ids: Vec<String> = ids
+                    .iter()
+                    .filter_map(|v| v.as_str().map(String::from))
+                    .collect();
                 seen.retain(|(s, t), _| *s != shard || ids.contains(t));
                 for t in ids {
                     let since = *seen.entry((shard, t.clone())).or_insert(now);

@@ -336,7 +336,12 @@ impl Shards {
 
     /// The leader of `group` as the first member to answer names it (one
     /// round over the members; `None` if none knows, after a short pause).
-    async fn find_leader(&self, group: u32, members: &[NodeId], deadline: Instant) -> Option<NodeId> {
+    async fn find_leader(
+        &self,
+        group: u32,
+        members: &[NodeId],
+        deadline: Instant,
+    ) -> Option<NodeId> {
         for m in members {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -351,7 +356,10 @@ impl Shards {
                 }
             }
         }
-        tokio::time::sleep(Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now()))).await;
+        tokio::time::sleep(
+            Duration::from_millis(20).min(deadline.saturating_duration_since(Instant::now())),
+        )
+        .await;
         None
     }
 
