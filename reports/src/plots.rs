@@ -31,6 +31,7 @@ fn fault_colour(kind: &str) -> RGBColor {
         "clock" => RGBColor(90, 170, 170),
         "delay" => RGBColor(200, 170, 60),
         "byzantine" => RGBColor(200, 110, 30),
+        "crash-points" => RGBColor(150, 40, 60),
         _ => RGBColor(160, 160, 160),
     }
 }

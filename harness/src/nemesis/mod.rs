@@ -8,6 +8,7 @@ pub mod clock;
 pub mod collide;
 pub mod comeback;
 pub mod corrupt;
+pub mod crash_points;
 pub mod disk;
 pub mod kill;
 pub mod link;
@@ -36,6 +37,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &partition::Partition,
     &kill::Kill,
     &pause::Pause,
+    &crash_points::CrashPoints,
     &clock::Clock,
     &clock::ClockBump,
     &clock::ClockStrobe,

@@ -68,6 +68,7 @@ impl Target for Builtin {
             "slow-disk",
             "corrupt",
             "byzantine",
+            "crash-points",
         ]
     }
 
@@ -94,6 +95,9 @@ impl Target for Builtin {
                     "--nemesis {f} changes membership, which only --consensus raft supports"
                 ));
             }
+        }
+        if cfg.shards == 0 && cfg.nemesis.iter().any(|f| f == "crash-points") {
+            return Err("--nemesis crash-points needs --shards: the crash points are in the coordinator of transactions across shards".into());
         }
         if cfg.shards > 0 {
             if cfg.consensus == "pbft" {

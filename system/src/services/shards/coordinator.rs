@@ -67,8 +67,13 @@ pub mod crash {
 
     static ARMED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
 
-    /// Arms `point`; the next transaction to reach it ends the process.
+    /// Arms `point` (`none` disarms every point); the next transaction to
+    /// reach an armed point ends the process.
     pub fn arm(point: &str) -> Result<(), String> {
+        if point == "none" {
+            ARMED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+            return Ok(());
+        }
         let p = POINTS.iter().find(|p| **p == point).ok_or_else(|| {
             format!(
                 "unknown crash point `{point}` (known: {})",

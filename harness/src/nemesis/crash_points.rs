@@ -1,0 +1,73 @@
+//! Fault `crash-points` (as etcd's failpoints): arms a named point of the
+//! transaction coordinator (`after-prepare`, `after-decision`,
+//! `after-first-commit`) on one or two nodes through their admin API; a node
+//! exits when a transaction it coordinates reaches the point. At heal the
+//! points are disarmed and every node that exited is started again.
+
+use serde_json::{json, Value};
+use workloads::{BoxFut, Rng};
+
+use super::{ids, process, Ctx, Fault, Injected};
+
+/// The coordinator's crash points (faultline-node's own list).
+pub const POINTS: &[&str] = &["after-prepare", "after-decision", "after-first-commit"];
+
+/// Arms crash points.
+pub struct CrashPoints;
+
+impl Fault for CrashPoints {
+    fn name(&self) -> &'static str {
+        "crash-points"
+    }
+
+    fn about(&self) -> &'static str {
+        "--shards: a node exits at a named point of two-phase commit (after-prepare, after-decision, after-first-commit) armed on one or two nodes; restarted at heal"
+    }
+
+    fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
+        Box::pin(async move {
+            let point = POINTS[rng.below(POINTS.len() as u64) as usize];
+            let mut all = ids(&ctx.nodes);
+            let mut armed = Vec::new();
+            for _ in 0..1 + rng.below(2) {
+                if all.is_empty() {
+                    break;
+                }
+                let id = all.swap_remove(rng.below(all.len() as u64) as usize);
+                if arm(ctx, &id, point).await {
+                    armed.push(id);
+                }
+            }
+            Ok(Injected {
+                in_force: format!("{point} armed on {}", armed.join(",")),
+                value: json!({"point": point, "nodes": armed}),
+                nodes: armed,
+            })
+        })
+    }
+
+    fn heal<'a>(&'a self, ctx: &'a Ctx, injected: Injected) -> BoxFut<'a, anyhow::Result<Value>> {
+        Box::pin(async move {
+            // A node that did not reach its point keeps running, disarmed; one
+            // that did is started again (a no-op for a running node).
+            for id in &injected.nodes {
+                arm(ctx, id, "none").await;
+            }
+            process::restart(ctx, &injected.nodes).await?;
+            Ok(json!(injected.nodes))
+        })
+    }
+}
+
+/// Arms `point` on `id` (`none` disarms); whether the node took it.
+async fn arm(ctx: &Ctx, id: &str, point: &str) -> bool {
+    let Some(n) = ctx.nodes.iter().find(|n| n.id == id) else {
+        return false;
+    };
+    ctx.http
+        .post(format!("{}/admin/crash-points", n.admin_url))
+        .json(&json!({ "point": point }))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
