@@ -78,6 +78,11 @@ struct Args {
     /// Nodes in each shard's group (with --shards).
     #[arg(long, default_value_t = 3)]
     replicas: usize,
+    /// How transactions across shards commit: 2pc (decision recorded in the
+    /// main group) or 3pc (the textbook three-phase protocol with timeouts,
+    /// meant for unreplicated participants: --replicas 1).
+    #[arg(long, default_value = "2pc", value_parser = ["2pc", "3pc"])]
+    txn: String,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
@@ -120,6 +125,10 @@ fn main() -> ExitCode {
         eprintln!("faultline-node: --shards needs --consensus raft or paxos");
         return ExitCode::from(254);
     }
+    if args.txn == "3pc" && args.shards == 0 {
+        eprintln!("faultline-node: --txn 3pc needs --shards");
+        return ExitCode::from(254);
+    }
     if args.shards > 0 && args.join {
         eprintln!("faultline-node: --shards needs fixed members; it cannot --join");
         return ExitCode::from(254);
@@ -154,6 +163,7 @@ fn main() -> ExitCode {
         },
         shards: args.shards,
         replicas: args.replicas,
+        three_phase: args.txn == "3pc",
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -72,6 +72,8 @@ pub struct NodeConfig {
     pub shards: usize,
     /// Nodes in each shard's group.
     pub replicas: usize,
+    /// Transactions across shards by three-phase commit instead of two.
+    pub three_phase: bool,
 }
 
 /// A consensus thread's inbox, before its loop starts.
@@ -323,6 +325,7 @@ impl Node {
                 transport.clone(),
                 cfg.request_timeout,
                 cfg.bugs.clone(),
+                cfg.three_phase,
             ));
             routes = routes.merge(shard_api::routes(s.clone(), &api_state));
             shards = Some(s);

@@ -70,6 +70,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         consensus: consensus.into(),
         shards: 0,
         replicas: 3,
+        txn: "2pc".into(),
         byzantine: None,
         bugs: Vec::new(),
         node_args: Vec::new(),

@@ -205,6 +205,10 @@ pub struct RunArgs {
     /// Nodes in each shard's group (with --shards).
     #[arg(long, default_value_t = 3)]
     pub replicas: usize,
+    /// How transactions across shards commit (with --shards): 2pc, or 3pc
+    /// (textbook three-phase commit; meant for --replicas 1).
+    #[arg(long, default_value = "2pc")]
+    pub txn: String,
     /// The one behaviour of `--nemesis byzantine` (equivocate, wrong-digest,
     /// wrong-result, silent, replay, false-view); by default the seed picks.
     #[arg(long)]

@@ -54,6 +54,9 @@ fn replay_command(c: &TestConfig) -> String {
     }
     if c.shards > 0 {
         parts.push(format!("--shards {} --replicas {}", c.shards, c.replicas));
+        if c.txn != "2pc" {
+            parts.push(format!("--txn {}", c.txn));
+        }
     }
     if let Some(b) = &c.byzantine {
         parts.push(format!("--byzantine {b}"));
@@ -133,6 +136,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         consensus: args.consensus.clone(),
         shards: args.shards,
         replicas: args.replicas,
+        txn: args.txn.clone(),
         byzantine: args.byzantine.clone(),
         bugs: args.bugs.clone(),
         node_args: args.node_args.clone(),

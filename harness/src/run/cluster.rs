@@ -123,6 +123,7 @@ pub async fn start(
     if cfg.shards > 0 {
         args.push(format!("--shards={}", cfg.shards));
         args.push(format!("--replicas={}", cfg.replicas));
+        args.push(format!("--txn={}", cfg.txn));
     }
     args.extend(node_args.iter().cloned());
     let node_args = &args[..];

@@ -47,6 +47,9 @@ pub struct TestConfig {
     /// Nodes in each shard's group.
     #[serde(default = "three")]
     pub replicas: usize,
+    /// Atomic commit across shards: `2pc` or `3pc`.
+    #[serde(default = "two_pc")]
+    pub txn: String,
     /// The byzantine nemesis's one behaviour (none: the seed picks each time).
     #[serde(default)]
     pub byzantine: Option<String>,
@@ -73,6 +76,10 @@ pub struct TestConfig {
     pub node_bin: Option<PathBuf>,
     /// The command line that replays this run.
     pub command: String,
+}
+
+fn two_pc() -> String {
+    "2pc".into()
 }
 
 fn three() -> usize {

@@ -96,6 +96,12 @@ impl Target for Builtin {
                 ));
             }
         }
+        if cfg.txn != "2pc" && cfg.txn != "3pc" {
+            return Err(format!("--txn {}: known: 2pc, 3pc", cfg.txn));
+        }
+        if cfg.txn == "3pc" && cfg.shards == 0 {
+            return Err("--txn 3pc needs --shards (it commits across shards)".into());
+        }
         if cfg.shards == 0 && cfg.nemesis.iter().any(|f| f == "crash-points") {
             return Err("--nemesis crash-points needs --shards: the crash points are in the coordinator of transactions across shards".into());
         }

@@ -34,6 +34,14 @@ pub fn check(history: &History) -> CheckerResult {
         accounts.insert(m[1].to_string(), m[2].as_i64().unwrap_or(0));
     }
     let total: i64 = accounts.values().sum();
+    // Once an opening is acknowledged, a read that begins later must see
+    // the accounts (no op ever takes one away).
+    let opened_at = history
+        .ops
+        .iter()
+        .filter(|op| &*op.f == "open" && matches!(op.output, Outcome::Ok(_)))
+        .map(|op| op.ret)
+        .min();
     let (mut reads, mut before, mut bad) = (0usize, 0usize, Vec::new());
     let mut bad_count = 0usize;
     let mut totals = Vec::new();
@@ -69,10 +77,19 @@ pub fn check(history: &History) -> CheckerResult {
             }
         }
         if values == 0 && problems.is_empty() {
-            before += 1;
-            continue;
+            if opened_at.is_some_and(|at| op.call > at) {
+                problems.push(
+                    "no account exists, though their opening was acknowledged before this read began"
+                        .to_string(),
+                );
+            } else {
+                before += 1;
+                continue;
+            }
         }
-        if nulls > 0 {
+        if values == 0 {
+            // Already said: nothing is there.
+        } else if nulls > 0 {
             problems.push(format!("{nulls} accounts missing beside {values} opened"));
         } else if sum != total {
             problems.push(format!("total {sum}, expected {total}"));
@@ -160,11 +177,11 @@ mod tests {
     #[test]
     fn totals_must_hold_and_balances_stay_non_negative() {
         let good = run(&[
-            json!([["r", 0, null], ["r", 1, null]]),
             json!([["r", 0, 5], ["r", 1, 15]]),
+            json!([["r", 0, 20], ["r", 1, 0]]),
         ]);
         assert_eq!(good.valid, Validity::Valid, "{}", good.summary);
-        assert_eq!(good.details["reads_before_opening"], 1);
+        assert_eq!(good.details["reads_before_opening"], 0);
         let wrong = run(&[json!([["r", 0, 5], ["r", 1, 10]])]);
         assert_eq!(wrong.valid, Validity::Invalid);
         assert!(
@@ -184,10 +201,28 @@ mod tests {
         let stranger = run(&[json!([["r", 0, 10], ["r", 1, 10], ["r", 7, null]])]);
         assert_eq!(stranger.valid, Validity::Invalid);
         assert!(stranger.summary.contains("unknown account 7"));
-        // Nothing seen after the opening: not valid, not invalid.
-        assert_eq!(
-            run(&[json!([["r", 0, null], ["r", 1, null]])]).valid,
-            Validity::Unknown
+        // Nothing seen after the opening was acknowledged: its writes were lost.
+        let lost = run(&[json!([["r", 0, null], ["r", 1, null]])]);
+        assert_eq!(lost.valid, Validity::Invalid);
+        assert!(
+            lost.summary.contains("opening was acknowledged"),
+            "{}",
+            lost.summary
         );
+    }
+
+    #[test]
+    fn reads_before_an_unacknowledged_opening_decide_nothing() {
+        let open = json!([["w", 0, 10], ["w", 1, 10]]);
+        let reads = json!([["r", 0, null], ["r", 1, null]]);
+        let lines = vec![
+            op(0, "open", "invoke", open),
+            op(1, "read", "invoke", reads.clone()),
+            op(1, "read", "ok", reads),
+            op(0, "open", "info", Value::Null),
+        ];
+        let r = check(&history(&lines));
+        assert_eq!(r.valid, Validity::Unknown, "{}", r.summary);
+        assert_eq!(r.details["reads_before_opening"], 1);
     }
 }

@@ -246,12 +246,17 @@ impl Shards {
         let age = Age(born, txn.clone());
         let read_only = parts.values().flatten().all(|(_, op)| op[0] == "r");
         let mut prepares = JoinSet::new();
+        let span: Vec<u32> = parts.keys().copied().collect();
         for (shard, part) in parts {
-            let (me, shard, txn, age, ops) =
-                (self.clone(), *shard, txn.clone(), age.clone(), ops_of(part));
-            prepares.spawn(
-                async move { (shard, me.prepare(shard, &txn, &age, ops, prepare_by).await) },
-            );
+            let mut command =
+                json!({"op": "shard-prepare", "txn": txn, "age": age, "ops": ops_of(part)});
+            if self.three_phase {
+                // Each participant knows the others, to ask them if need be.
+                command["shards"] = json!(span);
+            }
+            let (me, shard, age) = (self.clone(), *shard, age.clone());
+            prepares
+                .spawn(async move { (shard, me.prepare(shard, command, &age, prepare_by).await) });
         }
         let mut votes = BTreeMap::new();
         while let Some(Ok((shard, vote))) = prepares.join_next().await {
@@ -294,6 +299,12 @@ impl Shards {
             };
         }
         crash::reach(&self.me, "after-prepare");
+        if self.three_phase {
+            return Attempt::Done(
+                self.precommit_then_commit(&txn, &shards, yes, deadline)
+                    .await,
+            );
+        }
         let decided = self
             .call(
                 0,
@@ -339,18 +350,115 @@ impl Shards {
         })
     }
 
+    /// Three-phase commit's second and third phases: every shard
+    /// pre-commits, then every shard is told to commit. No decision is
+    /// recorded anywhere else: a participant left waiting asks the others
+    /// (see [`Shards::terminate`]).
+    async fn precommit_then_commit(
+        self: &Arc<Self>,
+        txn: &str,
+        shards: &[u32],
+        yes: BTreeMap<u32, Value>,
+        deadline: Instant,
+    ) -> Result<BTreeMap<u32, Value>, TxnError> {
+        let mut acks = JoinSet::new();
+        for &shard in shards {
+            let me = self.clone();
+            let command = json!({"op": "shard-precommit", "txn": txn});
+            acks.spawn(async move { me.call(shard, Kind::Propose, command, true, deadline).await });
+        }
+        let mut acked = 0;
+        while let Some(done) = acks.join_next().await {
+            acked += usize::from(matches!(done, Ok(Answer::Ok(ref v)) if v["ok"] == true));
+        }
+        if acked < shards.len() {
+            let _ = self.tell(txn, shards, false, deadline).await;
+            return Err(TxnError::Aborted(format!(
+                "{txn}: {acked} of {} shards acknowledged the pre-commit",
+                shards.len()
+            )));
+        }
+        crash::reach(&self.me, "after-decision");
+        let _ = self.tell(txn, shards, true, deadline).await;
+        Ok(yes)
+    }
+
+    /// Three-phase commit's termination, run by a participant whose
+    /// coordinator fell silent: it asks the other participants where the
+    /// transaction stands and decides as Skeen's rule says (any committed:
+    /// commit; any aborted or never prepared: abort; any pre-committed: move
+    /// the uncertain ones to pre-committed, then commit; all uncertain:
+    /// abort). A participant it cannot reach is taken for crashed, which is
+    /// what a partition breaks.
+    async fn terminate(&self, shard: u32, txn: &str, span: &[u32]) {
+        let ask_by = Instant::now() + Duration::from_millis(500);
+        let state = |a: Answer| match a {
+            Answer::Ok(v) => v["state"].as_str().map(String::from),
+            _ => None,
+        };
+        let query = json!({ "shard-state": txn });
+        let Some(mine) = state(
+            self.call(shard, Kind::Read, query.clone(), true, ask_by)
+                .await,
+        ) else {
+            return;
+        };
+        if mine != "uncertain" && mine != "precommitted" {
+            return;
+        }
+        let mut others: Vec<(u32, Option<String>)> = Vec::new();
+        for &g in span.iter().filter(|g| **g != shard) {
+            others.push((
+                g,
+                state(self.call(g, Kind::Read, query.clone(), true, ask_by).await),
+            ));
+        }
+        let any = |s: &str| others.iter().any(|(_, st)| st.as_deref() == Some(s));
+        let by = Instant::now() + self.request_timeout;
+        let commit = if any("committed") {
+            true
+        } else if any("aborted") || any("unknown") {
+            false
+        } else if mine == "precommitted" || any("precommitted") {
+            for (g, st) in &others {
+                if st.as_deref() == Some("uncertain") {
+                    let c = json!({"op": "shard-precommit", "txn": txn});
+                    let _ = self.call(*g, Kind::Propose, c, true, by).await;
+                }
+            }
+            true
+        } else {
+            false
+        };
+        let decide = json!({"op": "shard-decide", "txn": txn, "commit": commit});
+        if !matches!(
+            self.call(shard, Kind::Propose, decide.clone(), true, by)
+                .await,
+            Answer::Ok(_)
+        ) {
+            return;
+        }
+        for (g, st) in &others {
+            if st.as_deref() != Some(if commit { "committed" } else { "aborted" }) {
+                let _ = self.call(*g, Kind::Propose, decide.clone(), true, by).await;
+            }
+        }
+        let seen: Vec<String> = others
+            .iter()
+            .map(|(g, st)| format!("shard {g} {}", st.as_deref().unwrap_or("unreachable")))
+            .collect();
+        log_line!(
+            self.me,
+            "shard {shard}: in-doubt transaction {txn} finished: {} (3pc termination; this shard {mine}, {})",
+            if commit { "committed" } else { "aborted" },
+            seen.join(", ")
+        );
+    }
+
     /// Prepares `txn`'s `ops` at `shard`. Wait-die: when a prepared
     /// transaction holds a lock it needs, an older `txn` waits and asks
     /// again, a younger one gives up.
-    async fn prepare(
-        &self,
-        shard: u32,
-        txn: &str,
-        age: &Age,
-        ops: Vec<Value>,
-        by: Instant,
-    ) -> Vote {
-        let command = json!({"op": "shard-prepare", "txn": txn, "age": age, "ops": ops});
+    async fn prepare(&self, shard: u32, command: Value, age: &Age, by: Instant) -> Vote {
         let mut backoff = Duration::from_millis(2);
         loop {
             let v = match self
@@ -458,38 +566,56 @@ impl Shards {
                 continue;
             }
             let deadline = Instant::now() + Duration::from_millis(500);
-            let Answer::Ok(Value::Array(ids)) = self
-                .call(
-                    shard,
-                    Kind::Read,
-                    json!({"shard-prepared": true}),
-                    true,
-                    deadline,
-                )
-                .await
+            let query = if self.three_phase {
+                json!({"shard-in-doubt": true})
+            } else {
+                json!({"shard-prepared": true})
+            };
+            let Answer::Ok(Value::Array(found)) =
+                self.call(shard, Kind::Read, query, true, deadline).await
             else {
                 continue;
             };
+            // Each in-doubt transaction by a name that changes with its state
+            // (a pre-commit starts the wait again), and the shards it spans.
+            let found: Vec<(String, String, Vec<u32>)> = found
+                .iter()
+                .filter_map(|v| match v {
+                    Value::String(t) => Some((t.clone(), t.clone(), Vec::new())),
+                    v => {
+                        let t = v["txn"].as_str()?.to_string();
+                        let span = serde_json::from_value(v["shards"].clone()).unwrap_or_default();
+                        let name = if v["precommitted"] == true {
+                            format!("{t}+pre")
+                        } else {
+                            t.clone()
+                        };
+                        Some((t, name, span))
+                    }
+                })
+                .collect();
             let now = Instant::now();
             let mut due = Vec::new();
             {
                 let mut seen = self.in_doubt.lock().unwrap_or_else(|e| e.into_inner());
-                let ids: Vec<String> = ids
-                    .iter()
-                    .filter_map(|v| v.as_str().map(String::from))
-                    .collect();
-                seen.retain(|(s, t), _| *s != shard || ids.contains(t));
-                for t in ids {
-                    let since = *seen.entry((shard, t.clone())).or_insert(now);
+                seen.retain(|(s, t), _| *s != shard || found.iter().any(|f| f.1 == *t));
+                for (txn, name, span) in found {
+                    let since = *seen.entry((shard, name.clone())).or_insert(now);
                     if now.duration_since(since) >= patience {
-                        seen.insert((shard, t.clone()), now);
-                        due.push(t);
+                        seen.insert((shard, name), now);
+                        due.push((txn, span));
                     }
                 }
             }
-            for txn in due {
+            for (txn, span) in due {
                 let me = self.clone();
-                tokio::spawn(async move { me.resolve(shard, &txn).await });
+                tokio::spawn(async move {
+                    if me.three_phase {
+                        me.terminate(shard, &txn, &span).await
+                    } else {
+                        me.resolve(shard, &txn).await
+                    }
+                });
             }
         }
     }

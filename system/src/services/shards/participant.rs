@@ -36,6 +36,14 @@ struct Prepared {
     writes: BTreeMap<String, Value>,
     /// Its micro-ops on this shard with their results (its vote's answer).
     ops: Value,
+    /// Three-phase commit: every shard it spans, which a participant asks
+    /// when the coordinator falls silent.
+    #[serde(default)]
+    shards: Vec<u32>,
+    /// Three-phase commit: pre-committed (every shard voted yes), so a
+    /// participant that times out commits instead of aborting.
+    #[serde(default)]
+    precommitted: bool,
 }
 
 /// Locks one transaction needs: the keys it reads and the keys it writes.
@@ -126,7 +134,13 @@ impl ShardService {
     }
 
     /// The vote a prepare gets now (and, for a yes, what to hold).
-    fn vote(&self, txn: &str, age: &Age, ops: &[Value]) -> (Value, Option<Prepared>) {
+    fn vote(
+        &self,
+        txn: &str,
+        age: &Age,
+        ops: &[Value],
+        shards: Vec<u32>,
+    ) -> (Value, Option<Prepared>) {
         if let Some(committed) = self.decided.get(txn) {
             return (
                 json!({"ok": false, "error": "decided", "committed": committed}),
@@ -155,6 +169,8 @@ impl ShardService {
                     reads: wants.reads,
                     writes,
                     ops: done,
+                    shards,
+                    precommitted: false,
                 }),
             ),
             Err(e) => (json!({"ok": false, "error": e}), None),
@@ -165,7 +181,8 @@ impl ShardService {
         let Some((txn, age, ops)) = prepare_parts(command) else {
             return json!({"ok": false, "error": "malformed prepare"});
         };
-        let (vote, hold) = self.vote(&txn, &age, &ops);
+        let shards = serde_json::from_value(command["shards"].clone()).unwrap_or_default();
+        let (vote, hold) = self.vote(&txn, &age, &ops, shards);
         if let Some(p) = hold {
             self.prepared.insert(txn, p);
         }
@@ -184,6 +201,34 @@ impl ShardService {
         }
         self.decided.insert(txn.to_string(), commit);
         json!({"ok": true, "applied": applied})
+    }
+
+    /// Three-phase commit's second phase: a prepared transaction becomes
+    /// pre-committed.
+    fn precommit(&mut self, command: &Value) -> Value {
+        let Some(txn) = command["txn"].as_str() else {
+            return json!({"ok": false, "error": "malformed pre-commit"});
+        };
+        if let Some(p) = self.prepared.get_mut(txn) {
+            p.precommitted = true;
+            return json!({"ok": true});
+        }
+        match self.decided.get(txn) {
+            Some(c) => json!({"ok": false, "error": "decided", "committed": c}),
+            None => json!({"ok": false, "error": "not prepared"}),
+        }
+    }
+
+    /// Where `txn` stands here: `committed`, `aborted`, `precommitted`,
+    /// `uncertain` (prepared) or `unknown` (never seen).
+    fn state(&self, txn: &str) -> &'static str {
+        match (self.decided.get(txn), self.prepared.get(txn)) {
+            (Some(true), _) => "committed",
+            (Some(false), _) => "aborted",
+            (None, Some(p)) if p.precommitted => "precommitted",
+            (None, Some(_)) => "uncertain",
+            (None, None) => "unknown",
+        }
     }
 
     /// A single-shard transaction: one command, all or nothing, unless a
@@ -219,7 +264,7 @@ impl Service for ShardService {
     fn owns(&self, command: &Value) -> bool {
         matches!(
             command.get("op").and_then(Value::as_str),
-            Some("shard-txn" | "shard-prepare" | "shard-decide")
+            Some("shard-txn" | "shard-prepare" | "shard-precommit" | "shard-decide")
         )
     }
 
@@ -227,6 +272,7 @@ impl Service for ShardService {
         match command["op"].as_str() {
             Some("shard-txn") => self.single(command, true),
             Some("shard-prepare") => self.prepare(command),
+            Some("shard-precommit") => self.precommit(command),
             Some("shard-decide") => self.decide(command),
             _ => json!({"ok": false, "error": "not a shard command"}),
         }
@@ -256,6 +302,17 @@ impl Service for ShardService {
         }
         if query.get("shard-prepared").is_some() {
             return Some(json!(self.prepared.keys().collect::<Vec<_>>()));
+        }
+        if query.get("shard-in-doubt").is_some() {
+            let all: Vec<Value> = self
+                .prepared
+                .iter()
+                .map(|(t, p)| json!({"txn": t, "precommitted": p.precommitted, "shards": p.shards}))
+                .collect();
+            return Some(Value::Array(all));
+        }
+        if let Some(txn) = query.get("shard-state").and_then(Value::as_str) {
+            return Some(json!({"state": self.state(txn)}));
         }
         None
     }
@@ -295,7 +352,7 @@ impl Service for ShardService {
             return None;
         }
         let (txn, age, ops) = prepare_parts(command)?;
-        Some(self.vote(&txn, &age, &ops).0)
+        Some(self.vote(&txn, &age, &ops, Vec::new()).0)
     }
 }
 
@@ -455,6 +512,46 @@ mod tests {
             &KvStore::default(),
         );
         assert_eq!(r.unwrap()["ops"], json!([["r", "k", [1, 2]]]));
+    }
+
+    #[test]
+    fn three_phase_states_move_from_uncertain_to_precommitted_to_decided() {
+        let mut s = ShardService::default();
+        let state = |s: &ShardService, t: &str| {
+            s.query(&json!({"shard-state": t}), &KvStore::default())
+                .unwrap()["state"]
+                .clone()
+        };
+        assert_eq!(state(&s, "t1"), "unknown");
+        let mut p = prepare("t1", 1, json!([["w", "k", 1]]));
+        p["shards"] = json!([1, 2]);
+        apply(&mut s, p);
+        assert_eq!(state(&s, "t1"), "uncertain");
+        assert_eq!(
+            apply(&mut s, json!({"op": "shard-precommit", "txn": "t1"}))["ok"],
+            true
+        );
+        assert_eq!(state(&s, "t1"), "precommitted");
+        let doubt = s
+            .query(&json!({"shard-in-doubt": true}), &KvStore::default())
+            .unwrap();
+        assert_eq!(
+            doubt,
+            json!([{"txn": "t1", "precommitted": true, "shards": [1, 2]}])
+        );
+        apply(
+            &mut s,
+            json!({"op": "shard-decide", "txn": "t1", "commit": true}),
+        );
+        assert_eq!(state(&s, "t1"), "committed");
+        assert_eq!(
+            apply(&mut s, json!({"op": "shard-precommit", "txn": "t1"}))["committed"],
+            true
+        );
+        assert_eq!(
+            apply(&mut s, json!({"op": "shard-precommit", "txn": "t9"}))["ok"],
+            false
+        );
     }
 
     #[test]

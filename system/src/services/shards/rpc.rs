@@ -114,6 +114,8 @@ pub struct Shards {
     pub(super) bugs: Bugs,
     /// Transactions this node's sweep saw prepared, and since when.
     pub(super) in_doubt: Mutex<HashMap<(u32, String), Instant>>,
+    /// Three-phase commit instead of two (`--txn 3pc`).
+    pub(super) three_phase: bool,
 }
 
 impl Shards {
@@ -126,6 +128,7 @@ impl Shards {
         transport: Arc<Transport>,
         request_timeout: Duration,
         bugs: Bugs,
+        three_phase: bool,
     ) -> Shards {
         let started = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -145,6 +148,7 @@ impl Shards {
             next_txn: AtomicU64::new(started * 1000),
             bugs,
             in_doubt: Mutex::new(HashMap::new()),
+            three_phase,
         }
     }
 
