@@ -284,3 +284,53 @@ async fn a_coordinator_crash_after_the_decision_commits_on_every_shard() {
         "no participant logged finishing the committed transaction"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_phase_commit_participants_finish_without_their_coordinator() {
+    const ALL3: &[&str] = &["n1", "n2", "n3"];
+    let mut c = Cluster::start(
+        3,
+        &[
+            "--shards",
+            "3",
+            "--replicas",
+            "1",
+            "--txn",
+            "3pc",
+            "--request-timeout-ms",
+            "1500",
+        ],
+    )
+    .await;
+    let ids: Vec<String> = ALL3.iter().map(|s| s.to_string()).collect();
+    let p = Placement::new(&ids, 3, 1).unwrap();
+    // A key on n2's shard and one on n3's, so n1 coordinates without holding either.
+    let key_on = |node: &str| {
+        (0..1000u64)
+            .find(|k| p.members(p.shard_of(&k.to_string())) == [node.to_string()])
+            .unwrap()
+    };
+    let (a, b) = (key_on("n2"), key_on("n3"));
+    txn_ok(&c, ALL3, json!([["w", a, 1], ["w", b, 1]])).await;
+    // Both pre-committed, then the coordinator dies: they commit by themselves.
+    arm(&c, "n1", "after-decision").await;
+    assert_eq!(txn(&c, "n1", json!([["w", a, 2], ["w", b, 2]])).await.0, 0);
+    c.kill("n1");
+    let after = txn_ok(&c, &["n2", "n3"], json!([["r", a, null], ["r", b, null]])).await;
+    assert_eq!(after, json!([["r", a, 2], ["r", b, 2]]));
+    // Both only prepared (uncertain), then the coordinator dies: they abort.
+    c.restart("n1");
+    // Both participants reach the restarted coordinator again.
+    txn_ok(&c, &["n1"], json!([["r", a, null], ["r", b, null]])).await;
+    arm(&c, "n1", "after-prepare").await;
+    let (code, body) = txn(&c, "n1", json!([["w", a, 3], ["w", b, 3]])).await;
+    assert_eq!(code, 0, "{body}");
+    c.kill("n1");
+    let after = txn_ok(&c, &["n2", "n3"], json!([["r", a, null], ["r", b, null]])).await;
+    assert_eq!(after, json!([["r", a, 2], ["r", b, 2]]));
+    let logs = c.log_text("n2") + &c.log_text("n3");
+    assert!(
+        logs.contains("3pc termination"),
+        "no participant ran the termination rule"
+    );
+}
