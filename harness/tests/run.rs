@@ -1309,3 +1309,58 @@ fn leases_stay_safe_when_clocks_jump_and_strobe() {
         "no bump in this schedule"
     );
 }
+
+#[test]
+fn sharded_bank_is_valid_under_crash_points_and_kills_and_a_planted_2pc_bug_is_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = [
+        "--shards",
+        "3",
+        "--time-limit",
+        "8",
+        "--nemesis-interval",
+        "1.5",
+        "--seed",
+        "3",
+    ];
+    let (out, latest) = run_workload(
+        "bank",
+        store.path(),
+        &[&base[..], &["--nemesis", "crash-points,kill"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    assert_verdict(&r, "bank", true);
+    // Nodes that exited at a crash point came back for the final reads.
+    assert_verdict(&r, "final-reads", true);
+    let test: Value =
+        serde_json::from_slice(&std::fs::read(latest.join("test.json")).unwrap()).unwrap();
+    assert_eq!(
+        (test["shards"].as_u64(), test["txn"].as_str()),
+        (Some(3), Some("2pc"))
+    );
+    assert!(test["command"]
+        .as_str()
+        .unwrap()
+        .contains("--shards 3 --replicas 3"));
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains("start-crash-points"),
+        "the crash points are in the history"
+    );
+    let (out, latest) = run_workload(
+        "bank",
+        store.path(),
+        &[
+            &base[..],
+            &["--nemesis", "none", "--bug", "commit-without-all-votes"],
+        ]
+        .concat(),
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert_verdict(&results(&latest), "bank", false);
+    // Crash points live in the coordinator of sharded transactions.
+    let (out, _) = run_workload("bank", store.path(), &["--nemesis", "crash-points"]);
+    assert_eq!(out.status.code(), Some(254), "{}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("needs --shards"));
+}

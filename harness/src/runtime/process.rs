@@ -184,8 +184,13 @@ impl Runtime for ProcessRuntime {
         Box::pin(async move {
             let bin = self.bin.clone();
             let p = self.proc_mut(id)?;
-            if p.child.is_some() {
-                return Ok(());
+            // Running: nothing to do. Exited on its own (a crash point, a
+            // panic): reaped, and started again below.
+            if let Some(child) = &mut p.child {
+                match child.try_wait() {
+                    Ok(Some(_)) => p.child = None,
+                    _ => return Ok(()),
+                }
             }
             let log = OpenOptions::new()
                 .create(true)
