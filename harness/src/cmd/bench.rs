@@ -38,6 +38,8 @@ pub struct BenchPlan {
     pub node_bin: Option<PathBuf>,
     /// Seed of the load.
     pub seed: u64,
+    /// Shard counts the suite runs each workload at (0: unsharded).
+    pub shards: Vec<usize>,
 }
 
 /// A bench target's name and protocol: `builtin:paxos` is the builtin target
@@ -167,8 +169,13 @@ fn summarize(workload: &str, concurrency: usize, runs: &[Value]) -> Value {
         );
     }
     let valid = runs.iter().filter(|r| r["valid"] == "valid").count();
+    let mut refused: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| r["availability"].as_f64().map(|a| 100.0 * (1.0 - a)))
+        .collect();
     json!({"workload": workload, "concurrency": concurrency, "runs": runs.len(),
            "valid_runs": valid, "ok_per_second": field(&mut tput), "ops": ops,
+           "not_ok_percent": field(&mut refused),
            "run_dirs": runs.iter().map(|r| r["run"].clone()).collect::<Vec<_>>()})
 }
 
@@ -185,19 +192,28 @@ pub async fn suite(
     let out = new_bench_dir(plan)?;
     let mut rows = Vec::new();
     for w in workloads {
-        for &c in &plan.concurrency {
-            let mut runs = Vec::new();
-            for r in 0..repeat {
-                eprintln!("bench: {w} with {c} clients, run {} of {repeat}", r + 1);
-                let mut cfg = config(plan, crate::targets::DEFAULT, c);
-                cfg.workload = w.clone();
-                cfg.seed = plan.seed + r as u64;
-                cfg.command = format!("harness bench --suite {w} --concurrency {c}");
-                let outcome = crate::run::run(cfg, true).await?;
-                let valid = format!("{:?}", outcome.valid).to_lowercase();
-                runs.push(row(crate::targets::DEFAULT, c, &outcome.dir, &valid)?);
+        for &shards in &plan.shards {
+            for &c in &plan.concurrency {
+                let mut runs = Vec::new();
+                for r in 0..repeat {
+                    eprintln!(
+                        "bench: {w} on {shards} shards with {c} clients, run {} of {repeat}",
+                        r + 1
+                    );
+                    let mut cfg = config(plan, crate::targets::DEFAULT, c);
+                    cfg.workload = w.clone();
+                    cfg.seed = plan.seed + r as u64;
+                    cfg.shards = shards;
+                    cfg.command =
+                        format!("harness bench --suite {w} --shards {shards} --concurrency {c}");
+                    let outcome = crate::run::run(cfg, true).await?;
+                    let valid = format!("{:?}", outcome.valid).to_lowercase();
+                    runs.push(row(crate::targets::DEFAULT, c, &outcome.dir, &valid)?);
+                }
+                let mut summary = summarize(w, c, &runs);
+                summary["shards"] = json!(shards);
+                rows.push(summary);
             }
-            rows.push(summarize(w, c, &runs));
         }
     }
     let result = json!({"suite": workloads, "concurrency": plan.concurrency,
@@ -220,17 +236,19 @@ pub fn render_suite(result: &Value) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| workload | clients | ok ops/s, median [min-max] | op | p50 ms | p99 ms | valid runs |"
+        "| workload | shards | clients | ok ops/s, median [min-max] | not ok % | op | p50 ms | p99 ms | valid runs |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for r in result["rows"].as_array().into_iter().flatten() {
         for (f, o) in r["ops"].as_object().into_iter().flatten() {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {f} | {} | {} | {}/{} |",
+                "| {} | {} | {} | {} | {} | {f} | {} | {} | {}/{} |",
                 r["workload"].as_str().unwrap_or("?"),
+                r["shards"].as_u64().map_or("-".into(), |n| n.to_string()),
                 r["concurrency"],
                 fmt(&r["ok_per_second"], 0),
+                fmt(&r["not_ok_percent"], 1),
                 fmt(&o["p50_ms"], 1),
                 fmt(&o["p99_ms"], 1),
                 r["valid_runs"],
@@ -254,6 +272,7 @@ fn row(target: &str, concurrency: usize, dir: &Path, valid: &str) -> anyhow::Res
     }
     Ok(json!({"target": target, "concurrency": concurrency,
               "ok_per_second": perf["ok_per_second"], "ops": ops,
+              "availability": perf["availability"],
               "valid": valid, "run": dir.display().to_string()}))
 }
 
@@ -449,6 +468,22 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             ))
         }
     };
+    let shards: Result<Vec<usize>, _> = list(&args.shards)
+        .iter()
+        .map(|c| c.parse::<usize>())
+        .collect();
+    let shards = match shards {
+        Ok(s) if !s.is_empty() => s,
+        _ => {
+            return bad(format!(
+                "--shards `{}`: expected shard counts (0 for unsharded) separated by commas",
+                args.shards
+            ))
+        }
+    };
+    if args.suite.is_none() && shards != [0] {
+        return bad("--shards: only a --suite runs sharded".into());
+    }
     if let Some(names) = &args.suite {
         let workloads = list(names);
         if workloads.is_empty() {
@@ -463,6 +498,7 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             store: args.store.clone(),
             node_bin: args.node_bin.clone(),
             seed: args.seed,
+            shards,
         };
         return drive(suite(&plan, &workloads, args.repeat as usize));
     }
@@ -498,6 +534,7 @@ pub fn command(args: &BenchArgs) -> ExitCode {
         store: args.store.clone(),
         node_bin: args.node_bin.clone(),
         seed: args.seed,
+        shards: vec![0],
     };
     drive(bench(&plan))
 }
@@ -545,6 +582,7 @@ mod tests {
     fn repeated_runs_fold_into_medians_per_op_and_a_table() {
         let run = |tput: f64, p50: f64, valid: &str| {
             json!({"ok_per_second": tput, "valid": valid, "run": "r",
+                   "availability": 1.0 - p50 / 100.0,
                    "ops": {"acquire": {"p50_ms": p50, "p99_ms": p50 * 4.0}}})
         };
         let runs = [
@@ -560,10 +598,12 @@ mod tests {
         assert_eq!(row["ops"]["acquire"]["p50_ms"]["median"], 2.0);
         assert_eq!(row["ops"]["acquire"]["p99_ms"]["max"], 12.0);
         assert_eq!(row["valid_runs"], 2);
+        let mut row = row;
+        row["shards"] = json!(2);
         let table = render_suite(&json!({"rows": [row]}));
         assert!(
             table.contains(
-                "| lock | 8 | 200 [100-300] | acquire | 2.0 [1.0-3.0] | 8.0 [4.0-12.0] | 2/3 |"
+                "| lock | 2 | 8 | 200 [100-300] | 2.0 [1.0-3.0] | acquire | 2.0 [1.0-3.0] | 8.0 [4.0-12.0] | 2/3 |"
             ),
             "{table}"
         );

@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// times, reported as median with the spread.
     #[arg(long)]
     pub suite: Option<String>,
+    /// Shard counts for the suite's builtin system, comma-separated (`0`:
+    /// unsharded; `1,2,4` runs each workload sharded three ways, e.g. the
+    /// bank's transactions within one shard against across several).
+    #[arg(long, default_value = "0")]
+    pub shards: String,
     /// Runs per (workload, concurrency) in a suite.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=50))]
     pub repeat: u32,
