@@ -68,6 +68,9 @@ impl Workload for TxnWorkload {
 /// A client sending each op's value as the micro-ops of one transaction, to
 /// `/txn` (or Maelstrom's `txn` message).
 pub fn client(nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
+    if let crate::Target::Etcd { .. } = options.target {
+        return Arc::new(crate::etcd::EtcdTxnClient::new(nodes, options.op_timeout));
+    }
     if let crate::Target::Maelstrom(link) = &options.target {
         return Arc::new(crate::maelstrom::MaelstromKvClient::new(
             link.clone(),

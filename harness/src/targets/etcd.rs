@@ -35,6 +35,10 @@ impl Target for Etcd {
         super::PROCESS_TARGET_FAULTS
     }
 
+    fn workloads(&self) -> &'static [&'static str] {
+        &["kv", "txn", "txn-rw-register", "bank"]
+    }
+
     fn takes_node_args(&self) -> bool {
         true
     }
