@@ -372,9 +372,13 @@ impl Shards {
             acked += usize::from(matches!(done, Ok(Answer::Ok(ref v)) if v["ok"] == true));
         }
         if acked < shards.len() {
-            let _ = self.tell(txn, shards, false, deadline).await;
-            return Err(TxnError::Aborted(format!(
-                "{txn}: {acked} of {} shards acknowledged the pre-commit",
+            // Skeen's coordinator does not abort once pre-commits went out: a
+            // shard that did not acknowledge has crashed and will ask the
+            // others when it is back. Committing is the outcome, but this
+            // coordinator cannot vouch for it.
+            let _ = self.tell(txn, shards, true, deadline).await;
+            return Err(TxnError::Indeterminate(format!(
+                "{txn}: {acked} of {} shards acknowledged the pre-commit; committing without the rest",
                 shards.len()
             )));
         }
@@ -384,73 +388,83 @@ impl Shards {
     }
 
     /// Three-phase commit's termination, run by a participant whose
-    /// coordinator fell silent: it asks the other participants where the
-    /// transaction stands and decides as Skeen's rule says (any committed:
-    /// commit; any aborted or never prepared: abort; any pre-committed: move
-    /// the uncertain ones to pre-committed, then commit; all uncertain:
-    /// abort). A participant it cannot reach is taken for crashed, which is
-    /// what a partition breaks.
-    async fn terminate(&self, shard: u32, txn: &str, span: &[u32]) {
-        let ask_by = Instant::now() + Duration::from_millis(500);
-        let state = |a: Answer| match a {
-            Answer::Ok(v) => v["state"].as_str().map(String::from),
-            _ => None,
-        };
+    /// coordinator fell silent: it asks the other participants (at once,
+    /// each with its own deadline) where the transaction stands and applies
+    /// Skeen's rule. Any committed: commit. Any aborted or never prepared:
+    /// abort. Any pre-committed (itself included): pre-commit the uncertain
+    /// ones it reaches, then commit. All uncertain: abort. A participant it
+    /// cannot reach is taken for crashed, which is what a partition breaks.
+    /// One that held the transaction before its own restart (`recovering`)
+    /// decides only on what the others know: with any of them unreachable
+    /// and none decided, it waits, since those may have decided without it.
+    async fn terminate(self: &Arc<Self>, shard: u32, txn: &str, span: &[u32], recovering: bool) {
         let query = json!({ "shard-state": txn });
-        let Some(mine) = state(
-            self.call(shard, Kind::Read, query.clone(), true, ask_by)
-                .await,
-        ) else {
-            return;
+        let ask = |g: u32| {
+            let (me, query) = (self.clone(), query.clone());
+            async move {
+                let by = Instant::now() + Duration::from_millis(500);
+                match me.call(g, Kind::Read, query, true, by).await {
+                    Answer::Ok(v) => v["state"].as_str().map(String::from),
+                    _ => None,
+                }
+            }
         };
+        let Some(mine) = ask(shard).await else { return };
         if mine != "uncertain" && mine != "precommitted" {
             return;
         }
-        let mut others: Vec<(u32, Option<String>)> = Vec::new();
+        let mut asks = JoinSet::new();
         for &g in span.iter().filter(|g| **g != shard) {
-            others.push((
-                g,
-                state(self.call(g, Kind::Read, query.clone(), true, ask_by).await),
-            ));
+            let a = ask(g);
+            asks.spawn(async move { (g, a.await) });
         }
+        let mut others: Vec<(u32, Option<String>)> = Vec::new();
+        while let Some(Ok(o)) = asks.join_next().await {
+            others.push(o);
+        }
+        others.sort();
         let any = |s: &str| others.iter().any(|(_, st)| st.as_deref() == Some(s));
+        let unreachable = others.iter().any(|(_, st)| st.is_none());
         let by = Instant::now() + self.request_timeout;
         let commit = if any("committed") {
             true
         } else if any("aborted") || any("unknown") {
             false
+        } else if recovering && unreachable {
+            return;
         } else if mine == "precommitted" || any("precommitted") {
+            let mut moved = JoinSet::new();
             for (g, st) in &others {
                 if st.as_deref() == Some("uncertain") {
+                    let (me, g) = (self.clone(), *g);
                     let c = json!({"op": "shard-precommit", "txn": txn});
-                    let _ = self.call(*g, Kind::Propose, c, true, by).await;
+                    moved.spawn(async move { me.call(g, Kind::Propose, c, true, by).await });
                 }
             }
+            while moved.join_next().await.is_some() {}
             true
         } else {
             false
         };
         let decide = json!({"op": "shard-decide", "txn": txn, "commit": commit});
-        if !matches!(
-            self.call(shard, Kind::Propose, decide.clone(), true, by)
-                .await,
-            Answer::Ok(_)
-        ) {
-            return;
-        }
-        for (g, st) in &others {
-            if st.as_deref() != Some(if commit { "committed" } else { "aborted" }) {
-                let _ = self.call(*g, Kind::Propose, decide.clone(), true, by).await;
-            }
-        }
+        let decided = match self
+            .call(shard, Kind::Propose, decide.clone(), true, by)
+            .await
+        {
+            Answer::Ok(v) => v["committed"].as_bool().unwrap_or(commit),
+            _ => return,
+        };
+        let told: Vec<u32> = others.iter().map(|(g, _)| *g).collect();
+        let _ = self.tell(txn, &told, decided, by).await;
         let seen: Vec<String> = others
             .iter()
             .map(|(g, st)| format!("shard {g} {}", st.as_deref().unwrap_or("unreachable")))
             .collect();
         log_line!(
             self.me,
-            "shard {shard}: in-doubt transaction {txn} finished: {} (3pc termination; this shard {mine}, {})",
-            if commit { "committed" } else { "aborted" },
+            "shard {shard}: in-doubt transaction {txn} finished: {} (3pc termination{}; this shard {mine}, {})",
+            if decided { "committed" } else { "aborted" },
+            if recovering { " after a restart" } else { "" },
             seen.join(", ")
         );
     }
@@ -551,6 +565,7 @@ impl Shards {
             return;
         };
         let patience = self.request_timeout + Duration::from_secs(1);
+        let (mut first_look, mut held_before) = (true, std::collections::BTreeSet::new());
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let leading = match consensus.status() {
@@ -594,6 +609,12 @@ impl Shards {
                     }
                 })
                 .collect();
+            // What this shard held when this process first looked was
+            // prepared before it (re)started.
+            if first_look {
+                held_before = found.iter().map(|f| f.0.clone()).collect();
+                first_look = false;
+            }
             let now = Instant::now();
             let mut due = Vec::new();
             {
@@ -609,9 +630,10 @@ impl Shards {
             }
             for (txn, span) in due {
                 let me = self.clone();
+                let recovering = held_before.contains(&txn);
                 tokio::spawn(async move {
                     if me.three_phase {
-                        me.terminate(shard, &txn, &span).await
+                        me.terminate(shard, &txn, &span, recovering).await
                     } else {
                         me.resolve(shard, &txn).await
                     }

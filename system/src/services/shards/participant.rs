@@ -194,13 +194,17 @@ impl ShardService {
         else {
             return json!({"ok": false, "error": "malformed decision"});
         };
+        // The first decision stands: a late or conflicting one changes nothing.
+        if let Some(first) = self.decided.get(txn) {
+            return json!({"ok": true, "applied": false, "committed": first});
+        }
         let held = self.prepared.remove(txn);
         let applied = held.is_some();
         if let (Some(p), true) = (held, commit) {
             self.data.extend(p.writes);
         }
         self.decided.insert(txn.to_string(), commit);
-        json!({"ok": true, "applied": applied})
+        json!({"ok": true, "applied": applied, "committed": commit})
     }
 
     /// Three-phase commit's second phase: a prepared transaction becomes
