@@ -2,6 +2,7 @@
 //! drawn with plotters), the run index, and the regression comparison for CI.
 
 mod anomalies;
+mod bank;
 pub mod bench;
 mod cache;
 pub mod compare;

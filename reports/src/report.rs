@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
 use crate::{
-    anomalies, cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError,
+    anomalies, bank, cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError,
 };
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
@@ -113,6 +113,7 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         locks::section(run),
         queue::section(run),
         cache::section(run),
+        bank::section(run),
     ] {
         if let Some(panel) = panel.map_err(ReportError::Plot)? {
             body.push_str(&panel);

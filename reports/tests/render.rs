@@ -158,3 +158,30 @@ fn index_links_each_bench_that_has_its_page() {
     assert!(index.contains("<td>1,16</td>"));
     assert!(!index.contains("20250101T000000"));
 }
+
+#[test]
+fn a_bank_run_plots_every_total_read_and_names_the_wrong_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = run_dir(root.path(), "20260101T000000.000Z", VALID);
+    let bank = json!({"valid": false, "summary": "1 of 2 reads are wrong (first: total 15, expected 20)",
+                      "accounts": 2, "total": 20, "reads": 2, "bad_reads": 1,
+                      "examples": [{"process": 1, "read": [["r", 0, 5], ["r", 1, 10]],
+                                    "problems": ["total 15, expected 20"]}],
+                      "totals": [[0.001, 20], [0.003, 15]]});
+    let path = dir.join("results.json");
+    let mut results: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    results["checkers"]["bank"] = bank;
+    std::fs::write(&path, serde_json::to_vec(&results).unwrap()).unwrap();
+    let html = std::fs::read_to_string(reports::render_run(&dir).unwrap()).unwrap();
+    assert!(html.contains("<h2>Bank</h2>"), "the bank panel");
+    assert!(
+        html.contains("Total of every read of all accounts"),
+        "its plot"
+    );
+    assert!(html.contains("2 reads, 1 of them wrong"));
+    assert!(
+        html.contains("total 15, expected 20"),
+        "the wrong read is shown"
+    );
+}

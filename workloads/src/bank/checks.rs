@@ -109,7 +109,7 @@ pub fn check(history: &History) -> CheckerResult {
     let opened = reads - before;
     let details = json!({"accounts": accounts.len(), "total": total, "reads": reads,
                          "reads_before_opening": before, "bad_reads": bad_count,
-                         "bad": bad, "totals": totals});
+                         "examples": bad, "totals": totals});
     if bad_count > 0 {
         let first = bad[0]["problems"][0]
             .as_str()
