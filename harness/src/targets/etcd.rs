@@ -28,7 +28,7 @@ impl Target for Etcd {
     }
 
     fn about(&self) -> &'static str {
-        "Debian's etcd-server (3.4): members with their own data dirs, peers through per-receiver proxies that learn the sender from X-Server-From; workload kv through the v3 JSON gateway; --reads serializable"
+        "Debian's etcd-server (3.4): members with their own data dirs, peers through per-receiver proxies that learn the sender from X-Server-From; workloads kv, and txn, txn-rw-register and bank (reads in one txn, writes in a txn comparing mod revisions) through the v3 JSON gateway; --reads serializable"
     }
 
     fn faults(&self) -> &'static [&'static str] {
