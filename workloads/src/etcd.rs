@@ -115,6 +115,10 @@ impl EtcdSession {
             Ok(r) => r,
             Err(e) => {
                 self.target = (self.target + 1) % self.nodes.len().max(1);
+                if e.is_connect() {
+                    // Every member may be down: do not spin on refused connections.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
                 // Nothing sent, or a read: certainly no effect.
                 return if e.is_connect() || is_read {
                     (Completion::Fail(format!("request failed: {e}")), id)
@@ -262,7 +266,11 @@ impl EtcdTxnSession {
             .send()
             .await;
         let called = match sent {
-            Err(e) if e.is_connect() => Called::NotDone(format!("request failed: {e}")),
+            Err(e) if e.is_connect() => {
+                // Every member may be down: do not spin on refused connections.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                Called::NotDone(format!("request failed: {e}"))
+            }
             Err(e) => Called::Unknown(format!("request failed: {e}")),
             Ok(r) if r.status().is_success() => Called::Ok(r.json().await.unwrap_or(Value::Null)),
             Ok(r) => {
