@@ -27,13 +27,18 @@ fn group(line: &str) -> &str {
         .map_or("", |(_, g)| g)
 }
 
+/// A (group, term) that some node claimed to lead.
+type Claimed<'a> = (&'a str, u64);
+/// Who claimed it: (node, 1-based log line) of each claim.
+type Claims<'a> = Vec<(&'a str, usize)>;
+
 /// Checks the logs of one node each, given as (node id, log text), whose
 /// lines say `leader in term T` when the node wins an election. A node
 /// running several groups (shards) names the group in each line's id, and
 /// each group's terms are judged apart.
 pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
     // (group, term) -> (node, line number) of every claim
-    let mut claims: BTreeMap<(&str, u64), Vec<(&str, usize)>> = BTreeMap::new();
+    let mut claims: BTreeMap<Claimed, Claims> = BTreeMap::new();
     for (node, text) in logs {
         for (i, line) in text.lines().enumerate() {
             if let Some(term) = leader_term(line) {
@@ -45,7 +50,7 @@ pub fn check_logs(logs: &[(String, String)]) -> CheckerResult {
         }
     }
     let elections: usize = claims.values().map(Vec::len).sum();
-    let split: Vec<(&(&str, u64), &Vec<(&str, usize)>)> = claims
+    let split: Vec<(&Claimed, &Claims)> = claims
         .iter()
         .filter(|(_, c)| c.iter().map(|(n, _)| *n).collect::<BTreeSet<_>>().len() > 1)
         .collect();

@@ -120,6 +120,7 @@ pub struct Shards {
 
 impl Shards {
     /// Access for node `me` to the groups of `placement`, those in `local` run here.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: NodeId,
         placement: Placement,
