@@ -984,7 +984,7 @@ fn a_bench_suite_reports_each_workload_as_a_median_with_its_spread() {
     }
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
-        table.contains("| lock | 2 |") && table.contains(" [") && table.contains("/2 |"),
+        table.contains("| lock | - | 2 |") && table.contains(" [") && table.contains("/2 |"),
         "{table}"
     );
     // An unknown workload is refused before anything starts.

@@ -245,7 +245,11 @@ pub fn render_suite(result: &Value) -> String {
                 s,
                 "| {} | {} | {} | {} | {} | {f} | {} | {} | {}/{} |",
                 r["workload"].as_str().unwrap_or("?"),
-                r["shards"].as_u64().map_or("-".into(), |n| n.to_string()),
+                // 0 shards: the unsharded system.
+                r["shards"]
+                    .as_u64()
+                    .filter(|n| *n > 0)
+                    .map_or("-".into(), |n| n.to_string()),
                 r["concurrency"],
                 fmt(&r["ok_per_second"], 0),
                 fmt(&r["not_ok_percent"], 1),
