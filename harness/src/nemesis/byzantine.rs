@@ -74,15 +74,13 @@ impl Fault for Byzantine {
 
 /// Sets `id`'s behaviour; whether the node took it.
 async fn behave(ctx: &Ctx, id: &str, behaviour: &str) -> bool {
-    let Some(n) = ctx.nodes.iter().find(|n| n.id == id) else {
-        return false;
-    };
-    ctx.http
-        .post(format!("{}/admin/byzantine", n.admin_url))
-        .json(&json!({"behaviour": behaviour}))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
+    super::admin_post(
+        ctx,
+        id,
+        "/admin/byzantine",
+        json!({ "behaviour": behaviour }),
+    )
+    .await
 }
 
 /// Makes every replica honest again (the end of a test).

@@ -61,13 +61,5 @@ impl Fault for CrashPoints {
 
 /// Arms `point` on `id` (`none` disarms); whether the node took it.
 async fn arm(ctx: &Ctx, id: &str, point: &str) -> bool {
-    let Some(n) = ctx.nodes.iter().find(|n| n.id == id) else {
-        return false;
-    };
-    ctx.http
-        .post(format!("{}/admin/crash-points", n.admin_url))
-        .json(&json!({ "point": point }))
-        .send()
-        .await
-        .is_ok_and(|r| r.status().is_success())
+    super::admin_post(ctx, id, "/admin/crash-points", json!({ "point": point })).await
 }

@@ -152,6 +152,19 @@ pub struct Ctx {
     pub cfg: TestConfig,
 }
 
+/// Posts `body` to `route` of node `id`'s admin API; whether the node took it.
+pub async fn admin_post(ctx: &Ctx, id: &str, route: &str, body: serde_json::Value) -> bool {
+    let Some(n) = ctx.nodes.iter().find(|n| n.id == id) else {
+        return false;
+    };
+    ctx.http
+        .post(format!("{}{route}", n.admin_url))
+        .json(&body)
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
 /// Node ids of `nodes`.
 pub fn ids(nodes: &[NodeAddrs]) -> Vec<String> {
     nodes.iter().map(|n| n.id.clone()).collect()
