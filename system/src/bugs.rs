@@ -61,6 +61,17 @@ pub enum Bug {
     CommitWithoutAllVotes,
     /// Sharded transactions: reads neither take nor respect locks.
     ReadWithoutLock,
+    /// Event store: appends ignore the expected version and write where the
+    /// client expected, over what is there.
+    NoVersionCheck,
+    /// Event store: a subscription that acknowledged anything resumes one
+    /// event past its checkpoint.
+    SubscriptionSkips,
+    /// Sagas: a failed shipment is compensated by releasing the stock but not
+    /// refunding the payment.
+    SkipCompensation,
+    /// Sagas: the payment service charges again for a repeated idempotency key.
+    NonIdempotentCharge,
 }
 
 /// Every bug with its name and what it breaks.
@@ -164,6 +175,26 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::ReadWithoutLock,
         "read-without-lock",
         "2pc: reads skip the lock table",
+    ),
+    (
+        Bug::NoVersionCheck,
+        "no-version-check",
+        "event store: appends ignore the expected version",
+    ),
+    (
+        Bug::SubscriptionSkips,
+        "subscription-skips",
+        "event store: a subscription resumes after its checkpoint + 1",
+    ),
+    (
+        Bug::SkipCompensation,
+        "skip-compensation",
+        "sagas: a failed shipment releases the stock but never refunds",
+    ),
+    (
+        Bug::NonIdempotentCharge,
+        "non-idempotent-charge",
+        "sagas: a retried charge with the same idempotency key charges again",
     ),
 ];
 

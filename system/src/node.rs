@@ -22,8 +22,10 @@ use crate::http::{self, ApiState};
 use crate::log_line;
 use crate::services::broker::BrokerService;
 use crate::services::cache::{CacheConfig, CacheNode, CacheService};
+use crate::services::events::EventService;
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
+use crate::services::saga::{api as saga_api, Orchestrator, SagaServices};
 use crate::services::shards::{api as shard_api, DecisionService, Placement, ShardService, Shards};
 use crate::services::txn::TxnService;
 use crate::services::{Registry, Service, Unrouted};
@@ -235,6 +237,8 @@ impl Node {
             Box::new(LockService::new(&cfg.bugs)),
             Box::new(BrokerService::new(&cfg.bugs)),
             Box::new(CacheService::new(cache.clone())),
+            Box::new(EventService::new(&cfg.bugs)),
+            Box::new(SagaServices::new(&cfg.bugs)),
         ];
         if sharded {
             list.push(Box::new(DecisionService::default()));
@@ -264,6 +268,16 @@ impl Node {
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
         });
+        // The saga orchestrator proposes to the main group, where the event
+        // store and the saga's services live.
+        let orchestrator = Arc::new(Orchestrator::new(
+            cfg.id.clone(),
+            consensus.clone(),
+            clock.clone(),
+            cfg.request_timeout,
+            cfg.bugs.has(Bug::SkipCompensation),
+        ));
+        routes = routes.merge(saga_api::routes(orchestrator.clone()));
         // Each shard this node hosts: its own group, log and directory.
         let mut groups = HashMap::new();
         let mut shards = None;
@@ -362,6 +376,7 @@ impl Node {
                 .await;
             }),
         ];
+        tasks.push(tokio::spawn(orchestrator.recover()));
         if let Some(s) = shards {
             tasks.push(tokio::spawn(s.sweep()));
         }

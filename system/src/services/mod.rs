@@ -5,8 +5,10 @@
 
 pub mod broker;
 pub mod cache;
+pub mod events;
 pub mod kv;
 pub mod locks;
+pub mod saga;
 pub mod shards;
 pub mod txn;
 

@@ -63,7 +63,13 @@ pub mod crash {
     use std::sync::Mutex;
 
     /// Every point, in protocol order.
-    pub const POINTS: &[&str] = &["after-prepare", "after-decision", "after-first-commit"];
+    pub const POINTS: &[&str] = &[
+        "after-prepare",
+        "after-decision",
+        "after-first-commit",
+        "saga-after-reserve",
+        "saga-before-recording-charge",
+    ];
 
     static ARMED: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
 
@@ -95,7 +101,7 @@ pub mod crash {
     }
 
     /// Ends the process if `point` is armed.
-    pub(super) fn reach(me: &str, point: &str) {
+    pub(crate) fn reach(me: &str, point: &str) {
         if ARMED
             .lock()
             .unwrap_or_else(|e| e.into_inner())
