@@ -5,6 +5,7 @@
 pub mod bank;
 pub mod cache;
 pub mod etcd;
+pub mod events;
 mod http;
 pub mod kv;
 pub mod lock;
@@ -12,6 +13,7 @@ pub mod maelstrom;
 pub mod queue;
 pub mod redis;
 pub mod rng;
+pub mod saga;
 pub mod txn;
 
 use std::future::Future;
@@ -60,6 +62,7 @@ pub const ANSWERS: &[&str] = &[
     "stale-token",
     "not-delivered",
     "dead-lettered",
+    "wrong-expected-version",
 ];
 
 /// True when a failure's error is one of [`ANSWERS`] (the code may be
@@ -242,6 +245,16 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "bank",
         "transfers between accounts and reads of them all, as transactions: every read sees the opening total, no negative balance (Jepsen's bank)",
         || Box::new(bank::BankWorkload),
+    ),
+    (
+        "events",
+        "appenders racing on streams with expected versions, readers, catch-up subscribers: acknowledged appends kept once, one winner per version, global order, subscriptions without gaps, projection and snapshots equal to replay",
+        || Box::new(events::EventsWorkload),
+    ),
+    (
+        "saga",
+        "orders run as sagas (reserve, charge, ship; release, refund, cancel) with failing steps and lost replies: every saga ends completed or compensated, none partial, no double charge, stock and money conserved",
+        || Box::new(saga::SagaWorkload),
     ),
     (
         "txn-rw-register",

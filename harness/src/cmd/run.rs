@@ -84,7 +84,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
                         || !crate::nemesis::CHANGE_MEMBERS.contains(&k.as_str())
                 })
                 .filter(|k| args.consensus == "pbft" || k != "byzantine")
-                .filter(|k| args.shards > 0 || k != "crash-points")
+                .filter(|k| args.shards > 0 || args.workload == "saga" || k != "crash-points")
                 .filter(|k| args.consensus != "pbft" || k != "corrupt")
                 .filter(|k| {
                     crate::nemesis::get(k)

@@ -1,8 +1,10 @@
 //! Fault `crash-points` (as etcd's failpoints): arms a named point of the
 //! transaction coordinator (`after-prepare`, `after-decision`,
-//! `after-first-commit`) on one or two nodes through their admin API; a node
-//! exits when a transaction it coordinates reaches the point. At heal the
-//! points are disarmed and every node that exited is started again.
+//! `after-first-commit`) or, under the saga workload, of the saga
+//! orchestrator (`saga-after-reserve`, `saga-before-recording-charge`) on one
+//! or two nodes through their admin API; a node exits when a transaction or
+//! saga it drives reaches the point. At heal the points are disarmed and
+//! every node that exited is started again.
 
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
@@ -11,6 +13,9 @@ use super::{ids, process, Ctx, Fault, Injected};
 
 /// The coordinator's crash points (faultline-node's own list).
 pub const POINTS: &[&str] = &["after-prepare", "after-decision", "after-first-commit"];
+/// The saga orchestrator's: after recording a step, and after acting before
+/// recording (the next driver repeats the step under its idempotency key).
+pub const SAGA_POINTS: &[&str] = &["saga-after-reserve", "saga-before-recording-charge"];
 
 /// Arms crash points.
 pub struct CrashPoints;
@@ -21,14 +26,28 @@ impl Fault for CrashPoints {
     }
 
     fn about(&self) -> &'static str {
-        "--shards: a node exits at a named point of two-phase commit (after-prepare, after-decision, after-first-commit) armed on one or two nodes; restarted at heal"
+        "--shards: a node exits at a named point of two-phase commit (after-prepare, after-decision, after-first-commit); --workload saga: of the saga orchestrator (saga-after-reserve, saga-before-recording-charge); armed on one or two nodes, restarted at heal"
     }
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let point = POINTS[rng.below(POINTS.len() as u64) as usize];
+            let points = if ctx.cfg.workload == "saga" {
+                SAGA_POINTS
+            } else {
+                POINTS
+            };
+            let point = points[rng.below(points.len() as u64) as usize];
             let mut all = ids(&ctx.nodes);
             let mut armed = Vec::new();
+            // Sagas are driven where clients send them, the leader: arm it.
+            if ctx.cfg.workload == "saga" {
+                if let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await {
+                    all.retain(|n| *n != leader);
+                    if arm(ctx, &leader, point).await {
+                        armed.push(leader);
+                    }
+                }
+            }
             for _ in 0..1 + rng.below(2) {
                 if all.is_empty() {
                     break;

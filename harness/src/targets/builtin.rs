@@ -102,8 +102,14 @@ impl Target for Builtin {
         if cfg.txn == "3pc" && cfg.shards == 0 {
             return Err("--txn 3pc needs --shards (it commits across shards)".into());
         }
-        if cfg.shards == 0 && cfg.nemesis.iter().any(|f| f == "crash-points") {
-            return Err("--nemesis crash-points needs --shards: the crash points are in the coordinator of transactions across shards".into());
+        if cfg.shards == 0
+            && cfg.workload != "saga"
+            && cfg.nemesis.iter().any(|f| f == "crash-points")
+        {
+            return Err("--nemesis crash-points needs --shards or --workload saga: the crash points are in the coordinator of transactions across shards and in the saga orchestrator".into());
+        }
+        if cfg.consensus == "pbft" && matches!(cfg.workload.as_str(), "saga") {
+            return Err("--workload saga needs --consensus raft or paxos: the orchestrator proposes from one node, which PBFT's clients may not".into());
         }
         if cfg.shards > 0 {
             if cfg.consensus == "pbft" {
