@@ -1364,3 +1364,62 @@ fn sharded_bank_is_valid_under_crash_points_and_kills_and_a_planted_2pc_bug_is_c
     assert_eq!(out.status.code(), Some(254), "{}", describe(&out));
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --shards"));
 }
+
+#[test]
+fn events_and_sagas_are_valid_under_faults_and_their_planted_bugs_are_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = [
+        "--time-limit",
+        "8",
+        "--nemesis-interval",
+        "1.5",
+        "--seed",
+        "2",
+    ];
+    let (out, latest) = run_workload(
+        "events",
+        store.path(),
+        &[&base[..], &["--nemesis", "partition,kill"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    for c in [
+        "appends",
+        "expected-version",
+        "global-order",
+        "subscriptions",
+        "projection",
+        "snapshots",
+    ] {
+        assert_verdict(&r, c, true);
+    }
+    let (out, latest) = run_workload(
+        "saga",
+        store.path(),
+        &[&base[..], &["--nemesis", "crash-points,pause"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    for c in ["outcomes", "partial", "conservation"] {
+        assert_verdict(&r, c, true);
+    }
+    let history = std::fs::read_to_string(latest.join("history.jsonl")).unwrap();
+    assert!(
+        history.contains("saga-"),
+        "the saga crash points are in the history"
+    );
+    for (workload, bug, checker) in [
+        ("events", "no-version-check", "expected-version"),
+        ("events", "subscription-skips", "subscriptions"),
+        ("saga", "skip-compensation", "partial"),
+        ("saga", "non-idempotent-charge", "conservation"),
+    ] {
+        let (out, latest) = run_workload(
+            workload,
+            store.path(),
+            &[&base[..], &["--nemesis", "none", "--bug", bug]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
+        assert_verdict(&results(&latest), checker, false);
+    }
+}
