@@ -8,6 +8,7 @@ mod cache;
 pub mod compare;
 mod counterexample;
 pub mod data;
+mod events;
 pub mod html;
 pub mod index;
 mod locks;
@@ -15,6 +16,7 @@ mod lost_writes;
 mod plots;
 mod queue;
 pub mod report;
+mod saga;
 mod timeline;
 
 use std::path::PathBuf;

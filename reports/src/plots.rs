@@ -301,3 +301,70 @@ pub fn throughput(run: &Run) -> Result<String, String> {
     }
     Ok(buf)
 }
+
+/// Counts per second of a run, one line per named series (each a count for
+/// every whole second of the run), with fault windows shaded.
+pub(crate) fn per_second(
+    run: &Run,
+    caption: &str,
+    y_desc: &str,
+    series: &[(&str, RGBColor, Vec<u64>)],
+) -> Result<String, String> {
+    let secs = (run.end / 1_000_000_000 + 1) as usize;
+    let max = series
+        .iter()
+        .flat_map(|(_, _, c)| c.iter().copied())
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64
+        * 1.15;
+    let mut buf = String::new();
+    {
+        let root = area(&mut buf);
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(8)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0f64..(secs as f64), 0f64..max)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds")
+            .y_desc(y_desc)
+            .light_line_style(WHITE)
+            .draw()
+            .map_err(|e| e.to_string())?;
+        shade_faults(&mut chart, run, 0.0, max)?;
+        for (name, colour, counts) in series {
+            let pts: Vec<(f64, f64)> = counts
+                .iter()
+                .enumerate()
+                .map(|(s, c)| (s as f64 + 0.5, *c as f64))
+                .collect();
+            line(&mut chart, pts, *colour, name)?;
+        }
+        legend(&mut chart)?;
+        root.present().map_err(|e| e.to_string())?;
+    }
+    Ok(buf)
+}
+
+/// Counts of the run's ops whose completion `pick` puts in a series, per
+/// second: `series` names are the values `pick` may answer.
+pub(crate) fn count_by_second(
+    run: &Run,
+    series: usize,
+    pick: impl Fn(&crate::data::OpRecord, &str) -> Option<usize>,
+) -> Vec<Vec<u64>> {
+    let secs = (run.end / 1_000_000_000 + 1) as usize;
+    let mut counts = vec![vec![0u64; secs]; series];
+    for op in &run.ops {
+        let name = run.names.get(op.f as usize).map_or("", String::as_str);
+        if let Some(i) = pick(op, name).filter(|i| *i < series) {
+            counts[i][((op.end / 1_000_000_000) as usize).min(secs - 1)] += 1;
+        }
+    }
+    counts
+}

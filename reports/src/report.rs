@@ -8,7 +8,8 @@ use serde_json::Value;
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
 use crate::{
-    anomalies, bank, cache, counterexample, locks, lost_writes, plots, queue, timeline, ReportError,
+    anomalies, bank, cache, counterexample, events, locks, lost_writes, plots, queue, saga,
+    timeline, ReportError,
 };
 
 /// Renders the report of the run in `dir` into `dir/report.html`.
@@ -114,6 +115,8 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         queue::section(run),
         cache::section(run),
         bank::section(run),
+        events::section(run),
+        saga::section(run),
     ] {
         if let Some(panel) = panel.map_err(ReportError::Plot)? {
             body.push_str(&panel);

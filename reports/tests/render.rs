@@ -185,3 +185,54 @@ fn a_bank_run_plots_every_total_read_and_names_the_wrong_ones() {
         "the wrong read is shown"
     );
 }
+
+#[test]
+fn event_store_and_saga_runs_get_their_panels_with_what_was_found() {
+    let root = tempfile::tempdir().unwrap();
+    let history = r#"{"type":"invoke","process":0,"f":"append","value":{"stream":"s0","expected":0,"events":[]},"time":1000000}
+{"type":"ok","process":0,"f":"append","value":{"version":1},"time":2000000}
+{"type":"invoke","process":1,"f":"append","value":{"stream":"s0","expected":0,"events":[]},"time":1500000}
+{"type":"fail","process":1,"f":"append","value":{"stream":"s0","expected":0,"events":[]},"error":"wrong-expected-version: current 1","time":2500000}
+{"type":"invoke","process":2,"f":"state","value":{"stream":"s0"},"time":3000000}
+{"type":"ok","process":2,"f":"state","value":{"version":1,"snapshot_version":0},"time":3500000}
+{"type":"invoke","process":3,"f":"order","value":{"order":"o1"},"time":4000000}
+{"type":"ok","process":3,"f":"order","value":{"end":"completed"},"time":4500000}
+"#;
+    let dir = root.path().join("events").join("20260101T000000.000Z");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("history.jsonl"), history).unwrap();
+    let test = json!({"workload": "events", "seed": 1, "nemesis": [], "bugs": [], "command": "harness run --workload events"});
+    std::fs::write(dir.join("test.json"), serde_json::to_vec(&test).unwrap()).unwrap();
+    let path = dir.join("results.json");
+    let mut results = json!({"valid": false, "checkers": {"perf": {"valid": true, "ok_per_second": 3.0, "availability": 1.0, "latency_ms": {}}}});
+    results["checkers"]["expected-version"] = json!({"valid": false, "summary": "1 of 2 conditional appends wrong",
+        "found": 1, "examples": [{"stream": "s0", "expected": 0, "problem": "more than one append won at this expected version"}]});
+    results["checkers"]["outcomes"] = json!({"valid": true, "summary": "1 sagas checked",
+        "counts": {"by_end": {"completed": 1, "running": 2}}, "examples": []});
+    results["checkers"]["partial"] = json!({"valid": false, "summary": "1 of 1 sagas wrong",
+        "examples": [{"order": "o9", "problem": "charged more than once"}]});
+    std::fs::write(&path, serde_json::to_vec(&results).unwrap()).unwrap();
+    let html = std::fs::read_to_string(reports::render_run(&dir).unwrap()).unwrap();
+    assert!(
+        html.contains("<h2>Event store</h2><p>1 appends acknowledged, 1 refused"),
+        "the events panel"
+    );
+    assert!(
+        html.contains("Appends and conflicts per second"),
+        "its plot"
+    );
+    assert!(
+        html.contains("<tr><td>s0</td><td>1</td><td>0</td></tr>"),
+        "stream lengths"
+    );
+    assert!(html.contains("more than one append won"), "its findings");
+    assert!(
+        html.contains("<h2>Sagas</h2><p>At the end: 1 completed, 0 compensated, 2 still running."),
+        "the saga panel"
+    );
+    assert!(html.contains("Orders answered per second"), "its plot");
+    assert!(
+        html.contains("charged more than once"),
+        "the partial sagas listed"
+    );
+}
