@@ -202,14 +202,21 @@ impl SagaSession {
                 continue;
             }
             let (services, node) = self.get("/saga/services").await;
-            return match services {
-                Ok(s) => (
-                    Completion::Ok(json!({"sagas": sagas["sagas"], "services": s,
-                                          "waited_ms": started.elapsed().as_millis() as u64})),
-                    node,
-                ),
-                Err((done, _)) => (done, node),
+            let services = match services {
+                Ok(s) => s,
+                Err((done, _)) => return (done, node),
             };
+            // The two reads are one picture only if no saga moved between
+            // them: read the sagas again, and start over if they changed.
+            let (again, node) = self.get("/sagas").await;
+            if again.as_ref().ok() != Some(&sagas) && started.elapsed() < SETTLE_MAX {
+                continue;
+            }
+            return (
+                Completion::Ok(json!({"sagas": sagas["sagas"], "services": services,
+                                      "waited_ms": started.elapsed().as_millis() as u64})),
+                node,
+            );
         }
     }
 }

@@ -101,6 +101,11 @@ async fn append(
         "expected {\"expected\"?: N, \"events\": [{\"type\": T, \"data\"?: D}, ...]}",
     )?;
     name_ok("stream", &stream)?;
+    if stream.starts_with("saga-") {
+        return Err(ApiError::malformed(format!(
+            "stream `{stream}`: names starting with `saga-` belong to the saga orchestrator"
+        )));
+    }
     let expected = count(&b.expected, "expected", "the stream's length")?;
     if b.events.is_empty() || b.events.len() > MAX_EVENTS {
         return Err(ApiError::malformed(format!(

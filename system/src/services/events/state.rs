@@ -107,7 +107,10 @@ pub fn fold(state: &Value, event_type: &str, data: &Value) -> Value {
     let mut types = state["types"].as_object().cloned().unwrap_or_default();
     let n = types.get(event_type).and_then(Value::as_u64).unwrap_or(0);
     types.insert(event_type.to_string(), json!(n + 1));
-    let total = state["total"].as_i64().unwrap_or(0) + data["amount"].as_i64().unwrap_or(0);
+    let total = state["total"]
+        .as_i64()
+        .unwrap_or(0)
+        .saturating_add(data["amount"].as_i64().unwrap_or(0));
     json!({"events": events, "types": types, "total": total})
 }
 
@@ -250,11 +253,13 @@ impl EventStore {
                 };
                 let len = positions.len() as u64;
                 let versions: Vec<u64> = if query["backwards"].as_bool().unwrap_or(false) {
-                    let top = from.unwrap_or(len.saturating_sub(1));
-                    if len == 0 || top >= len {
-                        Vec::new()
-                    } else {
-                        (0..=top).rev().take(max).collect()
+                    // From the given version down, or from the newest.
+                    match len.checked_sub(1) {
+                        None => Vec::new(),
+                        Some(newest) => (0..=from.unwrap_or(newest).min(newest))
+                            .rev()
+                            .take(max)
+                            .collect(),
                     }
                 } else {
                     (from.unwrap_or(0)..len).take(max).collect()

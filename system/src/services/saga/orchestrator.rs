@@ -296,8 +296,17 @@ impl Orchestrator {
             None => {
                 let data =
                     serde_json::to_value(&order).map_err(|e| Stopped::Refused(e.to_string()))?;
-                // Lost to another start of the same order: drive that one.
-                self.record(&order.order, 0, "saga-started", data).await?;
+                // Lost to another start of the same order: drive that one
+                // only if it asks for the same.
+                if !self.record(&order.order, 0, "saga-started", data).await? {
+                    let won = self.load(&order.order).await?;
+                    if won.order.as_ref() != Some(&order) {
+                        return Err(Stopped::Refused(format!(
+                            "order `{}` exists with other contents",
+                            order.order
+                        )));
+                    }
+                }
             }
         }
         // Leadership lost from here on leaves a saga under way, not untouched.
