@@ -138,6 +138,13 @@ async fn bad_requests_to_the_new_routes_get_a_4xx_naming_the_field() {
             400,
             "missing field `events`",
         ),
+        (
+            "POST",
+            "/events/streams/saga-o1/append",
+            Some(json!({"events": [{"type": "saga-completed"}]})),
+            400,
+            "belong to the saga orchestrator",
+        ),
         ("GET", "/events/streams/a?from=-2", None, 400, "`from`"),
         (
             "GET",
