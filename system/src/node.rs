@@ -268,16 +268,6 @@ impl Node {
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
         });
-        // The saga orchestrator proposes to the main group, where the event
-        // store and the saga's services live.
-        let orchestrator = Arc::new(Orchestrator::new(
-            cfg.id.clone(),
-            consensus.clone(),
-            clock.clone(),
-            cfg.request_timeout,
-            cfg.bugs.has(Bug::SkipCompensation),
-        ));
-        routes = routes.merge(saga_api::routes(orchestrator.clone()));
         // Each shard this node hosts: its own group, log and directory.
         let mut groups = HashMap::new();
         let mut shards = None;
@@ -318,6 +308,7 @@ impl Node {
                 let registry = Registry::new(vec![
                     Box::new(KvService),
                     Box::new(ShardService::new(&cfg.bugs)),
+                    Box::new(SagaServices::new(&cfg.bugs)),
                 ]);
                 threads.push(spawn(
                     start,
@@ -344,6 +335,18 @@ impl Node {
             routes = routes.merge(shard_api::routes(s.clone(), &api_state));
             shards = Some(s);
         }
+        // The saga orchestrator keeps each saga in the main group's event
+        // store; the services it calls are the main group's, or sharded, the
+        // shard's of each call's item, wallet or order.
+        let orchestrator = Arc::new(Orchestrator::new(
+            cfg.id.clone(),
+            consensus.clone(),
+            shards.clone(),
+            clock.clone(),
+            cfg.request_timeout,
+            cfg.bugs.has(Bug::SkipCompensation),
+        ));
+        routes = routes.merge(saga_api::routes(orchestrator.clone()));
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,

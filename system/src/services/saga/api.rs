@@ -17,14 +17,22 @@ use serde_json::{json, Value};
 
 use super::orchestrator::{Orchestrator, Order, Saga, Stopped};
 use super::steps::{Faults, StepCommand, SERVICES};
-use crate::http::{parse, propose_refusable, query, ApiError, ApiState};
+use crate::http::{parse, propose_refusable, ApiError, ApiState};
 
 /// The saga routes, served by `orchestrator`.
 pub fn routes(orchestrator: Arc<Orchestrator>) -> Router<Arc<ApiState>> {
-    let (o1, o2, o3) = (orchestrator.clone(), orchestrator.clone(), orchestrator);
+    let (o1, o2, o3) = (
+        orchestrator.clone(),
+        orchestrator.clone(),
+        orchestrator.clone(),
+    );
+    let (o4, o5) = (orchestrator.clone(), orchestrator);
     Router::new()
-        .route("/saga/setup", post(setup))
-        .route("/saga/services", get(services))
+        .route(
+            "/saga/setup",
+            post(move |body: Bytes| setup(o4.clone(), body)),
+        )
+        .route("/saga/services", get(move || services(o5.clone())))
         .route("/saga/services/{service}/faults", post(faults))
         .route(
             "/sagas",
@@ -76,23 +84,22 @@ struct SetupBody {
     wallets: BTreeMap<String, i64>,
 }
 
-async fn setup(State(state): State<Arc<ApiState>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn setup(orchestrator: Arc<Orchestrator>, body: Bytes) -> Result<Json<Value>, ApiError> {
     let b: SetupBody = parse(
         &body,
         "expected {\"stock\": {ITEM: N, ...}, \"wallets\": {CUSTOMER: N, ...}}",
     )?;
     non_negative(&b.stock, "stock")?;
     non_negative(&b.wallets, "wallets")?;
-    let cmd = StepCommand::SagaSetup {
-        stock: b.stock,
-        wallets: b.wallets,
-    };
-    let cmd = serde_json::to_value(cmd).map_err(|e| ApiError::malformed(e.to_string()))?;
-    propose_refusable(&state, cmd).await
+    orchestrator
+        .setup(b.stock, b.wallets)
+        .await
+        .map_err(stopped)?;
+    Ok(Json(json!({})))
 }
 
-async fn services(State(state): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
-    query(&state, json!({"saga-services": true})).await
+async fn services(orchestrator: Arc<Orchestrator>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(orchestrator.services().await.map_err(stopped)?))
 }
 
 async fn faults(

@@ -10,7 +10,7 @@
 //! after a lost reply or a crash between acting and recording does not act
 //! twice.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +22,7 @@ use super::steps::{Action, Outcome, Step, StepCommand};
 use crate::clock::Clock;
 use crate::consensus::{Consensus, Reply};
 use crate::services::events::{EventCommand, NewEvent};
-use crate::services::shards::crash;
+use crate::services::shards::{crash, Answer, Kind, Shards};
 use crate::types::NodeId;
 
 /// Tries of a forward step before the saga gives up on it and compensates.
@@ -141,7 +141,14 @@ pub enum Stopped {
 /// Drives sagas on one node.
 pub struct Orchestrator {
     me: NodeId,
+    /// The main group: the event store and the fault switch.
     consensus: Arc<dyn Consensus>,
+    /// Where the services' calls go: the main group, or on a sharded node
+    /// the shard of each call's key (items, wallets and orders spread over
+    /// the shards' groups).
+    steps: Arc<dyn Consensus>,
+    /// The shards, to read every group's services (sharded nodes only).
+    shards: Option<Arc<Shards>>,
     clock: Arc<Clock>,
     request_timeout: Duration,
     /// Planted bug `skip-compensation`.
@@ -171,17 +178,25 @@ fn backoff(try_no: u32) -> Duration {
 }
 
 impl Orchestrator {
-    /// An orchestrator proposing through `consensus`.
+    /// An orchestrator proposing through `consensus` (the main group), and
+    /// on a sharded node calling the services in the shards.
     pub fn new(
         me: NodeId,
         consensus: Arc<dyn Consensus>,
+        shards: Option<Arc<Shards>>,
         clock: Arc<Clock>,
         request_timeout: Duration,
         skip_refund: bool,
     ) -> Self {
+        let steps = match &shards {
+            Some(s) => crate::services::shards::api::key_routed(s.clone()),
+            None => consensus.clone(),
+        };
         Orchestrator {
             me,
             consensus,
+            steps,
+            shards,
             clock,
             request_timeout,
             skip_refund,
@@ -246,7 +261,7 @@ impl Orchestrator {
             step.attempt = n;
             let cmd = serde_json::to_value(StepCommand::SagaStep(step.clone()))
                 .map_err(|e| Stopped::Refused(e.to_string()))?;
-            match self.wait(self.consensus.propose(cmd)).await {
+            match self.wait(self.steps.propose(cmd)).await {
                 Ok(v) => {
                     let last = serde_json::from_value(v["outcome"].clone())
                         .unwrap_or(Outcome::Unavailable);
@@ -263,10 +278,19 @@ impl Orchestrator {
         Ok(None)
     }
 
-    fn step(order: &Order, name: &str, action: Action, of: &str) -> Step {
+    fn step(order: &Order, name: &str, action: Action, of: &str, faults: &Value) -> Step {
+        let route = match action.service() {
+            "inventory" => format!("item/{}", order.item),
+            "payment" => format!("wallet/{}", order.customer),
+            _ => format!("order/{}", order.order),
+        };
         Step {
             action,
             key: format!("{}/{name}", order.order),
+            route,
+            faults: Some(
+                serde_json::from_value(faults[action.service()].clone()).unwrap_or_default(),
+            ),
             order: order.order.clone(),
             item: order.item.clone(),
             qty: order.qty,
@@ -318,6 +342,72 @@ impl Orchestrator {
             })
     }
 
+    /// Stocks the items and fills the wallets, one command per item and per
+    /// customer, each in the group its key names.
+    pub async fn setup(
+        &self,
+        stock: BTreeMap<String, i64>,
+        wallets: BTreeMap<String, i64>,
+    ) -> Result<(), Stopped> {
+        let items = stock.into_iter().map(|(i, n)| {
+            let key = format!("item/{i}");
+            (key, [(i, n)].into(), BTreeMap::new())
+        });
+        let customers = wallets.into_iter().map(|(c, n)| {
+            let key = format!("wallet/{c}");
+            (key, BTreeMap::new(), [(c, n)].into())
+        });
+        for (key, stock, wallets) in items.chain(customers) {
+            let cmd = StepCommand::SagaSetup {
+                stock,
+                wallets,
+                key,
+            };
+            let cmd = serde_json::to_value(cmd).map_err(|e| Stopped::Refused(e.to_string()))?;
+            self.wait(self.steps.propose(cmd)).await?;
+        }
+        Ok(())
+    }
+
+    /// The services' state: the main group's, merged on a sharded node with
+    /// every shard's (stock, wallets, shipments and ledger entries each live
+    /// in one shard).
+    pub async fn services(&self) -> Result<Value, Stopped> {
+        let q = json!({"saga-services": true});
+        let mut all = self.wait(self.consensus.read(q.clone())).await?;
+        let Some(shards) = &self.shards else {
+            return Ok(all);
+        };
+        for shard in 1..=shards.placement().shards() {
+            let deadline = Instant::now() + self.request_timeout;
+            let part = match shards
+                .call(shard, Kind::Read, q.clone(), true, deadline)
+                .await
+            {
+                Answer::Ok(v) => v,
+                other => {
+                    return Err(Stopped::Unknown(format!("shard {shard}: {other:?}")));
+                }
+            };
+            if part["set_up"] == true {
+                all["set_up"] = json!(true);
+            }
+            for field in ["stock", "wallets", "shipments"] {
+                if let (Some(to), Some(from)) =
+                    (all[field].as_object_mut(), part[field].as_object())
+                {
+                    to.extend(from.clone());
+                }
+            }
+            if let (Some(to), Some(from)) =
+                (all["ledger"].as_array_mut(), part["ledger"].as_array())
+            {
+                to.extend(from.iter().cloned());
+            }
+        }
+        Ok(all)
+    }
+
     /// Every saga, read from the global log page by page.
     pub async fn all(&self) -> Result<Vec<Saga>, Stopped> {
         let mut streams: std::collections::BTreeMap<String, Vec<Value>> = Default::default();
@@ -355,6 +445,9 @@ impl Orchestrator {
     }
 
     async fn drive_steps(&self, order: &str, deadline: Instant) -> Result<Saga, Stopped> {
+        // The fault switch as it stands when the drive begins.
+        let q = json!({"saga-services": true});
+        let faults = self.wait(self.consensus.read(q)).await?["faults"].take();
         loop {
             let saga = self.load(order).await?;
             let Some(spec) = saga.order.clone() else {
@@ -370,7 +463,7 @@ impl Orchestrator {
                     self.record(order, v, kind, json!({})).await?;
                 }
                 Next::Forward(name, action) => {
-                    let mut step = Self::step(&spec, name, action, "");
+                    let mut step = Self::step(&spec, name, action, "", &faults);
                     let (kind, data) = match self.call(&mut step, TRIES, deadline).await? {
                         Some(Outcome::Done) => {
                             // Acted but not recorded: the next driver repeats
@@ -392,7 +485,7 @@ impl Orchestrator {
                     }
                 }
                 Next::Undo(name, undo, action) => {
-                    let mut step = Self::step(&spec, undo, action, name);
+                    let mut step = Self::step(&spec, undo, action, name, &faults);
                     if let Some(Outcome::Done) = self.call(&mut step, u32::MAX, deadline).await? {
                         self.record(order, v, "step-compensated", json!({"step": name}))
                             .await?;

@@ -19,10 +19,14 @@ pub const SERVICES: &[&str] = &["inventory", "payment", "shipping"];
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "kebab-case")]
 pub enum StepCommand {
-    /// Stocks the items and fills the wallets, once: a repeat is a no-op.
+    /// Stocks the items and fills the wallets not yet known; known ones are
+    /// left as they are, so a repeat is a no-op. `key` routes it on a
+    /// sharded node.
     SagaSetup {
         stock: BTreeMap<String, i64>,
         wallets: BTreeMap<String, i64>,
+        #[serde(default)]
+        key: String,
     },
     /// Sets a service's injected faults.
     SagaFaults { service: String, faults: Faults },
@@ -86,7 +90,16 @@ impl Action {
 pub struct Step {
     pub action: Action,
     /// The idempotency key.
+    #[serde(rename = "idempotency_key")]
     pub key: String,
+    /// What the call is about (`item/I`, `wallet/C`, `order/O`): on a sharded
+    /// node it goes to that key's shard.
+    #[serde(rename = "key", default)]
+    pub route: String,
+    /// The service's injected faults when the call was made (the main
+    /// group keeps the switch; a shard's copy of the services has none).
+    #[serde(default)]
+    pub faults: Option<Faults>,
     /// The order it is for.
     pub order: String,
     #[serde(default)]
@@ -160,11 +173,13 @@ impl Services {
     /// Applies a committed command.
     pub fn apply(&mut self, cmd: StepCommand) -> Value {
         match cmd {
-            StepCommand::SagaSetup { stock, wallets } => {
-                if !self.set_up {
-                    self.set_up = true;
-                    self.stock = stock;
-                    self.wallets = wallets;
+            StepCommand::SagaSetup { stock, wallets, .. } => {
+                self.set_up = true;
+                for (item, n) in stock {
+                    self.stock.entry(item).or_insert(n);
+                }
+                for (customer, n) in wallets {
+                    self.wallets.entry(customer).or_insert(n);
                 }
                 json!({"ok": true})
             }
@@ -183,11 +198,12 @@ impl Services {
     }
 
     fn step(&mut self, step: Step) -> Outcome {
-        let faults = self
-            .faults
-            .get(step.action.service())
-            .copied()
-            .unwrap_or_default();
+        let faults = step.faults.unwrap_or_else(|| {
+            self.faults
+                .get(step.action.service())
+                .copied()
+                .unwrap_or_default()
+        });
         if draw(&step.key, step.attempt, 1) < faults.fail {
             return Outcome::Unavailable;
         }
@@ -304,6 +320,8 @@ mod tests {
         StepCommand::SagaStep(Step {
             action,
             key: key.into(),
+            route: String::new(),
+            faults: None,
             order: "o1".into(),
             item: "i".into(),
             qty: 2,
@@ -322,11 +340,13 @@ mod tests {
         s.apply(StepCommand::SagaSetup {
             stock: [("i".to_string(), 3)].into(),
             wallets: [("c".to_string(), 50)].into(),
+            key: String::new(),
         });
-        // A second setup changes nothing.
+        // A second setup changes nothing it names again.
         s.apply(StepCommand::SagaSetup {
             stock: [("i".to_string(), 99)].into(),
             wallets: BTreeMap::new(),
+            key: String::new(),
         });
         s
     }

@@ -97,6 +97,12 @@ async fn placement(shards: Arc<Shards>) -> Json<Value> {
 /// query goes to the group of the shard its `key` names.
 struct KeyRouted(Arc<Shards>);
 
+/// A [`Consensus`] that sends each command and query to the shard its `key`
+/// names (the saga's services use it too).
+pub fn key_routed(shards: Arc<Shards>) -> Arc<dyn Consensus> {
+    Arc::new(KeyRouted(shards))
+}
+
 impl KeyRouted {
     fn route(&self, body: Value, kind: Kind) -> Asked<Reply> {
         let (tx, rx) = oneshot::channel();

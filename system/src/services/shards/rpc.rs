@@ -237,7 +237,7 @@ impl Shards {
     /// whose outcome is unknown is tried again elsewhere only if `idempotent`
     /// (asking twice does what asking once does); otherwise the unknown
     /// outcome is the answer.
-    pub(super) async fn call(
+    pub(crate) async fn call(
         &self,
         group: u32,
         kind: Kind,
