@@ -110,7 +110,7 @@ pub fn check(history: &History) -> Checked {
             .filter(move |op| &*op.f == f)
             .filter_map(|op| output(op).map(|o| (op, o)))
     };
-    let global: Option<Vec<Place>> = ok("read-all").last().map(|(_, o)| {
+    let global: Option<Vec<Place>> = ok("read-all").next_back().map(|(_, o)| {
         o["events"]
             .as_array()
             .into_iter()
@@ -307,7 +307,7 @@ pub fn check(history: &History) -> Checked {
         let Some(global) = &global else { continue };
         let upto = o["position"].as_u64().unwrap_or(0) as usize;
         let all = ok("read-all")
-            .last()
+            .next_back()
             .map(|(_, a)| a["events"].clone())
             .unwrap_or(Value::Null);
         let mut fold: BTreeMap<String, u64> = BTreeMap::new();
