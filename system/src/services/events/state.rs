@@ -25,6 +25,9 @@ pub enum EventCommand {
         stream: String,
         expected: Option<u64>,
         events: Vec<NewEvent>,
+        /// The proposer's clock (`now_ms`, the field PBFT lets differ
+        /// between replicas within a bound).
+        #[serde(rename = "now_ms")]
         at_ms: u64,
     },
     /// Creates subscription `name` delivering from global position `from`;
