@@ -204,6 +204,11 @@ impl SagaSession {
             let (services, node) = self.get("/saga/services").await;
             let services = match services {
                 Ok(s) => s,
+                // A shard still electing after the heal: try again in time.
+                Err(_) if started.elapsed() < SETTLE_MAX => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    continue;
+                }
                 Err((done, _)) => return (done, node),
             };
             // The two reads are one picture only if no saga moved between

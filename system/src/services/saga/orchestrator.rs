@@ -364,7 +364,10 @@ impl Orchestrator {
                 key,
             };
             let cmd = serde_json::to_value(cmd).map_err(|e| Stopped::Refused(e.to_string()))?;
-            self.wait(self.steps.propose(cmd)).await?;
+            let answer = self.wait(self.steps.propose(cmd)).await?;
+            if answer["ok"] != true {
+                return Err(Stopped::Refused(format!("setup refused: {answer}")));
+            }
         }
         Ok(())
     }
