@@ -25,6 +25,7 @@ use crate::services::cache::{CacheConfig, CacheNode, CacheService};
 use crate::services::events::EventService;
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
+use crate::services::proposals::ProposalService;
 use crate::services::saga::{api as saga_api, Orchestrator, SagaServices};
 use crate::services::shards::{api as shard_api, DecisionService, Placement, ShardService, Shards};
 use crate::services::txn::TxnService;
@@ -239,6 +240,7 @@ impl Node {
             Box::new(CacheService::new(cache.clone())),
             Box::new(EventService::new(&cfg.bugs)),
             Box::new(SagaServices::new(&cfg.bugs)),
+            Box::new(ProposalService::default()),
         ];
         if sharded {
             list.push(Box::new(DecisionService::default()));

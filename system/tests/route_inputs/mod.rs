@@ -165,6 +165,19 @@ pub static ROUTES: &[Route] = &[
     ),
     route("GET /sagas", "GET", "/sagas", None),
     route("GET /sagas/{order}", "GET", "/sagas/{}", None),
+    route(
+        "POST /consensus/propose",
+        "POST",
+        "/consensus/propose",
+        Some(r#"{"value": {"n": 1}}"#),
+    ),
+    route(
+        "GET /consensus/committed",
+        "GET",
+        "/consensus/committed",
+        None,
+    ),
+    route("GET /consensus/leader", "GET", "/consensus/leader", None),
     route("GET /topics/{t}", "GET", "/topics/{}", None),
     route(
         "POST /topics/{t}/produce",
