@@ -252,54 +252,17 @@ pub fn latency_quantiles(run: &Run) -> Result<String, String> {
 
 /// Completions per second by outcome.
 pub fn throughput(run: &Run) -> Result<String, String> {
-    let secs = (run.end / 1_000_000_000 + 1) as usize;
-    let mut counts = vec![[0u64; 3]; secs];
-    for op in &run.ops {
-        let s = ((op.end / 1_000_000_000) as usize).min(secs - 1);
-        counts[s][op.outcome as usize] += 1;
-    }
-    let max = counts
-        .iter()
-        .flat_map(|c| c.iter().copied())
-        .max()
-        .unwrap_or(1)
-        .max(1) as f64
-        * 1.15;
-    let mut buf = String::new();
-    {
-        let root = area(&mut buf);
-        root.fill(&WHITE).map_err(|e| e.to_string())?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(
-                "Throughput by outcome (completions per second)",
-                ("sans-serif", 16),
-            )
-            .margin(8)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0f64..(secs as f64), 0f64..max)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds")
-            .y_desc("ops/s")
-            .light_line_style(WHITE)
-            .draw()
-            .map_err(|e| e.to_string())?;
-        shade_faults(&mut chart, run, 0.0, max)?;
-        for outcome in [Outcome::Ok, Outcome::Fail, Outcome::Info] {
-            let c = outcome_colour(outcome);
-            let pts: Vec<(f64, f64)> = counts
-                .iter()
-                .enumerate()
-                .map(|(s, c)| (s as f64 + 0.5, c[outcome as usize] as f64))
-                .collect();
-            line(&mut chart, pts, c, outcome.name())?;
-        }
-        legend(&mut chart)?;
-        root.present().map_err(|e| e.to_string())?;
-    }
-    Ok(buf)
+    let counts = count_by_second(run, 3, |op, _| Some(op.outcome as usize));
+    let series: Vec<(&str, RGBColor, Vec<u64>)> = [Outcome::Ok, Outcome::Fail, Outcome::Info]
+        .into_iter()
+        .map(|o| (o.name(), outcome_colour(o), counts[o as usize].clone()))
+        .collect();
+    per_second(
+        run,
+        "Throughput by outcome (completions per second)",
+        "ops/s",
+        &series,
+    )
 }
 
 /// Counts per second of a run, one line per named series (each a count for

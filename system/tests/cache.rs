@@ -17,19 +17,7 @@ async fn call(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = c.url(id, path);
-    let req = match method {
-        "PUT" => c.http.put(url),
-        _ => c.http.get(url),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    match req.send().await {
-        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
-        Err(_) => (0, Value::Null),
-    }
+    c.request(method, id, path, body).await
 }
 
 async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {

@@ -12,17 +12,11 @@ use common::Cluster;
 use serde_json::{json, Value};
 
 async fn post(c: &Cluster, id: &str, path: &str, body: Value) -> (u16, Value) {
-    match c.http.post(c.url(id, path)).json(&body).send().await {
-        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
-        Err(_) => (0, Value::Null),
-    }
+    c.request("POST", id, path, Some(body)).await
 }
 
 async fn get(c: &Cluster, id: &str, path: &str) -> (u16, Value) {
-    match c.http.get(c.url(id, path)).send().await {
-        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
-        Err(_) => (0, Value::Null),
-    }
+    c.request("GET", id, path, None).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

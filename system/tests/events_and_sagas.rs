@@ -17,19 +17,7 @@ async fn send(
     path: &str,
     body: Option<Value>,
 ) -> (u16, Value) {
-    let url = c.url(id, path);
-    let req = match method {
-        "GET" => c.http.get(url),
-        _ => c.http.post(url),
-    };
-    let req = match body {
-        Some(b) => req.json(&b),
-        None => req,
-    };
-    match req.send().await {
-        Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
-        Err(_) => (0, Value::Null),
-    }
+    c.request(method, id, path, body).await
 }
 
 /// Retries through the leader until a 200.
@@ -302,20 +290,6 @@ async fn bad_requests_to_the_new_routes_get_a_4xx_naming_the_field() {
     assert_eq!(services["set_up"], false);
 }
 
-async fn arm(c: &Cluster, id: &str, point: &str) {
-    let r = c
-        .http
-        .post(format!(
-            "http://127.0.0.1:{}/admin/crash-points",
-            c.node(id).admin
-        ))
-        .json(&json!({ "point": point }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saga_whose_orchestrator_dies_is_finished_by_the_next_leader() {
     let all = ["n1", "n2", "n3"];
@@ -334,7 +308,7 @@ async fn a_saga_whose_orchestrator_dies_is_finished_by_the_next_leader() {
     {
         let order = format!("o{n}");
         let leader = c.leader(&all).await;
-        arm(&c, &leader, point).await;
+        c.arm_crash_point(&leader, point).await;
         let body = json!({"order": order, "customer": "c", "item": "i", "qty": 2, "amount": 30});
         let (code, answer) = send(&c, &leader, "POST", "/sagas", Some(body)).await;
         assert_eq!(

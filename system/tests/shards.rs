@@ -87,17 +87,7 @@ async fn every_shard_has_a_leader(c: &Cluster) -> Value {
 }
 
 async fn arm(c: &Cluster, id: &str, point: &str) {
-    let r = c
-        .http
-        .post(format!(
-            "http://127.0.0.1:{}/admin/crash-points",
-            c.node(id).admin
-        ))
-        .json(&json!({ "point": point }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 200);
+    c.arm_crash_point(id, point).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

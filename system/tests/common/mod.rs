@@ -244,6 +244,47 @@ impl Cluster {
         format!("http://127.0.0.1:{}{path}", self.node(id).client)
     }
 
+    /// Sends `method path` (with a JSON body, if any) to node `id`: the HTTP
+    /// status and the JSON body, or `(0, null)` when nothing answered.
+    pub async fn request(
+        &self,
+        method: &str,
+        id: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = self.url(id, path);
+        let req = match method {
+            "PUT" => self.http.put(url),
+            "POST" => self.http.post(url),
+            "DELETE" => self.http.delete(url),
+            _ => self.http.get(url),
+        };
+        let req = match body {
+            Some(b) => req.json(&b),
+            None => req,
+        };
+        match req.send().await {
+            Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+            Err(_) => (0, Value::Null),
+        }
+    }
+
+    /// Arms crash point `point` on node `id` through its admin API.
+    pub async fn arm_crash_point(&self, id: &str, point: &str) {
+        let r = self
+            .http
+            .post(format!(
+                "http://127.0.0.1:{}/admin/crash-points",
+                self.node(id).admin
+            ))
+            .json(&json!({ "point": point }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+
     pub async fn status(&self, id: &str) -> Option<Value> {
         let r = self
             .http
