@@ -5,7 +5,8 @@
 //! leads, that node is killed and restarted too, until the first one wins an
 //! election again (a flapping node, or a rolling restart that lands badly). The
 //! link proxies then deliver old frames again, among them the previous
-//! incarnation's appends, which the followers reject in a newer term. Last, the
+//! incarnation's appends (its links keep the frames it sent before it died,
+//! not the newer ones), which the followers reject in a newer term. Last, the
 //! leader is isolated while clients keep talking to it, old replies of its
 //! peers still reaching it now and then: a node that let stale replies vouch for
 //! its reads serves them from a deposed state while the others elect a leader
@@ -55,6 +56,8 @@ impl Fault for Comeback {
                     nodes: Vec::new(),
                 });
             };
+            // What this incarnation last sent is what replay will bring back.
+            ctx.net.freeze_where(|from, _| from == first);
             process::kill(ctx, std::slice::from_ref(&first)).await?;
             process::restart(ctx, std::slice::from_ref(&first)).await?;
             let mut restarted = vec![first.clone()];

@@ -266,6 +266,16 @@ impl Net {
         }
     }
 
+    /// Freezes the replay windows of the links `on(from, to)` picks (proxy
+    /// links only), until [`Net::heal`].
+    pub fn freeze_where(&self, on: impl Fn(&str, &str) -> bool) {
+        for ((from, to), link) in &self.links {
+            if on(from, to) {
+                link.update(|p| p.freeze = true);
+            }
+        }
+    }
+
     /// Restores every link to a clean, connected state.
     pub fn heal(&self) -> anyhow::Result<()> {
         if let Some(router) = &self.router {

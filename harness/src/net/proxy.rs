@@ -38,6 +38,9 @@ pub struct LinkPolicy {
     /// restarted sender's previous incarnation can speak again). On a cut link,
     /// the probability per frame dropped of an old one crossing instead.
     pub replay: f64,
+    /// Keep the replay window as it is: new frames cross but are not kept, so
+    /// replay draws only on what crossed before (a dead sender's last words).
+    pub freeze: bool,
 }
 
 /// Frames a link keeps for replay, and the largest it keeps.
@@ -98,7 +101,7 @@ impl Shared {
         } else {
             None
         };
-        if frame.len() <= REPLAY_MAX_FRAME {
+        if frame.len() <= REPLAY_MAX_FRAME && !self.policy.freeze {
             if self.window.len() == REPLAY_WINDOW {
                 self.window.pop_front();
             }
