@@ -72,6 +72,11 @@ pub enum Bug {
     SkipCompensation,
     /// Sagas: the payment service charges again for a repeated idempotency key.
     NonIdempotentCharge,
+    /// Mailbox: the inbox lives in memory only, so a restarted member has
+    /// lost what it acknowledged.
+    VolatileInbox,
+    /// Mailbox: a message that arrives again is delivered again.
+    DeliverTwice,
 }
 
 /// Every bug with its name and what it breaks.
@@ -195,6 +200,16 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::NonIdempotentCharge,
         "non-idempotent-charge",
         "sagas: a retried charge with the same idempotency key charges again",
+    ),
+    (
+        Bug::VolatileInbox,
+        "volatile-inbox",
+        "mailbox: acknowledge deliveries kept in memory only",
+    ),
+    (
+        Bug::DeliverTwice,
+        "deliver-twice",
+        "mailbox: deliver a repeated message again instead of only acknowledging it",
     ),
 ];
 

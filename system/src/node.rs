@@ -25,6 +25,7 @@ use crate::services::cache::{CacheConfig, CacheNode, CacheService};
 use crate::services::events::EventService;
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
+use crate::services::mailbox::{api as mailbox_api, Mailbox};
 use crate::services::proposals::ProposalService;
 use crate::services::saga::{api as saga_api, Orchestrator, SagaServices};
 use crate::services::shards::{api as shard_api, DecisionService, Placement, ShardService, Shards};
@@ -349,6 +350,17 @@ impl Node {
             cfg.bugs.has(Bug::SkipCompensation),
         ));
         routes = routes.merge(saga_api::routes(orchestrator.clone()));
+        let mailbox = Arc::new(
+            Mailbox::open(
+                cfg.id.clone(),
+                &cfg.data_dir,
+                cfg.peers.clone(),
+                transport.clone(),
+                &cfg.bugs,
+            )
+            .map_err(|e| anyhow::anyhow!("cannot open the mailbox: {e}"))?,
+        );
+        routes = routes.merge(mailbox_api::routes(mailbox.clone()));
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,
@@ -364,6 +376,7 @@ impl Node {
                     groups,
                     cache,
                     shards: shards.clone(),
+                    mailbox,
                 }),
             )),
             tokio::spawn(async move {

@@ -43,6 +43,8 @@ pub enum Wire {
     Cache(CacheMessage),
     /// Calls to a shard's consensus group on another node, and their answers.
     Shard(crate::services::shards::ShardMessage),
+    /// Messages between members' mailboxes (`/cluster/send`, `/cluster/broadcast`).
+    Mail(crate::services::mailbox::MailMessage),
 }
 
 impl From<raft::Message> for Wire {
@@ -248,6 +250,8 @@ pub struct Receivers {
     pub cache: Arc<CacheNode>,
     /// Calls to this node's shard groups (none when unsharded).
     pub shards: Option<Arc<crate::services::shards::Shards>>,
+    /// The mailbox.
+    pub mailbox: Arc<crate::services::mailbox::Mailbox>,
 }
 
 impl Receivers {
@@ -257,7 +261,7 @@ impl Receivers {
         } else if let Some(group) = self.groups.get(&env.group) {
             group
         } else {
-            if !matches!(env.msg, Wire::Shard(_)) {
+            if !matches!(env.msg, Wire::Shard(_) | Wire::Mail(_)) {
                 log_line!(
                     "-",
                     "dropping a message from {} for group {}, which this node does not host",
@@ -268,6 +272,10 @@ impl Receivers {
             }
             &self.consensus
         };
+        if let Wire::Mail(msg) = env.msg {
+            self.mailbox.receive(env.from, msg);
+            return;
+        }
         if let Wire::Shard(msg) = env.msg {
             match &self.shards {
                 Some(shards) => shards.receive(env.from, msg),

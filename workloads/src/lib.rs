@@ -6,10 +6,12 @@ pub mod bank;
 pub mod cache;
 pub mod etcd;
 pub mod events;
+mod findings;
 mod http;
 pub mod kv;
 pub mod lock;
 pub mod maelstrom;
+pub mod messaging;
 pub mod queue;
 pub mod redis;
 pub mod rng;
@@ -255,6 +257,11 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "saga",
         "orders run as sagas (reserve, charge, ship; release, refund, cancel) with failing steps and lost replies: every saga ends completed or compensated, none partial, no double charge, stock and money conserved",
         || Box::new(saga::SagaWorkload),
+    ),
+    (
+        "messaging",
+        "members sending to one another and broadcasting through the cluster's mailboxes: acknowledged sends delivered, every broadcast delivered once everywhere, nothing altered or invented",
+        || Box::new(messaging::MessagingWorkload),
     ),
     (
         "txn-rw-register",

@@ -170,6 +170,23 @@ pub(crate) fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes, what: &str) -> R
     body::read(body).map_err(|e| ApiError::malformed(format!("{what}: {e}")))
 }
 
+/// A non-negative integer query parameter, if present.
+pub(crate) fn param(
+    params: &std::collections::HashMap<String, String>,
+    field: &str,
+) -> Result<Option<u64>, ApiError> {
+    params
+        .get(field)
+        .map(|v| {
+            v.parse::<u64>().map_err(|_| {
+                ApiError::malformed(format!(
+                    "query parameter `{field}` must be a non-negative integer, got `{v}`"
+                ))
+            })
+        })
+        .transpose()
+}
+
 /// Waits for the answer to a request handed to consensus, as a client answer.
 pub(crate) async fn ask(
     state: &ApiState,

@@ -8,6 +8,7 @@ pub mod cache;
 pub mod events;
 pub mod kv;
 pub mod locks;
+pub mod mailbox;
 pub mod proposals;
 pub mod saga;
 pub mod shards;

@@ -178,6 +178,25 @@ pub static ROUTES: &[Route] = &[
         None,
     ),
     route("GET /consensus/leader", "GET", "/consensus/leader", None),
+    route(
+        "POST /cluster/send",
+        "POST",
+        "/cluster/send",
+        Some(r#"{"to": "n1", "body": {"n": 1}, "id": "m1", "deadline_ms": 500}"#),
+    ),
+    route(
+        "POST /cluster/broadcast",
+        "POST",
+        "/cluster/broadcast",
+        Some(r#"{"body": [1, "two"], "deadline_ms": 500}"#),
+    ),
+    route(
+        "GET /cluster/inbox",
+        "GET",
+        "/cluster/inbox?from=0&max=5",
+        None,
+    ),
+    route("GET /cluster/state", "GET", "/cluster/state", None),
     route("GET /topics/{t}", "GET", "/topics/{}", None),
     route(
         "POST /topics/{t}/produce",

@@ -18,75 +18,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use checker::history::{Op, Outcome};
-use checker::{CheckerResult, History, Validity};
+use checker::History;
 use serde_json::{json, Value};
 
+use crate::findings::{json_of, output, Findings};
 use crate::Checked;
-
-/// At most this many findings are listed per checker.
-const SHOW: usize = 20;
-
-fn json_of(v: &checker::value::Value) -> Value {
-    serde_json::to_value(v).unwrap_or(Value::Null)
-}
-
-fn output(op: &Op) -> Option<Value> {
-    match &op.output {
-        Outcome::Ok(v) => Some(json_of(v)),
-        Outcome::Unknown => None,
-    }
-}
-
-/// What one checker found.
-struct Findings {
-    name: &'static str,
-    what: &'static str,
-    count: usize,
-    examples: Vec<Value>,
-    checked: usize,
-}
-
-impl Findings {
-    fn new(name: &'static str, what: &'static str) -> Self {
-        Findings {
-            name,
-            what,
-            count: 0,
-            examples: Vec::new(),
-            checked: 0,
-        }
-    }
-
-    fn add(&mut self, v: Value) {
-        self.count += 1;
-        if self.examples.len() < SHOW {
-            self.examples.push(v);
-        }
-    }
-
-    fn done(self, checked: &mut Checked, unknown: Option<&str>) {
-        let (valid, summary) = match (self.count, unknown) {
-            (0, Some(why)) => (Validity::Unknown, why.to_string()),
-            (0, None) => (
-                Validity::Valid,
-                format!("{} {} checked, none wrong", self.checked, self.what),
-            ),
-            (n, _) => (
-                Validity::Invalid,
-                format!("{n} of {} {} wrong", self.checked, self.what),
-            ),
-        };
-        checked.add(
-            self.name,
-            CheckerResult::new(
-                valid,
-                summary,
-                json!({"found": self.count, "examples": self.examples}),
-            ),
-        );
-    }
-}
 
 /// An event's place: (position, stream, version, id).
 type Place = (u64, String, u64, String);
@@ -443,6 +379,7 @@ fn check_subscriptions(history: &History, global: Option<&[Place]>, checked: &mu
 mod tests {
     use super::*;
     use checker::format::jsonl;
+    use checker::Validity;
 
     fn history(ops: &[(&str, Value, &str, Value)]) -> History {
         let mut text = String::new();

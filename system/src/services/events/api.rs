@@ -16,7 +16,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{EventCommand, NewEvent, MAX_READ};
-use crate::http::{ask, parse, propose_refusable, ApiError, ApiState};
+use crate::http::{ask, param, parse, propose_refusable, ApiError, ApiState};
 
 /// Most events one append carries.
 const MAX_EVENTS: usize = 100;
@@ -58,20 +58,6 @@ fn count(v: &Option<Value>, field: &str, what: &str) -> Result<Option<u64>, ApiE
             ))
         }),
     }
-}
-
-/// A non-negative integer query parameter, if present.
-fn param(params: &HashMap<String, String>, field: &str) -> Result<Option<u64>, ApiError> {
-    params
-        .get(field)
-        .map(|v| {
-            v.parse::<u64>().map_err(|_| {
-                ApiError::malformed(format!(
-                    "query parameter `{field}` must be a non-negative integer, got `{v}`"
-                ))
-            })
-        })
-        .transpose()
 }
 
 /// A linearizable read; a query naming what does not exist is a 404.
