@@ -1424,3 +1424,35 @@ fn events_and_sagas_are_valid_under_faults_and_their_planted_bugs_are_caught() {
         assert_verdict(&results(&latest), checker, false);
     }
 }
+
+/// `messaging`: sends and broadcasts through the members' mailboxes stay
+/// valid under partitions, kills and pauses; an inbox kept in memory loses
+/// acknowledged deliveries to a kill, and one that does not deduplicate
+/// delivers a retried message twice once a pause delays acknowledgements.
+#[test]
+fn messaging_is_valid_under_faults_and_its_planted_bugs_are_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = ["--time-limit", "10", "--nemesis-interval", "1.5"];
+    let (out, latest) = run_workload(
+        "messaging",
+        store.path(),
+        &[&base[..], &["--nemesis", "partition,kill,pause", "--seed", "3"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    for c in ["sends", "broadcasts", "once", "integrity"] {
+        assert_verdict(&r, c, true);
+    }
+    for (bug, fault, checker) in [
+        ("volatile-inbox", "kill", "sends"),
+        ("deliver-twice", "pause", "once"),
+    ] {
+        let (out, latest) = run_workload(
+            "messaging",
+            store.path(),
+            &[&base[..], &["--nemesis", fault, "--seed", "1", "--bug", bug]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
+        assert_verdict(&results(&latest), checker, false);
+    }
+}

@@ -216,6 +216,7 @@ impl Node {
         // The consensus thread's handle now, its loop once the services exist.
         let (consensus, peer_inbox, stop, start) = channel(cfg.consensus);
         let mut stops = vec![stop];
+        let clock = Arc::new(Clock::default());
         let cache = Arc::new(CacheNode::new(
             cfg.id.clone(),
             CacheConfig {
@@ -225,6 +226,7 @@ impl Node {
             cfg.peers.clone(),
             transport.clone(),
             consensus.clone(),
+            clock.clone(),
         ));
         // The services this node runs: a new pattern is a folder under
         // `services/` and a line here. Sharded, the KV and the transactions
@@ -261,7 +263,6 @@ impl Node {
             format!("{}-{}", cfg.consensus.name(), cfg.id),
         )?;
         let mut threads = vec![thread];
-        let clock = Arc::new(Clock::default());
         let api_state = Arc::new(ApiState {
             consensus: if sharded {
                 Arc::new(shard_api::FixedMembers(consensus.clone()))

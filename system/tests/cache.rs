@@ -210,3 +210,55 @@ async fn each_node_keeps_at_most_its_capacity() {
     // 40 keys with 2 owners each make 80 copies for 12 places.
     assert!(evictions >= 80 - 12, "{evictions}");
 }
+
+/// A write with `ttl_ms` is served (from the store and the owners' copies)
+/// until it expires and never after; `DELETE` removes a value and its copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_to_live_ends_a_value_and_delete_removes_one() {
+    let c = start(&["--cache-ttl-ms", "10000"]).await;
+    let leader = c.leader(ALL3).await;
+    let put = |v: Value| Some(v);
+    let (code, body) = call(
+        &c,
+        "PUT",
+        &leader,
+        "/cache/short",
+        put(json!({"value": "soon gone", "ttl_ms": 800})),
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let written = Instant::now();
+    // Read twice through every node: a miss fills the owners, then hits.
+    for _ in 0..2 {
+        for id in ALL3 {
+            let (code, v) = call(&c, "GET", id, "/cache/short", None).await;
+            assert_eq!(code, 200);
+            if written.elapsed() < Duration::from_millis(700) {
+                assert_eq!(v["value"], "soon gone", "{v}");
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(900).saturating_sub(written.elapsed())).await;
+    for id in ALL3 {
+        let (_, v) = call(&c, "GET", id, "/cache/short", None).await;
+        assert_eq!(v["value"], Value::Null, "{id} served an expired value: {v}");
+    }
+    // Delete: gone from the store and every copy at once.
+    assert_eq!(write(&c, "gone", json!(5)).await.0, 200);
+    for id in ALL3 {
+        assert_eq!(call(&c, "GET", id, "/cache/gone", None).await.1["value"], 5);
+    }
+    let (code, body) = call(&c, "DELETE", &leader, "/cache/gone", None).await;
+    assert_eq!(code, 200, "{body}");
+    for id in ALL3 {
+        assert_eq!(
+            call(&c, "GET", id, "/cache/gone", None).await.1["value"],
+            Value::Null
+        );
+    }
+    for bad in [json!({"value": 1, "ttl_ms": 0}), json!({"value": 1, "ttl_ms": "x"})] {
+        let (code, body) = call(&c, "PUT", &leader, "/cache/k", put(bad)).await;
+        assert_eq!(code, 400, "{body}");
+        assert!(body["message"].as_str().unwrap().contains("ttl_ms"), "{body}");
+    }
+}

@@ -182,6 +182,7 @@ mod tests {
             BTreeMap::new(),
             transport,
             Arc::new(raft),
+            Arc::new(crate::clock::Clock::default()),
         );
         Registry::new(vec![
             Box::new(KvService),
@@ -213,7 +214,7 @@ mod tests {
         let mut copy = registry();
         copy.restore(&s.snapshot()).unwrap();
         assert_eq!(
-            copy.query(&crate::services::cache::store::read_query("c")),
+            copy.query(&crate::services::cache::store::read_query("c", 0)),
             json!({"value": 6, "rev": 2, "read_rev": 2})
         );
         let bad = s.apply(&json!({"op": "lock-acquire", "lock": "l"}));

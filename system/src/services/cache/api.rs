@@ -22,7 +22,7 @@ use crate::http::{ask, parse, ApiError, ApiState};
 pub fn routes(node: Arc<CacheNode>) -> Router<Arc<ApiState>> {
     Router::new()
         .route("/cache", get(stats))
-        .route("/cache/{key}", get(read).put(write))
+        .route("/cache/{key}", get(read).put(write).delete(delete))
         .route("/cache/{key}/local", get(local))
         .route(
             "/sessions/{id}",
@@ -60,7 +60,13 @@ struct WriteBody {
     /// would: only the time to live then bounds how long old copies are served.
     #[serde(default = "yes")]
     invalidate: bool,
+    /// The value's time to live: reads find none after it.
+    #[serde(default)]
+    ttl_ms: Option<u64>,
 }
+
+/// The longest time to live a write may ask for (30 days).
+const MAX_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 fn yes() -> bool {
     true
@@ -101,7 +107,7 @@ async fn session_write(
             "`data` must not be null (DELETE ends a session)",
         ));
     }
-    store(&state, &cache, format!("{SESSION}{id}"), b.data, true).await
+    store(&state, &cache, format!("{SESSION}{id}"), b.data, true, None).await
 }
 
 /// `DELETE /sessions/{id}`: ends the session (a cache write of null).
@@ -110,7 +116,7 @@ async fn session_delete(
     Extension(cache): Extension<Arc<CacheNode>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    store(&state, &cache, format!("{SESSION}{id}"), Value::Null, true).await
+    store(&state, &cache, format!("{SESSION}{id}"), Value::Null, true, None).await
 }
 
 /// `PUT /cache/{key}`: stores the value through Raft (a 421 off the leader, as
@@ -123,8 +129,30 @@ async fn write(
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let b: WriteBody = parse(&body, "expected {\"value\": V, \"invalidate\"?: bool}")?;
-    store(&state, &cache, key, b.value, b.invalidate).await
+    let b: WriteBody = parse(
+        &body,
+        "expected {\"value\": V, \"invalidate\"?: bool, \"ttl_ms\"?: MS}",
+    )?;
+    let expires_at_ms = match b.ttl_ms {
+        None => None,
+        Some(ms) if (1..=MAX_TTL_MS).contains(&ms) => Some(cache.now_ms() + ms),
+        Some(ms) => {
+            return Err(ApiError::malformed(format!(
+                "`ttl_ms` must be 1 to {MAX_TTL_MS}, got {ms}"
+            )))
+        }
+    };
+    store(&state, &cache, key, b.value, b.invalidate, expires_at_ms).await
+}
+
+/// `DELETE /cache/{key}`: a write of null, with invalidation (answers as a
+/// write does).
+async fn delete(
+    State(state): State<Arc<ApiState>>,
+    Extension(cache): Extension<Arc<CacheNode>>,
+    Path(key): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    store(&state, &cache, key, Value::Null, true, None).await
 }
 
 /// Writes `value` to the store, then (if asked) invalidates every copy.
@@ -134,10 +162,12 @@ async fn store(
     key: String,
     value: Value,
     invalidate: bool,
+    expires_at_ms: Option<u64>,
 ) -> Result<Json<Value>, ApiError> {
     let command = serde_json::to_value(CachePut {
         key: key.clone(),
         value,
+        expires_at_ms,
     })
     .map_err(|e| ApiError::malformed(e.to_string()))?;
     let stored = ask(state, state.consensus.propose(command), true).await?;

@@ -48,7 +48,7 @@ impl Service for CacheService {
         match serde_json::from_value::<CachePut>(command.clone()) {
             Ok(put) => {
                 keys.apply(&json!({"op": "put", "key": put.key, "value": put.value}));
-                json!({"ok": true, "rev": self.revisions.bump(&put.key)})
+                json!({"ok": true, "rev": self.revisions.bump(&put.key, put.expires_at_ms)})
             }
             Err(e) => json!({"ok": false, "error": format!("not a cache write: {e}")}),
         }
@@ -56,7 +56,8 @@ impl Service for CacheService {
 
     fn query(&self, query: &Value, keys: &KvStore) -> Option<Value> {
         let key = Revisions::read_key(query)?;
-        Some(self.revisions.answer(key, keys.query(&json!({"key": key}))))
+        let value = keys.query(&json!({ "key": key }));
+        Some(self.revisions.answer(key, value, Revisions::read_time(query)))
     }
 
     fn snapshot(&self, snapshot: &mut Map<String, Value>) {

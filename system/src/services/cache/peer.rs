@@ -143,6 +143,8 @@ pub struct CacheNode {
     peers: BTreeMap<NodeId, String>,
     transport: Arc<Transport>,
     consensus: Arc<dyn Consensus>,
+    /// Stamps writes with a time to live and judges their expiry.
+    clock: Arc<crate::clock::Clock>,
     local: Mutex<LocalCache>,
     pending: Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>,
     next_call: AtomicU64,
@@ -156,6 +158,7 @@ impl CacheNode {
         peers: BTreeMap<NodeId, String>,
         transport: Arc<Transport>,
         consensus: Arc<dyn Consensus>,
+        clock: Arc<crate::clock::Clock>,
     ) -> Self {
         let ring = Ring::with(
             cfg.vnodes,
@@ -169,9 +172,15 @@ impl CacheNode {
             peers,
             transport,
             consensus,
+            clock,
             pending: Mutex::new(HashMap::new()),
             next_call: AtomicU64::new(1),
         }
+    }
+
+    /// This node's clock now, in ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.clock.now_ms().max(0) as u64
     }
 
     fn local(&self) -> std::sync::MutexGuard<'_, LocalCache> {
@@ -315,7 +324,7 @@ impl CacheNode {
     async fn read_local_store(&self, key: &str) -> Result<Value, String> {
         let rx = self
             .consensus
-            .read(read_query(key))
+            .read(read_query(key, self.now_ms()))
             .map_err(|_| "request queue full".to_string())?;
         match tokio::time::timeout(self.cfg.call_timeout, rx).await {
             Ok(Ok(Reply::Ok(v))) => Ok(v),
@@ -373,7 +382,12 @@ impl CacheNode {
             read.get("rev").and_then(Value::as_u64).unwrap_or(0),
             read.get("read_rev").and_then(Value::as_u64).unwrap_or(0),
         );
-        let expires = started + self.cfg.ttl;
+        // A value written with a time to live is not kept past it either.
+        let mut expires = started + self.cfg.ttl;
+        if let Some(at) = read.get("expires_at_ms").and_then(Value::as_u64) {
+            let left = Duration::from_millis(at.saturating_sub(self.now_ms()));
+            expires = expires.min(started + left);
+        }
         let installed = {
             let mut local = self.local();
             local.learn_floor(read_rev);
