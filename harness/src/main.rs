@@ -1,6 +1,7 @@
 //! `harness`: Faultline's command line (docs/cli.md).
 
 mod cmd;
+mod dashboard;
 mod nemesis;
 mod net;
 mod run;

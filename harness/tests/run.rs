@@ -1436,7 +1436,11 @@ fn messaging_is_valid_under_faults_and_its_planted_bugs_are_caught() {
     let (out, latest) = run_workload(
         "messaging",
         store.path(),
-        &[&base[..], &["--nemesis", "partition,kill,pause", "--seed", "3"]].concat(),
+        &[
+            &base[..],
+            &["--nemesis", "partition,kill,pause", "--seed", "3"],
+        ]
+        .concat(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let r = results(&latest);
@@ -1450,7 +1454,11 @@ fn messaging_is_valid_under_faults_and_its_planted_bugs_are_caught() {
         let (out, latest) = run_workload(
             "messaging",
             store.path(),
-            &[&base[..], &["--nemesis", fault, "--seed", "1", "--bug", bug]].concat(),
+            &[
+                &base[..],
+                &["--nemesis", fault, "--seed", "1", "--bug", bug],
+            ]
+            .concat(),
         );
         assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
         assert_verdict(&results(&latest), checker, false);

@@ -256,9 +256,15 @@ async fn a_time_to_live_ends_a_value_and_delete_removes_one() {
             Value::Null
         );
     }
-    for bad in [json!({"value": 1, "ttl_ms": 0}), json!({"value": 1, "ttl_ms": "x"})] {
+    for bad in [
+        json!({"value": 1, "ttl_ms": 0}),
+        json!({"value": 1, "ttl_ms": "x"}),
+    ] {
         let (code, body) = call(&c, "PUT", &leader, "/cache/k", put(bad)).await;
         assert_eq!(code, 400, "{body}");
-        assert!(body["message"].as_str().unwrap().contains("ttl_ms"), "{body}");
+        assert!(
+            body["message"].as_str().unwrap().contains("ttl_ms"),
+            "{body}"
+        );
     }
 }

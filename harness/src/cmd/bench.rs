@@ -85,6 +85,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
         check_time_limit: 60.0,
         node_bin: plan.node_bin.clone(),
         command: format!("harness bench --targets {target} --concurrency {concurrency}"),
+        dashboard: None,
     }
 }
 

@@ -67,6 +67,19 @@ enum Command {
         #[arg(long, default_value_t = 8080)]
         port: u16,
     },
+    /// Serve the live dashboard for a cluster started elsewhere (by hand, by
+    /// docker-compose): each node's role, term, commit index and liveness.
+    Dashboard {
+        /// The nodes' client URLs, comma-separated, each `URL` or `ID=URL`.
+        #[arg(long)]
+        nodes: String,
+        /// Address to serve the page on.
+        #[arg(long, default_value = "127.0.0.1:8081")]
+        listen: String,
+        /// A run's history.jsonl to follow for faults and ops, if any.
+        #[arg(long)]
+        history: Option<PathBuf>,
+    },
     /// Serve the file system of `--nemesis lose-unsynced` (started by `run`):
     /// mounts a FUSE layer at MOUNT over BACKING that keeps unsynced data in
     /// memory, controlled over the Unix socket CONTROL.
@@ -249,6 +262,10 @@ pub struct RunArgs {
     /// The node binary (default: built from this source tree).
     #[arg(long)]
     pub node_bin: Option<PathBuf>,
+    /// Serve the live dashboard on this address while the run lasts (e.g.
+    /// `127.0.0.1:8081`).
+    #[arg(long)]
+    pub dashboard: Option<String>,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,
@@ -405,6 +422,30 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         Command::Compare(args) => compare::run(&args),
         Command::Bench(args) => bench::command(&args),
         Command::Serve { store, port } => serve::run(&store, port),
+        Command::Dashboard {
+            nodes,
+            listen,
+            history,
+        } => {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("harness dashboard: {e}");
+                    return ExitCode::from(crate::EXIT_INTERNAL);
+                }
+            };
+            match rt.block_on(crate::dashboard::command(&listen, &nodes, history)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("harness dashboard: {e:#}");
+                    ExitCode::from(crate::EXIT_BAD_INPUT)
+                }
+            }
+        }
         Command::Lazyfs {
             backing,
             mount,

@@ -149,6 +149,7 @@ pub fn run(args: &RunArgs) -> ExitCode {
         check_time_limit: args.check_time_limit,
         node_bin: args.node_bin.clone(),
         command: String::new(),
+        dashboard: args.dashboard.clone(),
     };
     cfg.command = replay_command(&cfg);
     if cfg.runtime == "docker" {

@@ -76,6 +76,10 @@ pub struct TestConfig {
     pub node_bin: Option<PathBuf>,
     /// The command line that replays this run.
     pub command: String,
+    /// Where to serve the live dashboard during the run (not part of the
+    /// test: left out of test.json).
+    #[serde(skip)]
+    pub dashboard: Option<String>,
 }
 
 fn two_pc() -> String {

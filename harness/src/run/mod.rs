@@ -49,6 +49,25 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(2))
         .build()?;
+    // Lives until the run ends.
+    let _dashboard = match &cfg.dashboard {
+        Some(listen) => {
+            let watched = crate::dashboard::Watched {
+                nodes: cluster
+                    .endpoints()
+                    .into_iter()
+                    .map(|e| (e.id, e.url))
+                    .collect(),
+                history: Some(dir.join("history.jsonl")),
+            };
+            let running = crate::dashboard::start(listen, watched).await?;
+            if !quiet {
+                println!("dashboard: http://{}/", running.addr);
+            }
+            Some(running)
+        }
+        None => None,
+    };
     let driven = tokio::select! {
         r = drive::drive(&cfg, &dir, workload.as_ref(), &cluster, http, root_rng, quiet) => r,
         _ = &mut signal => Err(Interrupted.into()),

@@ -228,8 +228,9 @@ pub static ROUTES: &[Route] = &[
         "PUT /cache/{key}",
         "PUT",
         "/cache/{}",
-        Some(r#"{"value": 1, "invalidate": true}"#),
+        Some(r#"{"value": 1, "invalidate": true, "ttl_ms": 60000}"#),
     ),
+    route("DELETE /cache/{key}", "DELETE", "/cache/{}", None),
     route("GET /cache/{key}/local", "GET", "/cache/{}/local", None),
     route("GET /sessions/{id}", "GET", "/sessions/{}", None),
     route(

@@ -116,7 +116,15 @@ async fn session_delete(
     Extension(cache): Extension<Arc<CacheNode>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    store(&state, &cache, format!("{SESSION}{id}"), Value::Null, true, None).await
+    store(
+        &state,
+        &cache,
+        format!("{SESSION}{id}"),
+        Value::Null,
+        true,
+        None,
+    )
+    .await
 }
 
 /// `PUT /cache/{key}`: stores the value through Raft (a 421 off the leader, as

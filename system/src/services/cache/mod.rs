@@ -57,7 +57,10 @@ impl Service for CacheService {
     fn query(&self, query: &Value, keys: &KvStore) -> Option<Value> {
         let key = Revisions::read_key(query)?;
         let value = keys.query(&json!({ "key": key }));
-        Some(self.revisions.answer(key, value, Revisions::read_time(query)))
+        Some(
+            self.revisions
+                .answer(key, value, Revisions::read_time(query)),
+        )
     }
 
     fn snapshot(&self, snapshot: &mut Map<String, Value>) {
