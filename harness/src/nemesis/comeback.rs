@@ -7,8 +7,8 @@
 //! link proxies then deliver old frames again, among them the previous
 //! incarnation's appends (its links keep the frames it sent before it died,
 //! not the newer ones), which the followers reject in a newer term. Last, the
-//! leader is isolated while clients keep talking to it, old replies of its
-//! peers still reaching it now and then: a node that let stale replies vouch for
+//! leader is isolated while clients keep talking to it, old frames still
+//! crossing its links now and then: a node that let stale replies vouch for
 //! its reads serves them from a deposed state while the others elect a leader
 //! and write. Needs links that carry whole messages, as `replay` does.
 
@@ -84,10 +84,12 @@ impl Fault for Comeback {
                 ..LinkPolicy::default()
             })?;
             tokio::time::sleep(REPLAY_FOR).await;
-            // Cut off; its own old messages stop, the others' old replies to it
-            // still trickle in (so it may keep believing it leads, but learns
-            // nothing new), and the others elect a leader of their own.
-            ctx.net.replay_where(replay, |_, to| to == first);
+            // Cut off, but old frames still cross both ways now and then: its
+            // previous incarnation's appends reach the others, and their old
+            // replies reach it (so it may keep believing it leads, but learns
+            // nothing new), while the others elect a leader of their own.
+            ctx.net
+                .replay_where(replay, |from, to| to == first || from == first);
             let grudge = partition::isolate(&first, &nodes);
             ctx.net.partition(&grudge)?;
             Ok(Injected {
