@@ -142,7 +142,11 @@ fn no_console(log: &str) {
         .lines()
         .filter(|l| l.contains("CONSOLE") || l.contains("Uncaught"))
         .collect();
-    assert!(console.is_empty(), "console output:\n{}", console.join("\n"));
+    assert!(
+        console.is_empty(),
+        "console output:\n{}",
+        console.join("\n")
+    );
 }
 
 /// The dashboard during a run with kills: the page Chromium draws shows the
@@ -203,7 +207,11 @@ fn the_live_dashboard_shows_faults_and_leader_changes_as_they_happen() {
         let mut s = std::net::TcpStream::connect(addr).ok()?;
         s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .ok()?;
-        write!(s, "GET /state HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").ok()?;
+        write!(
+            s,
+            "GET /state HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
         let mut answer = String::new();
         s.read_to_string(&mut answer).ok()?;
         let body = answer.split_once("\r\n\r\n")?.1;

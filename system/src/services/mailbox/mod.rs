@@ -89,6 +89,9 @@ struct Counters {
     pending: AtomicU64,
 }
 
+/// Who waits for member `to`'s acknowledgement of message `id`, by (id, to).
+type Waiters = Vec<oneshot::Sender<()>>;
+
 /// A delivery in flight (counted in `pending` while it lives).
 struct Busy(Arc<Mailbox>);
 
@@ -104,7 +107,7 @@ pub struct Mailbox {
     peers: BTreeMap<NodeId, String>,
     transport: Arc<Transport>,
     inbox: Mutex<Inbox>,
-    waiting: Mutex<HashMap<(String, NodeId), Vec<oneshot::Sender<()>>>>,
+    waiting: Mutex<HashMap<(String, NodeId), Waiters>>,
     counters: Counters,
     next_id: AtomicU64,
     /// Makes this incarnation's generated ids differ from an earlier one's.
