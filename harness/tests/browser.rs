@@ -291,3 +291,29 @@ fn the_live_dashboard_shows_faults_and_leader_changes_as_they_happen() {
     let status = child.0.wait().unwrap();
     assert!(status.code().is_some(), "harness run did not end cleanly");
 }
+
+/// Every planted bug the node knows is on some pattern's explanation page.
+#[test]
+fn every_planted_bug_is_explained_on_a_pattern_page() {
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("list")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let listed: Vec<&str> = text
+        .split("planted bugs")
+        .nth(1)
+        .expect("harness list names the planted bugs")
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(listed.len() > 20, "{text}");
+    let explained: Vec<&str> = reports::explain::PATTERNS
+        .iter()
+        .flat_map(|p| p.bugs.iter().map(|b| b.0))
+        .collect();
+    let missing: Vec<&&str> = listed.iter().filter(|b| !explained.contains(b)).collect();
+    assert!(missing.is_empty(), "bugs with no explanation: {missing:?}");
+}

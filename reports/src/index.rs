@@ -94,7 +94,8 @@ fn benches(store: &Path) -> Vec<(String, Value)> {
 
 /// Writes `store/index.html`.
 pub fn render(store: &Path) -> Result<PathBuf, ReportError> {
-    let mut body = String::from("<h1>Faultline runs</h1><table><tr><th>run</th><th>workload</th><th>verdict</th><th>nemesis</th><th>bugs</th><th>seed</th><th>ok ops/s</th></tr>");
+    crate::explain::write(store)?;
+    let mut body = String::from("<h1>Faultline runs</h1><p class=\"note\"><a href=\"explain/index.html\">How each pattern works</a></p><table><tr><th>run</th><th>workload</th><th>verdict</th><th>nemesis</th><th>bugs</th><th>seed</th><th>ok ops/s</th></tr>");
     let list = |v: &Value| {
         v.as_array()
             .map(|a| {

@@ -9,6 +9,7 @@ pub mod compare;
 mod counterexample;
 pub mod data;
 mod events;
+pub mod explain;
 pub mod html;
 pub mod index;
 mod locks;

@@ -37,6 +37,11 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         escape(&name),
         verdict(&r["valid"])
     ));
+    if let Some(slug) = crate::explain::slug_for(workload) {
+        body.push_str(&format!(
+            "<p class=\"note\"><a href=\"../../explain/{slug}.html\">How this pattern works, and which fault exposes which planted bug</a></p>"
+        ));
+    }
 
     body.push_str(
         "<h2>Verdicts</h2><table><tr><th>checker</th><th>verdict</th><th>details</th></tr>",

@@ -69,6 +69,15 @@ pub async fn start(listen: &str, watched: Watched) -> anyhow::Result<Running> {
         .route("/", get(|| async { Html(PAGE) }))
         .route("/state", get(state))
         .route("/events", get(events))
+        .route(
+            "/explain",
+            get(|| async { Html(reports::explain::index_page()) }),
+        )
+        .route(
+            "/explain/",
+            get(|| async { Html(reports::explain::index_page()) }),
+        )
+        .route("/explain/{page}", get(explain))
         .with_state(rx);
     let server = tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
@@ -77,6 +86,26 @@ pub async fn start(listen: &str, watched: Watched) -> anyhow::Result<Running> {
         addr,
         tasks: vec![watcher, server],
     })
+}
+
+/// `GET /explain/{slug}.html`: a pattern's explanation page.
+async fn explain(
+    axum::extract::Path(page): axum::extract::Path<String>,
+) -> axum::response::Response {
+    let slug = page.strip_suffix(".html").unwrap_or(&page);
+    let found = if slug == "index" {
+        Some(reports::explain::index_page())
+    } else {
+        reports::explain::page_of(slug)
+    };
+    match found {
+        Some(html) => Html(html).into_response(),
+        None => (
+            axum::http::StatusCode::NOT_FOUND,
+            format!("no page `{page}`: see /explain/"),
+        )
+            .into_response(),
+    }
 }
 
 async fn state(State(rx): State<watch::Receiver<Value>>) -> impl IntoResponse {

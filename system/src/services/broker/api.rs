@@ -1,20 +1,27 @@
 //! The broker's HTTP routes: produce, poll, ack, and reads of a topic's logs and
 //! a group's progress (docs/node-api.md, errors).
 
+use std::collections::HashMap;
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::BrokerCommand;
-use crate::http::{parse, propose_refusable, query, ApiError, ApiState};
+use crate::http::{param, parse, propose_refusable, query, ApiError, ApiState};
 
 /// Longest visibility timeout a consumer may ask for: ten minutes.
 const MAX_VISIBILITY_MS: u64 = 600_000;
+
+/// How long a push subscription waits after a poll that delivered nothing.
+const IDLE_WAIT: Duration = Duration::from_millis(200);
 
 /// Routes under `/topics`.
 pub fn routes() -> Router<Arc<ApiState>> {
@@ -23,6 +30,7 @@ pub fn routes() -> Router<Arc<ApiState>> {
         .route("/topics/{topic}/produce", post(produce))
         .route("/topics/{topic}/poll", post(poll))
         .route("/topics/{topic}/ack", post(ack))
+        .route("/topics/{topic}/subscribe", get(subscribe))
         .route("/topics/{topic}/groups/{group}", get(group))
 }
 
@@ -153,4 +161,78 @@ async fn group(
     Path((topic, group)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     query(&state, json!({"topic": topic, "group": group})).await
+}
+
+/// `GET /topics/{t}/subscribe?group=G&consumer=C[&max=N][&visibility_ms=MS]`:
+/// push delivery as server-sent events. Each message a poll delivers is an
+/// event `message` (the poll's message object); acknowledging stays `POST
+/// /topics/{t}/ack`, and what is not acknowledged within its visibility
+/// timeout is delivered again, as with polling. When a poll fails (not the
+/// leader, no quorum) the stream sends an event `error` with the error body
+/// and ends, so the client reconnects, perhaps elsewhere.
+async fn subscribe(
+    State(state): State<Arc<ApiState>>,
+    Path(topic): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let field = |name: &str| {
+        params
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::malformed(format!("query parameter `{name}` is required")))
+    };
+    let (group, consumer) = (field("group")?, field("consumer")?);
+    name_ok("group", &group)?;
+    name_ok("consumer", &consumer)?;
+    let max = param(&params, "max")?
+        .unwrap_or(default_max() as u64)
+        .clamp(1, 100) as usize;
+    let visibility_ms = param(&params, "visibility_ms")?.unwrap_or(default_visibility());
+    if visibility_ms == 0 || visibility_ms > MAX_VISIBILITY_MS {
+        return Err(ApiError::malformed(format!(
+            "`visibility_ms` must be 1 to {MAX_VISIBILITY_MS}, got {visibility_ms}"
+        )));
+    }
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(64);
+    tokio::spawn(async move {
+        loop {
+            let command = BrokerCommand::Poll {
+                topic: topic.clone(),
+                group: group.clone(),
+                consumer: consumer.clone(),
+                max,
+                visibility_ms,
+                now_ms: state.clock.now_ms().max(0) as u64,
+            };
+            let messages = match run(&state, command).await {
+                Ok(Json(v)) => v["messages"].as_array().cloned().unwrap_or_default(),
+                Err(e) => {
+                    let _ = tx
+                        .send(Event::default().event("error").data(e.body.to_string()))
+                        .await;
+                    return;
+                }
+            };
+            if messages.is_empty() {
+                // Nobody listens any more: stop polling (and taking messages).
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(IDLE_WAIT).await;
+                continue;
+            }
+            for m in messages {
+                let event = Event::default().event("message").data(m.to_string());
+                if tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    let stream =
+        futures_util::stream::unfold(
+            rx,
+            |mut rx| async move { rx.recv().await.map(|e| (Ok(e), rx)) },
+        );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
