@@ -196,7 +196,7 @@ impl Nodes {
 }
 
 /// An answer as it decides an op: 200 with its body, or the error body.
-fn decide(status: StatusCode, body: Value) -> Result<Value, (Completion, Value)> {
+pub(crate) fn decide(status: StatusCode, body: Value) -> Result<Value, (Completion, Value)> {
     if status == StatusCode::OK {
         return Ok(body);
     }

@@ -264,7 +264,7 @@ pub struct RunArgs {
     pub node_bin: Option<PathBuf>,
     /// Serve the live dashboard on this address while the run lasts (e.g.
     /// `127.0.0.1:8081`).
-    #[arg(long)]
+    #[arg(long, value_parser = socket_addr)]
     pub dashboard: Option<String>,
     /// No progress line.
     #[arg(long)]
@@ -459,6 +459,13 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Image { node_bin } => crate::runtime::docker::image::command(node_bin.as_deref()),
     }
+}
+
+/// An `IP:PORT` to listen on, checked before anything starts.
+fn socket_addr(text: &str) -> Result<String, String> {
+    text.parse::<std::net::SocketAddr>()
+        .map(|_| text.to_string())
+        .map_err(|_| format!("`{text}` is not an IP:PORT address (e.g. 127.0.0.1:8081)"))
 }
 
 #[cfg(test)]

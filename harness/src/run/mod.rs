@@ -60,7 +60,14 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
                     .collect(),
                 history: Some(dir.join("history.jsonl")),
             };
-            let running = crate::dashboard::start(listen, watched).await?;
+            let running = match crate::dashboard::start(listen, watched).await {
+                Ok(r) => r,
+                Err(e) => {
+                    // The nodes are up: stop them before giving up.
+                    let _ = cluster.teardown().await;
+                    return Err(BadInput(format!("--dashboard: {e:#}")).into());
+                }
+            };
             if !quiet {
                 println!("dashboard: http://{}/", running.addr);
             }

@@ -168,18 +168,7 @@ impl MessagingSession {
         };
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(body);
-        }
-        let code = body["error"].as_str().unwrap_or("error").to_string();
-        let definite = body["definite"]
-            .as_bool()
-            .unwrap_or(status.is_client_error());
-        Err(if definite {
-            Completion::Fail(code)
-        } else {
-            Completion::Info(code)
-        })
+        crate::http::decide(status, body).map_err(|(done, _)| done)
     }
 
     /// Waits until no reachable member has a delivery in flight, twice in a
