@@ -77,6 +77,14 @@ pub enum Bug {
     VolatileInbox,
     /// Mailbox: a message that arrives again is delivered again.
     DeliverTwice,
+    /// Mesh: circuit breakers count failures but never open.
+    BreakerNeverOpens,
+    /// Mesh: retries go out at once, up to ten tries, with no retry budget.
+    RetryStorm,
+    /// Mesh: the balancer picks instances that health checks found down.
+    LbIgnoresHealth,
+    /// Mesh: retries and per-try timeouts ignore the caller's deadline.
+    NoDeadline,
 }
 
 /// Every bug with its name and what it breaks.
@@ -210,6 +218,26 @@ pub const ALL: &[(Bug, &str, &str)] = &[
         Bug::DeliverTwice,
         "deliver-twice",
         "mailbox: deliver a repeated message again instead of only acknowledging it",
+    ),
+    (
+        Bug::BreakerNeverOpens,
+        "breaker-never-opens",
+        "mesh: circuit breakers count failures but never open",
+    ),
+    (
+        Bug::RetryStorm,
+        "retry-storm",
+        "mesh: retry at once, up to ten tries, without a retry budget",
+    ),
+    (
+        Bug::LbIgnoresHealth,
+        "lb-ignores-health",
+        "mesh: the balancer keeps picking instances health checks found down",
+    ),
+    (
+        Bug::NoDeadline,
+        "no-deadline",
+        "mesh: retry and time out tries past the caller's deadline",
     ),
 ];
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
 use system::consensus::Protocol;
-use system::node::{Node, NodeConfig};
+use system::node::{MeshSettings, Node, NodeConfig};
+use system::services::mesh::{instance, instance::InstanceConfig, MeshConfig};
 use system::services::cache::CacheConfig;
 
 /// One node of the Faultline reference system: a durable key-value store, lock
@@ -83,9 +84,105 @@ struct Args {
     /// meant for unreplicated participants: --replicas 1).
     #[arg(long, default_value = "2pc", value_parser = ["2pc", "3pc"])]
     txn: String,
+    /// Client URLs of the nodes whose service registry the sidecar reads,
+    /// comma-separated (default: this node's own).
+    #[arg(long, value_delimiter = ',')]
+    mesh_registry: Vec<String>,
+    /// Reach mesh instance ID at ADDR instead of its registered address, as
+    /// ID=HOST:PORT (repeat per instance; the harness's link proxies).
+    #[arg(long = "mesh-route", value_parser = parse_peer)]
+    mesh_routes: Vec<(String, String)>,
+    /// The sidecar's settings for every service, as the JSON body of
+    /// `PUT /mesh/config/{service}` (docs/node-api.md).
+    #[arg(long, value_parser = parse_mesh_config)]
+    mesh_config: Option<MeshConfig>,
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
+}
+
+/// `faultline-node --service NAME`: one instance of an application service
+/// behind the mesh, registered in a cluster's registry.
+#[derive(Parser, Debug)]
+#[command(name = "faultline-node --service", version)]
+struct InstanceArgs {
+    /// The service this is an instance of.
+    #[arg(long)]
+    service: String,
+    /// This instance's id, e.g. api1.
+    #[arg(long)]
+    id: String,
+    /// Where it listens.
+    #[arg(long, default_value = "127.0.0.1:7101")]
+    client: SocketAddr,
+    /// The address it registers (default: --client).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Client URLs of the cluster's nodes, comma-separated.
+    #[arg(long, value_delimiter = ',', required = true)]
+    registry: Vec<String>,
+    /// Lease length in ms; it renews every fifth of it.
+    #[arg(long, default_value_t = 2_000)]
+    lease_ms: u64,
+    /// Weight for the weighted balancer.
+    #[arg(long, default_value_t = 1)]
+    weight: u32,
+}
+
+fn parse_mesh_config(text: &str) -> Result<MeshConfig, String> {
+    MeshConfig::parse(text)
+}
+
+/// Runs an instance of a mesh service until SIGTERM or SIGINT.
+fn run_instance() -> ExitCode {
+    let args = match InstanceArgs::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+                _ => 254,
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    if !(100..=600_000).contains(&args.lease_ms) || !(1..=1_000).contains(&args.weight) {
+        eprintln!("faultline-node: --lease-ms must be 100 to 600000 and --weight 1 to 1000");
+        return ExitCode::from(254);
+    }
+    let cfg = InstanceConfig {
+        id: args.id,
+        service: args.service,
+        listen: args.client,
+        advertise: args.advertise.unwrap_or_else(|| args.client.to_string()),
+        registry: args.registry,
+        lease: Duration::from_millis(args.lease_ms),
+        weight: args.weight,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("faultline-node: cannot start the runtime: {e}");
+            return ExitCode::from(255);
+        }
+    };
+    let id = cfg.id.clone();
+    runtime.block_on(async move {
+        tokio::select! {
+            r = instance::run(cfg) => {
+                if let Err(e) = r {
+                    eprintln!("faultline-node {id}: {e:#}");
+                    return ExitCode::from(254);
+                }
+                ExitCode::SUCCESS
+            }
+            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+        }
+    })
 }
 
 fn parse_peer(text: &str) -> Result<(String, String), String> {
@@ -105,6 +202,9 @@ fn main() -> ExitCode {
             println!("{name}\t{what}");
         }
         return ExitCode::SUCCESS;
+    }
+    if std::env::args().any(|a| a == "--service" || a.starts_with("--service=")) {
+        return run_instance();
     }
     let args = match Args::try_parse() {
         Ok(a) => a,
@@ -164,6 +264,11 @@ fn main() -> ExitCode {
         shards: args.shards,
         replicas: args.replicas,
         three_phase: args.txn == "3pc",
+        mesh: MeshSettings {
+            registry: args.mesh_registry,
+            routes: args.mesh_routes.into_iter().collect(),
+            config: args.mesh_config.unwrap_or_default(),
+        },
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

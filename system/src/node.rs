@@ -26,7 +26,9 @@ use crate::services::events::EventService;
 use crate::services::kv::KvService;
 use crate::services::locks::LockService;
 use crate::services::mailbox::{api as mailbox_api, Mailbox};
+use crate::services::mesh::{api as mesh_api, Sidecar};
 use crate::services::proposals::ProposalService;
+use crate::services::registry::RegistryService;
 use crate::services::saga::{api as saga_api, Orchestrator, SagaServices};
 use crate::services::shards::{api as shard_api, DecisionService, Placement, ShardService, Shards};
 use crate::services::txn::TxnService;
@@ -78,6 +80,19 @@ pub struct NodeConfig {
     pub replicas: usize,
     /// Transactions across shards by three-phase commit instead of two.
     pub three_phase: bool,
+    /// The sidecar's settings.
+    pub mesh: MeshSettings,
+}
+
+/// How the node's sidecar finds and reaches the mesh's instances.
+#[derive(Clone, Debug, Default)]
+pub struct MeshSettings {
+    /// Client URLs of the nodes whose registry it reads (empty: its own).
+    pub registry: Vec<String>,
+    /// Instance id to the address to reach it at, instead of the registered one.
+    pub routes: BTreeMap<String, String>,
+    /// Every service's settings until one is configured on its own.
+    pub config: crate::services::mesh::MeshConfig,
 }
 
 /// A consensus thread's inbox, before its loop starts.
@@ -244,6 +259,7 @@ impl Node {
             Box::new(EventService::new(&cfg.bugs)),
             Box::new(SagaServices::new(&cfg.bugs)),
             Box::new(ProposalService::default()),
+            Box::new(RegistryService::default()),
         ];
         if sharded {
             list.push(Box::new(DecisionService::default()));
@@ -362,6 +378,19 @@ impl Node {
             .map_err(|e| anyhow::anyhow!("cannot open the mailbox: {e}"))?,
         );
         routes = routes.merge(mailbox_api::routes(mailbox.clone()));
+        let registry = if cfg.mesh.registry.is_empty() {
+            vec![format!("http://{client}")]
+        } else {
+            cfg.mesh.registry.clone()
+        };
+        let sidecar = Sidecar::new(
+            cfg.id.clone(),
+            registry,
+            cfg.mesh.routes.clone(),
+            cfg.mesh.config.clone(),
+            &cfg.bugs,
+        );
+        routes = routes.merge(mesh_api::routes(sidecar.clone()));
         let admin_state = Arc::new(AdminState {
             id: cfg.id.clone(),
             clock,
@@ -396,6 +425,7 @@ impl Node {
             }),
         ];
         tasks.push(tokio::spawn(orchestrator.recover()));
+        tasks.push(tokio::spawn(sidecar.run()));
         if let Some(s) = shards {
             tasks.push(tokio::spawn(s.sweep()));
         }

@@ -11,6 +11,7 @@ mod http;
 pub mod kv;
 pub mod lock;
 pub mod maelstrom;
+pub mod mesh;
 pub mod messaging;
 pub mod queue;
 pub mod redis;
@@ -176,6 +177,13 @@ pub trait Workload: Send + Sync {
     fn node_args(&self) -> Vec<String> {
         Vec::new()
     }
+    /// Application services the workload needs beside the cluster, as
+    /// (name, instances): each instance is a `faultline-node --service NAME`
+    /// process the harness starts, registers in the cluster's registry and
+    /// aims the faults at (the mesh's backends).
+    fn services(&self) -> &'static [(&'static str, usize)] {
+        &[]
+    }
     /// Checks a finished run's history: by default, linearizability against
     /// [`Workload::model`]. Each entry of the answer is one checker's result.
     fn check(&self, history: &History, options: &CheckOptions) -> Result<Checked, String> {
@@ -262,6 +270,11 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "messaging",
         "members sending to one another and broadcasting through the cluster's mailboxes: acknowledged sends delivered, every broadcast delivered once everywhere, nothing altered or invented",
         || Box::new(messaging::MessagingWorkload),
+    ),
+    (
+        "mesh",
+        "requests through every node's sidecar to service instances that are killed, paused, cut off and browned out: breakers open in time and admit only probes, retries within tries, budget and deadline, no traffic to instances known dead, one trace tree per request",
+        || Box::new(mesh::MeshWorkload),
     ),
     (
         "txn-rw-register",

@@ -397,7 +397,7 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
     std::fs::create_dir_all(dir)?;
     let target = crate::run::cluster::validate(cfg)?;
     let bin = target.binary(cfg, true)?;
-    let cluster = crate::run::cluster::start(cfg, target, &bin, dir, &Rng::new(seed), &[]).await?;
+    let cluster = crate::run::cluster::start(cfg, target, &bin, dir, &Rng::new(seed), &[], &[]).await?;
     let result = async {
         let nodes = &cluster.nodes;
         let http = reqwest::Client::builder()

@@ -4,7 +4,7 @@
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, pick_nodes, process, Ctx, Fault, Injected};
+use super::{pick_nodes, process, Ctx, Fault, Injected};
 
 /// Kills nodes without warning.
 pub struct Kill;
@@ -20,7 +20,7 @@ impl Fault for Kill {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let t = pick_nodes(rng, &ids(&ctx.nodes), true);
+            let t = pick_nodes(rng, &ctx.process_targets(), true);
             process::kill(ctx, &t).await?;
             Ok(Injected {
                 in_force: format!("killed {}", t.join(",")),

@@ -3,6 +3,7 @@
 //! end of a test every fault is healed. Each fault is one module implementing
 //! [`Fault`], listed in [`FAULTS`].
 
+pub mod brownout;
 pub mod byzantine;
 pub mod clock;
 pub mod collide;
@@ -52,6 +53,7 @@ pub static FAULTS: &[&dyn Fault] = &[
     &disk::SlowDisk,
     &corrupt::Corrupt,
     &byzantine::Byzantine,
+    &brownout::Brownout,
 ];
 
 /// A fault the nemesis can inject and heal.
@@ -150,6 +152,9 @@ pub struct Ctx {
     pub target: &'static dyn Target,
     /// The run's configuration.
     pub cfg: TestConfig,
+    /// The application-service instances among [`Ctx::nodes`] (the mesh's
+    /// backends): when there are any, the process faults hit them alone.
+    pub instances: Vec<String>,
 }
 
 /// Posts `body` to `route` of node `id`'s admin API; whether the node took it.
@@ -188,6 +193,17 @@ pub fn pick_nodes(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<Strin
 }
 
 impl Ctx {
+    /// The nodes kill, pause and brownouts pick from: the service instances
+    /// when the run has any (the cluster holding the registry is left
+    /// alone), else every node.
+    pub fn process_targets(&self) -> Vec<String> {
+        if self.instances.is_empty() {
+            ids(&self.nodes)
+        } else {
+            self.instances.clone()
+        }
+    }
+
     fn set_in_force(&self, text: String) {
         *self.in_force.lock().unwrap_or_else(|e| e.into_inner()) = text;
     }
@@ -215,6 +231,9 @@ impl Ctx {
         process::resume(self, &nodes).await?;
         process::restart(self, &nodes).await?;
         clock::reset(self).await;
+        if !self.instances.is_empty() {
+            brownout::reset(self).await;
+        }
         if self.cfg.consensus == "pbft" {
             byzantine::reset(self).await;
         }

@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, pick_nodes, process, Ctx, Fault, Injected};
+use super::{pick_nodes, process, Ctx, Fault, Injected};
 
 /// Freezes nodes.
 pub struct Pause;
@@ -19,7 +19,7 @@ impl Fault for Pause {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let t = pick_nodes(rng, &ids(&ctx.nodes), false);
+            let t = pick_nodes(rng, &ctx.process_targets(), false);
             process::pause(ctx, &t).await?;
             Ok(Injected {
                 in_force: format!("paused {}", t.join(",")),

@@ -31,6 +31,8 @@ pub struct Net {
     inbound: BTreeMap<String, Vec<u16>>,
     /// The message router, when the harness carries every message itself.
     router: Option<Arc<crate::targets::maelstrom::Router>>,
+    /// Byte-stream links added beside framed ones (sidecar to instance).
+    stream_links: BTreeSet<(String, String)>,
 }
 
 impl Drop for Net {
@@ -88,6 +90,7 @@ impl Net {
             shared_proxies: Vec::new(),
             inbound: BTreeMap::new(),
             router: None,
+            stream_links: BTreeSet::new(),
         })
     }
 
@@ -142,6 +145,7 @@ impl Net {
             shared_proxies,
             inbound,
             router: None,
+            stream_links: BTreeSet::new(),
         })
     }
 
@@ -155,6 +159,7 @@ impl Net {
             shared_proxies: Vec::new(),
             inbound: BTreeMap::new(),
             router: Some(router),
+            stream_links: BTreeSet::new(),
         }
     }
 
@@ -174,6 +179,28 @@ impl Net {
     /// Hands partitions and loss to iptables rules from now on.
     pub fn use_packet_filter(&mut self, filter: Arc<iptables::PacketFilter>) {
         self.filter = Some(filter);
+    }
+
+    /// Adds a byte-stream proxy from each of `from` to each of `to` (id,
+    /// address): links that carry a protocol other than ours (HTTP to the
+    /// mesh's instances); either side's grudge cuts one.
+    pub async fn add_stream_links(
+        &mut self,
+        from: &[String],
+        to: &[(String, String)],
+        bind: &str,
+        rng: &Rng,
+    ) -> std::io::Result<()> {
+        let mut n = 5_000u64;
+        for f in from {
+            for (t, addr) in to {
+                n += 1;
+                let proxy = LinkProxy::start_stream(bind, addr.clone(), rng.fork(n)).await?;
+                self.links.insert((f.clone(), t.clone()), proxy);
+                self.stream_links.insert((f.clone(), t.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Every link and its proxy port.
@@ -221,7 +248,8 @@ impl Net {
         }
         for ((from, to), link) in &self.links {
             let drops = |a: &String, b: &String| grudge.get(a).is_some_and(|s| s.contains(b));
-            let cut = drops(to, from) || (self.stream && drops(from, to));
+            let stream = self.stream || self.stream_links.contains(&(from.clone(), to.clone()));
+            let cut = drops(to, from) || (stream && drops(from, to));
             link.update(|p| p.cut = cut);
         }
         Ok(())

@@ -22,11 +22,21 @@ pub struct Cluster {
     pub net: Arc<Net>,
     /// Where each node is reached.
     pub nodes: Vec<NodeAddrs>,
+    /// The application-service instances beside the nodes (the mesh's backends).
+    pub instances: Vec<NodeAddrs>,
 }
 
 /// Node ids `n1..=n{count}`.
 pub fn ids(count: usize) -> Vec<String> {
     (1..=count).map(|i| format!("n{i}")).collect()
+}
+
+/// Ids of the instances of `services`, with their service: `api1`, `api2`...
+pub fn instance_ids(services: &[(&str, usize)]) -> Vec<(String, String)> {
+    services
+        .iter()
+        .flat_map(|(name, n)| (1..=*n).map(move |i| (name.to_string(), format!("{name}{i}"))))
+        .collect()
 }
 
 /// Checks what `cfg` asks of its target, before anything starts.
@@ -112,8 +122,10 @@ pub async fn start(
     dir: &Path,
     rng: &Rng,
     node_args: &[String],
+    services: &[(&'static str, usize)],
 ) -> anyhow::Result<Cluster> {
     let ids = ids(cfg.nodes);
+    let instance_ids = instance_ids(services);
     // The protocol goes with every cluster a config starts (runs, and the
     // bench's failover trials alike), ahead of the caller's arguments.
     let mut args = Vec::new();
@@ -133,6 +145,10 @@ pub async fn start(
     for _ in &ids {
         ports.push((reserved.take()?, reserved.take()?, reserved.take()?));
     }
+    let mut instance_ports = Vec::new();
+    for _ in &instance_ids {
+        instance_ports.push(reserved.take()?);
+    }
     reserved.release();
     let (mut runtime, net) = target
         .start(Start {
@@ -143,21 +159,27 @@ pub async fn start(
             ports: &ports,
             rng,
             node_args,
+            instances: &instance_ids,
+            instance_ports: &instance_ports,
         })
         .await
         .with_context(|| format!("cannot start the {} cluster", target.name()))?;
-    for id in &ids {
+    for id in ids.iter().chain(instance_ids.iter().map(|(_, id)| id)) {
         if let Err(e) = runtime.start(id).await {
             let _ = runtime.teardown().await;
             return Err(e);
         }
     }
-    let nodes = runtime.nodes();
+    let (instances, nodes) = runtime
+        .nodes()
+        .into_iter()
+        .partition(|n| instance_ids.iter().any(|(_, id)| *id == n.id));
     Ok(Cluster {
         target,
         runtime: Arc::new(AsyncMutex::new(runtime)),
         net: Arc::new(net),
         nodes,
+        instances,
     })
 }
 

@@ -43,7 +43,7 @@ pub async fn run(cfg: TestConfig, quiet: bool) -> anyhow::Result<RunOutcome> {
     let mut node_args = workload.node_args();
     node_args.extend(cfg.node_args.iter().cloned());
     let cluster = tokio::select! {
-        c = cluster::start(&cfg, target, &bin, &dir, &root_rng, &node_args) => c?,
+        c = cluster::start(&cfg, target, &bin, &dir, &root_rng, &node_args, workload.services()) => c?,
         _ = &mut signal => bail!(Interrupted),
     };
     let http = reqwest::Client::builder()

@@ -57,6 +57,8 @@ pub struct NodePlan {
     pub admin: u16,
     /// `--peer ID=ADDR` for every other node (through the proxies).
     pub peers: Vec<(String, String)>,
+    /// Flags for this node alone.
+    pub own_args: Vec<String>,
 }
 
 impl ProcessRuntime {
@@ -94,6 +96,7 @@ impl ProcessRuntime {
                 args.push(bug.clone());
             }
             args.extend(extra.iter().cloned());
+            args.extend(plan.own_args.iter().cloned());
             nodes.push(Proc {
                 addrs: NodeAddrs::loopback(&plan.id, plan.client, plan.admin),
                 id: plan.id,
@@ -127,6 +130,21 @@ impl ProcessRuntime {
             )?);
         }
         Ok(())
+    }
+
+    /// Adds processes launched as given with the runtime's binary, each with
+    /// its admin API on its client address (the mesh's service instances).
+    pub fn add_launches(&mut self, launches: Vec<Launch>) -> anyhow::Result<()> {
+        let extra = Self::from_launches(self.bin.clone(), launches)?;
+        for mut p in extra.into_nodes() {
+            p.addrs.admin_url = p.addrs.client_url.clone();
+            self.nodes.push(p);
+        }
+        Ok(())
+    }
+
+    fn into_nodes(mut self) -> Vec<Proc> {
+        std::mem::take(&mut self.nodes)
     }
 
     /// Processes of a third-party system, launched as given (no admin API).

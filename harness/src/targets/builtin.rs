@@ -30,12 +30,16 @@ pub const PROTOCOLS: &[(&str, &str)] = &[
 use crate::net::Net;
 use crate::run::{BadInput, TestConfig};
 use crate::runtime::docker::{DockerPlan, DockerRuntime};
-use crate::runtime::process::{NodePlan, ProcessRuntime};
+use crate::runtime::process::{Launch, NodePlan, ProcessRuntime};
 use crate::runtime::{node_binary, NodeAddrs, Runtime};
 
 /// How long one node may take to say whether it leads; a paused or cut-off
 /// node must not hold up the nemesis.
 const ASK: Duration = Duration::from_secs(1);
+
+/// The lease a mesh instance registers with: it drops out of the registry this
+/// long after it stops renewing.
+const INSTANCE_LEASE_MS: u64 = 2_000;
 
 /// The Faultline reference system.
 pub struct Builtin;
@@ -68,6 +72,7 @@ impl Target for Builtin {
             "slow-disk",
             "corrupt",
             "byzantine",
+            "brownout",
             "crash-points",
         ]
     }
@@ -148,6 +153,21 @@ impl Target for Builtin {
         if cfg.consensus == "pbft" && cfg.nemesis.iter().any(|f| f == "corrupt") {
             return Err("--nemesis corrupt: a PBFT replica refuses damaged files (fail-stop) and does not yet repair from its peers, so damage would only take replicas down one by one until none is left to answer".into());
         }
+        let instances = workloads::workload(&cfg.workload)
+            .map(|w| !w.services().is_empty())
+            .unwrap_or(false);
+        if instances && cfg.runtime != "process" {
+            return Err(format!(
+                "--workload {} starts service instances, which only --runtime process does yet",
+                cfg.workload
+            ));
+        }
+        if !instances && cfg.nemesis.iter().any(|f| f == "brownout") {
+            return Err(format!(
+                "--nemesis brownout needs a workload with service instances (mesh), not {}",
+                cfg.workload
+            ));
+        }
         if cfg.consensus != "pbft" && cfg.nemesis.iter().any(|f| f == "byzantine") {
             return Err(
                 "--nemesis byzantine needs --consensus pbft (only PBFT tolerates lying nodes)"
@@ -188,6 +208,8 @@ impl Target for Builtin {
                 ports,
                 rng,
                 node_args,
+                instances,
+                instance_ports,
             } = s;
             if cfg.runtime == "docker" {
                 let plans = ids
@@ -209,9 +231,23 @@ impl Target for Builtin {
                 .zip(ports)
                 .map(|(id, p)| (id.clone(), format!("127.0.0.1:{}", p.1)))
                 .collect();
-            let net = Net::start(&peer_addrs, "127.0.0.1", rng)
+            let mut net = Net::start(&peer_addrs, "127.0.0.1", rng)
                 .await
                 .context("cannot start link proxies")?;
+            // Each sidecar reaches each instance through a byte-stream proxy
+            // of its own, so partitions and delay hit the mesh's traffic too.
+            let instance_addrs: Vec<(String, String)> = instances
+                .iter()
+                .zip(instance_ports)
+                .map(|((_, id), port)| (id.clone(), format!("127.0.0.1:{port}")))
+                .collect();
+            net.add_stream_links(ids, &instance_addrs, "127.0.0.1", rng)
+                .await
+                .context("cannot start the mesh's link proxies")?;
+            let registry: Vec<String> = ports
+                .iter()
+                .map(|p| format!("http://127.0.0.1:{}", p.0))
+                .collect();
             let mut plans = Vec::new();
             for (id, p) in ids.iter().zip(ports) {
                 let mut peers = Vec::new();
@@ -221,16 +257,45 @@ impl Target for Builtin {
                         .with_context(|| format!("no proxy on the link {id} -> {o}"))?;
                     peers.push((o.clone(), format!("127.0.0.1:{port}")));
                 }
+                let mut own_args = Vec::new();
+                if !instances.is_empty() {
+                    own_args.push(format!("--mesh-registry={}", registry.join(",")));
+                    for (_, instance) in instances {
+                        let port = net
+                            .port(id, instance)
+                            .with_context(|| format!("no proxy on the link {id} -> {instance}"))?;
+                        own_args.push(format!("--mesh-route={instance}=127.0.0.1:{port}"));
+                    }
+                }
                 plans.push(NodePlan {
                     id: id.clone(),
                     client: p.0,
                     peer: p.1,
                     admin: p.2,
                     peers,
+                    own_args,
                 });
             }
             let mut rt = ProcessRuntime::new(bin.to_path_buf(), dir, plans, &cfg.bugs, node_args)?;
             super::lazy_disks_if_asked(cfg, &mut rt)?;
+            let launches = instances
+                .iter()
+                .zip(instance_ports)
+                .map(|((service, id), port)| Launch {
+                    id: id.clone(),
+                    client_url: format!("http://127.0.0.1:{port}"),
+                    dir: dir.join("nodes").join(id),
+                    args: vec![
+                        format!("--service={service}"),
+                        format!("--id={id}"),
+                        format!("--client=127.0.0.1:{port}"),
+                        format!("--registry={}", registry.join(",")),
+                        format!("--lease-ms={INSTANCE_LEASE_MS}"),
+                    ],
+                    data: None,
+                })
+                .collect();
+            rt.add_launches(launches)?;
             Ok((Box::new(rt) as Box<dyn Runtime>, net))
         })
     }
@@ -246,6 +311,7 @@ impl Target for Builtin {
             let deadline = Instant::now() + Duration::from_secs(30);
             while Instant::now() < deadline {
                 if self.leader(cfg, http, nodes).await.is_some() {
+                    mesh_ready(cfg, http, nodes).await?;
                     return Ok(if cfg.consensus == "pbft" {
                         workloads::Target::Bft {
                             f: (nodes.len() - 1) / 3,
@@ -321,5 +387,49 @@ impl Target for Builtin {
                 checker::membership_agreement::check_logs(&logs),
             ),
         ]
+    }
+}
+
+/// With service instances in the run, waits until every sidecar sees them all
+/// (they register once the cluster has a leader).
+async fn mesh_ready(cfg: &TestConfig, http: &reqwest::Client, nodes: &[NodeAddrs]) -> anyhow::Result<()> {
+    let services = workloads::workload(&cfg.workload)
+        .map(|w| w.services())
+        .unwrap_or(&[]);
+    let wanted: usize = services.iter().map(|(_, n)| n).sum();
+    if wanted == 0 {
+        return Ok(());
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        // Up instances each sidecar sees, the fewest of any.
+        let mut seen = usize::MAX;
+        for n in nodes {
+            let state = async {
+                let r = http
+                    .get(format!("{}/mesh/state", n.client_url))
+                    .timeout(ASK)
+                    .send()
+                    .await
+                    .ok()?;
+                r.json::<Value>().await.ok()
+            };
+            let count = state.await.map_or(0, |s| {
+                s["services"]
+                    .as_object()
+                    .map_or(0, |m| m.values()
+                        .flat_map(|v| v["instances"].as_array().cloned().unwrap_or_default())
+                        .filter(|i| i["up"] == true)
+                        .count())
+            });
+            seen = seen.min(count);
+        }
+        if seen >= wanted {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the sidecars saw {seen} of {wanted} service instances after 20 s (see nodes/*/node.log)");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -60,6 +60,10 @@ pub struct Start<'a> {
     pub rng: &'a Rng,
     /// Extra node flags the workload asks for (builtin nodes).
     pub node_args: &'a [String],
+    /// Application-service instances to start beside the nodes, as (service, id).
+    pub instances: &'a [(String, String)],
+    /// A free loopback port per instance.
+    pub instance_ports: &'a [u16],
 }
 
 /// A cluster as a target starts it: the nodes' runtime and the network between them.
