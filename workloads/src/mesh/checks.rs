@@ -293,6 +293,38 @@ fn deadline(ev: &Evidence) -> Findings {
     f
 }
 
+/// Every fault's reach, as (sidecar, instance, start, end) unix-ms windows;
+/// `*` for every sidecar or instance (a delay slows every link).
+fn touched_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64, u64)> {
+    let mut out: Vec<(String, String, u64, u64)> = broken_windows(history, offset_ms)
+        .into_iter()
+        .map(|(s, i, a, b, _)| (s, i, a, b))
+        .collect();
+    let ms = |t: Option<i64>| (t.unwrap_or(0) / 1_000_000 + offset_ms).max(0) as u64;
+    let mut open: Option<(String, Value, u64)> = None;
+    for e in &history.nemesis {
+        if let Some(fault) = e.f.strip_prefix("start-") {
+            open = Some((fault.to_string(), json_of(&e.value), ms(e.time)));
+        } else if e.f.starts_with("stop-") || &*e.f == "heal-all" {
+            let Some((fault, value, start)) = open.take() else {
+                continue;
+            };
+            let end = ms(e.time);
+            if DEADLY.contains(&fault.as_str()) {
+                continue;
+            }
+            let hit: Vec<String> = value["nodes"]
+                .as_array()
+                .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .unwrap_or_else(|| vec!["*".to_string()]);
+            for i in hit {
+                out.push(("*".into(), i, start, end));
+            }
+        }
+    }
+    out
+}
+
 /// When each (sidecar, instance) pair was broken, as unix-ms windows
 /// [start, heal); sidecar `*` means every sidecar.
 fn broken_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64, u64, String)> {
@@ -379,15 +411,20 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
             }
         }
     }
-    // Figures: failover (from each instance's loss to the first success of a
-    // request that arrived after it) and availability while some instance
-    // was untouched by any fault.
+    // Figures: failover (from an instance's loss to the first success of a
+    // request that arrived after it, served elsewhere) and availability while
+    // at least one instance was untouched by any fault (delay touches all).
     let mut failovers = Vec::new();
-    for (_, _, start, _, _) in windows.iter().filter(|w| w.0 == "*") {
+    for (s, lost, start, _, _) in &windows {
         let first = ev
             .records
             .iter()
-            .filter(|(_, r)| u(&r["arrival_ms"]) >= *start && r["outcome"] == "ok")
+            .filter(|(sidecar, r)| {
+                (s == "*" || s == sidecar)
+                    && u(&r["arrival_ms"]) >= *start
+                    && r["outcome"] == "ok"
+                    && tries(r).last().is_some_and(|a| a["instance"] != lost.as_str())
+            })
             .map(|(_, r)| u(&r["end_ms"]))
             .min();
         if let Some(t) = first {
@@ -395,12 +432,13 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
         }
     }
     failovers.sort_unstable();
+    let touched = touched_windows(history, offset);
     let (mut served, mut asked) = (0u64, 0u64);
     for (sidecar, r) in &ev.records {
         let at = u(&r["arrival_ms"]);
         let healthy = instances.iter().any(|i| {
-            !windows.iter().any(|(s, wi, start, end, _)| {
-                (s == "*" || s == sidecar) && wi == i && at >= *start && at < *end
+            !touched.iter().any(|(s, wi, start, end)| {
+                (s == "*" || s == sidecar) && (wi == "*" || wi == i) && at >= *start && at < *end
             })
         });
         if healthy {
@@ -474,3 +512,6 @@ impl Field for checker::value::Value {
         json_of(self)[name].as_str().map(str::to_string)
     }
 }
+
+#[cfg(test)]
+mod tests;
