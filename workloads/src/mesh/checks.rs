@@ -109,12 +109,18 @@ enum Step<'a> {
 
 fn breaker(ev: &Evidence) -> Findings {
     let mut f = Findings::new("breaker", "breakers");
-    // (sidecar, instance) -> results and transitions.
-    let mut results: BTreeMap<(String, String), Vec<(u64, bool)>> = BTreeMap::new();
-    let mut admitted: BTreeMap<(String, String), Vec<u64>> = BTreeMap::new();
+    // (sidecar, instance, breaker generation) -> results and transitions: an
+    // instance that left and came back has a new breaker.
+    type Key = (String, String, u64);
+    let mut results: BTreeMap<Key, Vec<(u64, bool)>> = BTreeMap::new();
+    let mut admitted: BTreeMap<Key, Vec<u64>> = BTreeMap::new();
     for (sidecar, r) in &ev.records {
         for a in tries(r) {
-            let key = (sidecar.clone(), a["instance"].as_str().unwrap_or("").to_string());
+            let key = (
+                sidecar.clone(),
+                a["instance"].as_str().unwrap_or("").to_string(),
+                u(&a["generation"]),
+            );
             if let Some(seq) = a["result_seq"].as_u64() {
                 results
                     .entry(key.clone())
@@ -124,11 +130,12 @@ fn breaker(ev: &Evidence) -> Findings {
             admitted.entry(key).or_default().push(u(&a["admitted_ms"]));
         }
     }
-    let mut moves: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
+    let mut moves: BTreeMap<Key, Vec<&Value>> = BTreeMap::new();
     for t in &ev.transitions {
         let key = (
             t["sidecar"].as_str().unwrap_or("").to_string(),
             t["instance"].as_str().unwrap_or("").to_string(),
+            u(&t["generation"]),
         );
         moves.entry(key).or_default().push(t);
     }
@@ -144,7 +151,7 @@ fn breaker(ev: &Evidence) -> Findings {
             steps.push((u(&t["after_result"]), 1, i, Step::Transition(t)));
         }
         steps.sort_by_key(|(k, kind, i, _)| (*k, *kind, *i));
-        let (sidecar, instance) = &key;
+        let (sidecar, instance, _) = &key;
         let mut state = "closed";
         let mut run = 0u32;
         let mut must_open: Option<u64> = None;

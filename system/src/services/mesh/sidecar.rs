@@ -120,6 +120,10 @@ struct Health {
 
 /// One instance of a service, as this sidecar knows it.
 struct Inst {
+    /// Numbers this sidecar's knowledge of the instance: an instance that
+    /// leaves (its lease lapsed) and comes back starts a new breaker, whose
+    /// results and transitions the checker must not mix with the old one's.
+    generation: u64,
     addr: String,
     weight: u32,
     breaker: Breaker,
@@ -152,6 +156,7 @@ struct Books {
     dropped: usize,
     transitions: Vec<Value>,
     health_log: Vec<Value>,
+    generations: u64,
 }
 
 /// The node's sidecar.
@@ -175,6 +180,8 @@ struct Admitted {
     entered: bool,
     /// When (unix ms, read under the lock).
     at: u64,
+    /// Which breaker of the instance let it through.
+    generation: u64,
 }
 
 /// What a pick came to.
@@ -306,7 +313,10 @@ impl Sidecar {
         let now = trace::now_ms();
         let mut books = self.books();
         let Books {
-            services, configs, ..
+            services,
+            configs,
+            generations,
+            ..
         } = &mut *books;
         for (name, list) in &listed {
             let svc = services.entry(name.clone()).or_insert_with(|| {
@@ -328,9 +338,11 @@ impl Sidecar {
                     }
                     None => {
                         log_line!(self.id, "mesh: {name}/{id} joined at {addr}");
+                        *generations += 1;
                         svc.instances.insert(
                             id.to_string(),
                             Inst {
+                                generation: *generations,
                                 addr,
                                 weight,
                                 breaker: Breaker::with_bug(
@@ -469,6 +481,19 @@ impl Sidecar {
             method,
             Method::GET | Method::HEAD | Method::PUT | Method::DELETE | Method::OPTIONS
         ) || header("x-idempotent") == Some("true");
+        let asked_timeout = match header("x-timeout-ms").map(str::parse::<u64>) {
+            None => None,
+            Some(Ok(t)) if (1..=600_000).contains(&t) => Some(t),
+            Some(_) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "malformed",
+                    "header `x-timeout-ms` must be 1 to 600000".into(),
+                    true,
+                    0,
+                )
+            }
+        };
         let (config, known) = {
             let books = self.books();
             match books.services.get(service) {
@@ -488,19 +513,7 @@ impl Sidecar {
                 0,
             );
         }
-        let timeout = match header("x-timeout-ms").map(str::parse::<u64>) {
-            None => config.timeout_ms,
-            Some(Ok(t)) if (1..=600_000).contains(&t) => t,
-            Some(_) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "malformed",
-                    "header `x-timeout-ms` must be 1 to 600000".into(),
-                    true,
-                    0,
-                )
-            }
-        };
+        let timeout = asked_timeout.unwrap_or(config.timeout_ms);
         let deadline = arrival + timeout;
         let max_tries = if self.bugs.retry_storm {
             STORM_TRIES
@@ -548,6 +561,7 @@ impl Sidecar {
                 admitted_in,
                 entered: bulkhead_ok,
                 at: admitted_ms,
+                generation,
             } = picked;
             tried.insert(instance.clone());
             let attempt_span = trace::span_id();
@@ -602,7 +616,8 @@ impl Sidecar {
             if let Some(s) = instance_span {
                 spans.push(s);
             }
-            attempts.push(json!({"n": n, "instance": instance, "admitted_ms": admitted_ms,
+            attempts.push(json!({"n": n, "instance": instance, "generation": generation,
+                "admitted_ms": admitted_ms,
                 "start_ms": start, "end_ms": end,
                 "span": attempt_span, "callee_span": callee,
                 "ok": tried_now.ok, "status": tried_now.status, "error": tried_now.error,
@@ -739,7 +754,7 @@ impl Sidecar {
         let before = inst.breaker.state();
         let (admitted, change) = inst.breaker.admit(now);
         if let Some(t) = change {
-            let e = transition(&self.id, service, &id, &t, inst.results);
+            let e = transition(&self.id, service, &id, inst.generation, &t, inst.results);
             log_line!(self.id, "breaker {e}");
             transitions.push(e);
         }
@@ -763,6 +778,7 @@ impl Sidecar {
             admitted_in,
             entered,
             at: now,
+            generation: inst.generation,
         })
     }
 
@@ -793,7 +809,7 @@ impl Sidecar {
         inst.results += 1;
         let seq = inst.results;
         if let Some(t) = inst.breaker.record(ok, now) {
-            let e = transition(&self.id, service, id, &t, seq);
+            let e = transition(&self.id, service, id, inst.generation, &t, seq);
             log_line!(self.id, "breaker {e}");
             transitions.push(e);
         }
@@ -966,10 +982,11 @@ fn transition(
     sidecar: &str,
     service: &str,
     instance: &str,
+    generation: u64,
     t: &super::policy::Transition,
     after_result: u64,
 ) -> Value {
-    json!({"sidecar": sidecar, "service": service, "instance": instance,
+    json!({"sidecar": sidecar, "service": service, "instance": instance, "generation": generation,
         "from": t.from, "to": t.to, "at_ms": t.at_ms, "after_result": after_result})
 }
 

@@ -450,3 +450,46 @@ fn without_the_sidecars_records_every_checker_is_unknown() {
     assert_eq!(c.valid, Validity::Unknown);
     assert!(verdicts(&c).values().all(|v| *v == json!("unknown")));
 }
+
+#[test]
+fn an_instance_that_comes_back_has_a_new_breaker_judged_on_its_own() {
+    let sim0 = simulate(11, Flaws::default());
+    let mut sim = simulate(11, Flaws::default());
+    // The same sidecar's records again, later, of a second generation of
+    // each instance's breaker, numbering results from 1 again.
+    let shift = 100_000;
+    let later = |v: &mut Value, key: &str| {
+        if let Some(t) = v[key].as_u64() {
+            v[key] = json!(t + shift);
+        }
+    };
+    for r in &sim0.records {
+        let mut r = r.clone();
+        r["request"] = json!(format!("{}-again", r["request"].as_str().unwrap()));
+        for k in ["arrival_ms", "deadline_ms", "end_ms"] {
+            later(&mut r, k);
+        }
+        for a in r["attempts"].as_array_mut().unwrap() {
+            later(a, "admitted_ms");
+            a["generation"] = json!(2);
+        }
+        sim.records.push(r);
+    }
+    for t in &sim0.transitions {
+        let mut t = t.clone();
+        later(&mut t, "at_ms");
+        t["generation"] = json!(2);
+        sim.transitions.push(t);
+    }
+    assert_only(&check(&history(&sim, true)), None);
+    // Mixed into one generation, the second run's moves contradict the first's.
+    for t in sim.transitions.iter_mut() {
+        t["generation"] = Value::Null;
+    }
+    for r in sim.records.iter_mut() {
+        for a in r["attempts"].as_array_mut().unwrap() {
+            a["generation"] = Value::Null;
+        }
+    }
+    assert_eq!(verdicts(&check(&history(&sim, true)))["breaker"], json!(false));
+}
