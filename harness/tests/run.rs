@@ -1464,3 +1464,43 @@ fn messaging_is_valid_under_faults_and_its_planted_bugs_are_caught() {
         assert_verdict(&results(&latest), checker, false);
     }
 }
+
+/// `mesh`: requests through the sidecars stay valid while instances are
+/// killed, paused, cut off, slowed and browned out, and each of the mesh's
+/// planted bugs is caught by its own checker with the README's command.
+#[test]
+fn mesh_is_valid_under_faults_and_its_planted_bugs_are_caught() {
+    let store = tempfile::tempdir().unwrap();
+    let base = [
+        "--time-limit",
+        "20",
+        "--nemesis-interval",
+        "2",
+        "--nemesis",
+        "kill,pause,delay,partition,brownout",
+    ];
+    let (out, latest) = run_workload(
+        "mesh",
+        store.path(),
+        &[&base[..], &["--seed", "3"]].concat(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let r = results(&latest);
+    for c in ["breaker", "retries", "deadline", "health-routing", "traces"] {
+        assert_verdict(&r, c, true);
+    }
+    for (bug, checker) in [
+        ("breaker-never-opens", "breaker"),
+        ("retry-storm", "retries"),
+        ("lb-ignores-health", "health-routing"),
+        ("no-deadline", "deadline"),
+    ] {
+        let (out, latest) = run_workload(
+            "mesh",
+            store.path(),
+            &[&base[..], &["--seed", "1", "--bug", bug]].concat(),
+        );
+        assert_eq!(out.status.code(), Some(1), "{bug}: {}", describe(&out));
+        assert_verdict(&results(&latest), checker, false);
+    }
+}

@@ -140,6 +140,19 @@ pub const PATTERNS: &[Pattern] = &[
             ("deliver-twice", "pause", "once"),
         ],
     },
+    Pattern {
+        slug: "mesh",
+        workloads: &["mesh"],
+        title: "Service mesh: discovery, health, balancing, breakers, retries, deadlines",
+        guarantees: "Requests reach a healthy instance while one exists; an instance known dead gets no traffic past the detection bound; a failing instance is cut off by its breaker and probed back; retries stay within their count, their budget and the caller's deadline, and a request that may have been applied is not sent again unless it is idempotent; every hop is a span of the caller's trace.",
+        how: "Instances register in the replicated registry with a lease they renew. Every node's sidecar reads the registry, probes each instance (two failed probes or a phi-accrual suspicion mark it down), picks among the instances up whose breaker admits (round robin, least outstanding, weighted, consistent hash or power of two choices), and retries a failed try elsewhere after an exponential backoff with full jitter, paid from a token bucket that requests fill. A bulkhead caps the tries in flight per instance.",
+        bugs: &[
+            ("breaker-never-opens", "brownout", "breaker"),
+            ("retry-storm", "brownout, kill", "retries"),
+            ("lb-ignores-health", "kill, pause, partition", "health-routing"),
+            ("no-deadline", "pause, brownout (slow)", "deadline"),
+        ],
+    },
 ];
 
 /// The page of `slug`, if there is one.

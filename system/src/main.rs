@@ -10,8 +10,8 @@ use clap::Parser;
 use system::bugs::{self, Bug, Bugs};
 use system::consensus::Protocol;
 use system::node::{MeshSettings, Node, NodeConfig};
-use system::services::mesh::{instance, instance::InstanceConfig, MeshConfig};
 use system::services::cache::CacheConfig;
+use system::services::mesh::{instance, instance::InstanceConfig, MeshConfig};
 
 /// One node of the Faultline reference system: a durable key-value store, lock
 /// manager, broker and cache on a Raft or Multi-Paxos log.
@@ -172,6 +172,14 @@ fn run_instance() -> ExitCode {
     };
     let id = cfg.id.clone();
     runtime.block_on(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("faultline-node: cannot watch SIGTERM: {e}");
+                    return ExitCode::from(255);
+                }
+            };
         tokio::select! {
             r = instance::run(cfg) => {
                 if let Err(e) = r {
@@ -181,6 +189,7 @@ fn run_instance() -> ExitCode {
                 ExitCode::SUCCESS
             }
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            _ = term.recv() => ExitCode::SUCCESS,
         }
     })
 }

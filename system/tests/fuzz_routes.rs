@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 /// Requests tried; enough to reach every route a dozen times and more.
 /// `FUZZ_ROUTE_CASES=N` tries N instead, for a deeper run by hand.
-const CASES: u32 = 900;
+const CASES: u32 = 1_000;
 /// The key written before the fuzzing; no generated path can name it.
 const CANARY: &str = "canary-5d1e7f0a9b3c";
 /// How long a complete request may wait for its answer.

@@ -93,7 +93,11 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
 
     // Round robin over three: each serves a third.
     let served = spread(&c, 60).await;
-    assert_eq!(served.values().copied().collect::<Vec<_>>(), vec![20, 20, 20], "{served:?}");
+    assert_eq!(
+        served.values().copied().collect::<Vec<_>>(),
+        vec![20, 20, 20],
+        "{served:?}"
+    );
 
     // A killed instance is found down and gets nothing more; its lease lapses.
     drop(instances.remove("api2"));
@@ -113,7 +117,10 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
     // so callers still get answers.
     let (code, b) = c
         .http
-        .post(format!("http://127.0.0.1:{}/admin/brownout", instances["api1"].port))
+        .post(format!(
+            "http://127.0.0.1:{}/admin/brownout",
+            instances["api1"].port
+        ))
         .json(&json!({"error_rate": 1.0}))
         .send()
         .await
@@ -123,7 +130,9 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
     let served = spread(&c, 40).await;
     assert!(served.get("api3").copied().unwrap_or(0) >= 39, "{served:?}");
     assert_eq!(view(&c).await["api1"]["breaker"], "open");
-    let (_, rec) = c.request("GET", "n1", "/mesh/records?from=0&limit=5000", None).await;
+    let (_, rec) = c
+        .request("GET", "n1", "/mesh/records?from=0&limit=5000", None)
+        .await;
     assert!(
         rec["transitions"]
             .as_array()
@@ -149,7 +158,9 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
     assert_eq!(r.status().as_u16(), 200);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["span"]["trace"], trace);
-    let (_, rec) = c.request("GET", "n1", "/mesh/records?from=0&limit=5000", None).await;
+    let (_, rec) = c
+        .request("GET", "n1", "/mesh/records?from=0&limit=5000", None)
+        .await;
     let mine = rec["records"]
         .as_array()
         .unwrap()
@@ -157,7 +168,10 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
         .find(|r| r["request"] == "traced-1")
         .unwrap()
         .clone();
-    assert_eq!((mine["trace"].as_str(), mine["parent"].as_str()), (Some(trace), Some("00f067aa0ba902b7")));
+    assert_eq!(
+        (mine["trace"].as_str(), mine["parent"].as_str()),
+        (Some(trace), Some("00f067aa0ba902b7"))
+    );
     assert_eq!(mine["idempotent"], false);
     let last = mine["attempts"].as_array().unwrap().last().unwrap();
     assert_eq!(last["callee_span"]["parent"], last["span"]);
@@ -173,24 +187,80 @@ async fn bad_registry_sidecar_and_admin_input_is_refused_naming_the_field() {
     })
     .await;
     let cases: Vec<(&str, &str, Option<Value>, &str)> = vec![
-        ("PUT", "/registry/api/x", Some(json!({"addr": "h:1", "ttl_ms": 1000, "weight": 0})), "weight"),
-        ("PUT", "/registry/api/x", Some(json!({"addr": "nowhere", "ttl_ms": 1000})), "addr"),
-        ("PUT", "/registry/api/x", Some(json!({"addr": "h:1", "ttl_ms": 5})), "ttl_ms"),
-        ("PUT", "/registry/api/x", Some(json!({"addr": "h:1", "ttl_ms": 1000, "zone": 1})), "zone"),
-        ("PUT", "/registry/a%20b/x", Some(json!({"addr": "h:1", "ttl_ms": 1000})), "service"),
+        (
+            "PUT",
+            "/registry/api/x",
+            Some(json!({"addr": "h:1", "ttl_ms": 1000, "weight": 0})),
+            "weight",
+        ),
+        (
+            "PUT",
+            "/registry/api/x",
+            Some(json!({"addr": "nowhere", "ttl_ms": 1000})),
+            "addr",
+        ),
+        (
+            "PUT",
+            "/registry/api/x",
+            Some(json!({"addr": "h:1", "ttl_ms": 5})),
+            "ttl_ms",
+        ),
+        (
+            "PUT",
+            "/registry/api/x",
+            Some(json!({"addr": "h:1", "ttl_ms": 1000, "zone": 1})),
+            "zone",
+        ),
+        (
+            "PUT",
+            "/registry/a%20b/x",
+            Some(json!({"addr": "h:1", "ttl_ms": 1000})),
+            "service",
+        ),
         ("GET", "/registry/nothing", None, "nothing"),
-        ("PUT", "/mesh/config/api", Some(json!({"breaker": {"failures": 0}})), "breaker.failures"),
-        ("PUT", "/mesh/config/api", Some(json!({"weights": {"api1": 0}})), "weights.api1"),
-        ("PUT", "/mesh/config/api", Some(json!({"retry": {"budget_ratio": -1.0}})), "retry.budget_ratio"),
-        ("PUT", "/mesh/config/api", Some(json!({"balancer": "random"})), "random"),
-        ("PUT", "/mesh/config/api", Some(json!({"bogus": 1})), "bogus"),
+        (
+            "PUT",
+            "/mesh/config/api",
+            Some(json!({"breaker": {"failures": 0}})),
+            "breaker.failures",
+        ),
+        (
+            "PUT",
+            "/mesh/config/api",
+            Some(json!({"weights": {"api1": 0}})),
+            "weights.api1",
+        ),
+        (
+            "PUT",
+            "/mesh/config/api",
+            Some(json!({"retry": {"budget_ratio": -1.0}})),
+            "retry.budget_ratio",
+        ),
+        (
+            "PUT",
+            "/mesh/config/api",
+            Some(json!({"balancer": "random"})),
+            "random",
+        ),
+        (
+            "PUT",
+            "/mesh/config/api",
+            Some(json!({"bogus": 1})),
+            "bogus",
+        ),
         ("GET", "/mesh/unknown/work/x", None, "unknown"),
         ("GET", "/mesh/records?from=x", None, "from"),
     ];
     for (method, path, body, names) in cases {
         let (code, answer) = c.request(method, "n1", path, body.clone()).await;
-        assert!((400..500).contains(&code), "{method} {path} {body:?}: {code} {answer}");
-        assert!(answer["message"].as_str().unwrap_or("").contains(names), "{method} {path}: {answer}");
+        assert!(
+            (400..500).contains(&code),
+            "{method} {path} {body:?}: {code} {answer}"
+        );
+        assert!(
+            answer["message"].as_str().unwrap_or("").contains(names),
+            "{method} {path}: {answer}"
+        );
     }
     let r = c
         .http
@@ -204,7 +274,11 @@ async fn bad_registry_sidecar_and_admin_input_is_refused_naming_the_field() {
     assert!(text.contains("x-timeout-ms"), "{text}");
     for (path, body, names) in [
         ("/admin/brownout", json!({"error_rate": 2.0}), "error_rate"),
-        ("/admin/brownout", json!({"extra_ms": 1_000_000}), "extra_ms"),
+        (
+            "/admin/brownout",
+            json!({"extra_ms": 1_000_000}),
+            "extra_ms",
+        ),
         ("/admin/brownout", json!({"errors": 1}), "errors"),
     ] {
         let r = c

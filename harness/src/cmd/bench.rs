@@ -48,7 +48,7 @@ fn split(target: &str) -> (&str, &str) {
     target.split_once(':').unwrap_or((target, "raft"))
 }
 
-fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
+pub(crate) fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
     let (name, consensus) = split(target);
     TestConfig {
         workload: "kv".into(),
@@ -90,7 +90,7 @@ fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> TestConfig {
 }
 
 /// A new folder for one bench under `STORE/bench/`.
-fn new_bench_dir(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
+pub(crate) fn new_bench_dir(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
     let out = plan
         .store
         .join("bench")
@@ -101,7 +101,7 @@ fn new_bench_dir(plan: &BenchPlan) -> anyhow::Result<PathBuf> {
 
 /// Writes `bench.json`, `bench.md` and `bench.html` (the plots) to `out` and
 /// prints the table.
-fn store_bench(out: &Path, result: &Value, table: &str) -> anyhow::Result<()> {
+pub(crate) fn store_bench(out: &Path, result: &Value, table: &str) -> anyhow::Result<()> {
     std::fs::write(out.join("bench.json"), serde_json::to_vec_pretty(result)?)?;
     std::fs::write(out.join("bench.md"), table)?;
     match reports::bench::html(result, table) {
@@ -397,7 +397,8 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
     std::fs::create_dir_all(dir)?;
     let target = crate::run::cluster::validate(cfg)?;
     let bin = target.binary(cfg, true)?;
-    let cluster = crate::run::cluster::start(cfg, target, &bin, dir, &Rng::new(seed), &[], &[]).await?;
+    let cluster =
+        crate::run::cluster::start(cfg, target, &bin, dir, &Rng::new(seed), &[], &[]).await?;
     let result = async {
         let nodes = &cluster.nodes;
         let http = reqwest::Client::builder()
@@ -506,6 +507,20 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             shards,
         };
         return drive(suite(&plan, &workloads, args.repeat as usize));
+    }
+    if args.mesh {
+        let plan = BenchPlan {
+            targets: vec![crate::targets::DEFAULT.into()],
+            concurrency: vec![1],
+            time_limit: args.time_limit,
+            nodes: args.nodes as usize,
+            failover_trials: 0,
+            store: args.store.clone(),
+            node_bin: args.node_bin.clone(),
+            seed: args.seed,
+            shards: vec![0],
+        };
+        return drive(super::bench_mesh::mesh_hops(&plan));
     }
     if args.workload != "kv" {
         return bad(format!(

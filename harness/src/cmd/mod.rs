@@ -1,6 +1,7 @@
 //! Command-line arguments and dispatch: one file per subcommand.
 
 pub mod bench;
+pub mod bench_mesh;
 pub mod check;
 pub mod compare;
 pub mod list;
@@ -111,6 +112,10 @@ pub struct BenchArgs {
     /// Workload (only kv runs on every target).
     #[arg(long, default_value = "kv")]
     pub workload: String,
+    /// Measure what a hop through the mesh's sidecar adds to a direct call
+    /// (p50, p99; with and without circuit breakers), `--time-limit` seconds each.
+    #[arg(long)]
+    pub mesh: bool,
     /// Measure these workloads of our own system instead (comma-separated,
     /// e.g. `kv,lock,queue,cache,txn`): each at every concurrency, `--repeat`
     /// times, reported as median with the spread.

@@ -87,6 +87,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
                 .filter(|k| args.shards > 0 || args.workload == "saga" || k != "crash-points")
                 .filter(|k| args.consensus != "pbft" || k != "corrupt")
                 .filter(|k| {
+                    k != "brownout"
+                        || workloads::workload(&args.workload)
+                            .is_ok_and(|w| !w.services().is_empty())
+                })
+                .filter(|k| {
                     crate::nemesis::get(k)
                         .is_ok_and(|f| f.runtimes().contains(&args.runtime.as_str()))
                 })

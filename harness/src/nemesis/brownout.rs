@@ -30,13 +30,18 @@ impl Fault for Brownout {
             }
             let t = pick_nodes(rng, &ctx.instances, false);
             let roll = rng.below(3);
-            let error_rate = if roll == 1 { 0.0 } else { 0.5 + 0.5 * rng.unit() };
+            let error_rate = if roll == 1 {
+                0.0
+            } else {
+                0.5 + 0.5 * rng.unit()
+            };
             let extra_ms = if roll == 0 { 0 } else { 200 + rng.below(601) };
             let body = json!({"error_rate": (error_rate * 100.0_f64).round() / 100.0, "extra_ms": extra_ms});
             for id in &t {
                 if !super::admin_post(ctx, id, "/admin/brownout", body.clone()).await {
                     // A paused or killed instance cannot take it; say so in the history.
-                    ctx.recorder.nemesis("brownout-refused", json!({"node": id}));
+                    ctx.recorder
+                        .nemesis("brownout-refused", json!({"node": id}));
                 }
             }
             Ok(Injected {

@@ -392,7 +392,11 @@ impl Target for Builtin {
 
 /// With service instances in the run, waits until every sidecar sees them all
 /// (they register once the cluster has a leader).
-async fn mesh_ready(cfg: &TestConfig, http: &reqwest::Client, nodes: &[NodeAddrs]) -> anyhow::Result<()> {
+async fn mesh_ready(
+    cfg: &TestConfig,
+    http: &reqwest::Client,
+    nodes: &[NodeAddrs],
+) -> anyhow::Result<()> {
     let services = workloads::workload(&cfg.workload)
         .map(|w| w.services())
         .unwrap_or(&[]);
@@ -415,12 +419,12 @@ async fn mesh_ready(cfg: &TestConfig, http: &reqwest::Client, nodes: &[NodeAddrs
                 r.json::<Value>().await.ok()
             };
             let count = state.await.map_or(0, |s| {
-                s["services"]
-                    .as_object()
-                    .map_or(0, |m| m.values()
+                s["services"].as_object().map_or(0, |m| {
+                    m.values()
                         .flat_map(|v| v["instances"].as_array().cloned().unwrap_or_default())
                         .filter(|i| i["up"] == true)
-                        .count())
+                        .count()
+                })
             });
             seen = seen.min(count);
         }

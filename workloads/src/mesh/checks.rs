@@ -178,10 +178,16 @@ fn breaker(ev: &Evidence) -> Findings {
                     }
                 }
                 Step::Transition(t) => {
-                    let (from, to) = (t["from"].as_str().unwrap_or(""), t["to"].as_str().unwrap_or(""));
+                    let (from, to) = (
+                        t["from"].as_str().unwrap_or(""),
+                        t["to"].as_str().unwrap_or(""),
+                    );
                     let legal = matches!(
                         (from, to),
-                        ("closed", "open") | ("open", "half-open") | ("half-open", "open") | ("half-open", "closed")
+                        ("closed", "open")
+                            | ("open", "half-open")
+                            | ("half-open", "open")
+                            | ("half-open", "closed")
                     );
                     if !legal || from != state {
                         f.add(json!({"sidecar": sidecar, "instance": instance,
@@ -241,7 +247,10 @@ fn retries(ev: &Evidence) -> Findings {
     let mut per_sidecar: BTreeMap<&str, (Vec<u64>, Vec<u64>)> = BTreeMap::new();
     for (sidecar, r) in &ev.records {
         f.checked += 1;
-        let attempts: Vec<&Value> = r["attempts"].as_array().map(|a| a.iter().collect()).unwrap_or_default();
+        let attempts: Vec<&Value> = r["attempts"]
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default();
         let id = r["request"].as_str().unwrap_or("?");
         if attempts.len() as u32 > MAX_TRIES {
             f.add(json!({"request": id, "sidecar": sidecar,
@@ -322,7 +331,12 @@ fn touched_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u6
             }
             let hit: Vec<String> = value["nodes"]
                 .as_array()
-                .map(|l| l.iter().filter_map(Value::as_str).map(str::to_string).collect())
+                .map(|l| {
+                    l.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_else(|| vec!["*".to_string()]);
             for i in hit {
                 out.push(("*".into(), i, start, end));
@@ -354,7 +368,10 @@ fn broken_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64
                 "partition" => {
                     let grudge = value["grudge"].as_object().cloned().unwrap_or_default();
                     let cut = |a: &str, b: &str| {
-                        grudge.get(a).and_then(Value::as_array).is_some_and(|l| l.iter().any(|x| x == b))
+                        grudge
+                            .get(a)
+                            .and_then(Value::as_array)
+                            .is_some_and(|l| l.iter().any(|x| x == b))
                     };
                     let names: BTreeSet<String> = grudge.keys().cloned().collect();
                     for s in &names {
@@ -366,7 +383,12 @@ fn broken_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64
                     }
                 }
                 _ => {
-                    for n in value.as_array().into_iter().flatten().filter_map(Value::as_str) {
+                    for n in value
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                    {
                         out.push(("*".into(), n.to_string(), start, end, fault.clone()));
                     }
                 }
@@ -422,7 +444,19 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
     // request that arrived after it, served elsewhere) and availability while
     // at least one instance was untouched by any fault (delay touches all).
     let mut failovers = Vec::new();
+    // A fault that took every instance from a sidecar leaves nothing to fail
+    // over to: no failover time for it.
+    let all_lost = |s: &str, start: u64| {
+        instances.iter().all(|i| {
+            windows
+                .iter()
+                .any(|(ws, wi, wstart, _, _)| (ws == "*" || ws == s) && wi == i && *wstart == start)
+        })
+    };
     for (s, lost, start, _, _) in &windows {
+        if all_lost(s, *start) {
+            continue;
+        }
         let first = ev
             .records
             .iter()
@@ -430,7 +464,9 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
                 (s == "*" || s == sidecar)
                     && u(&r["arrival_ms"]) >= *start
                     && r["outcome"] == "ok"
-                    && tries(r).last().is_some_and(|a| a["instance"] != lost.as_str())
+                    && tries(r)
+                        .last()
+                        .is_some_and(|a| a["instance"] != lost.as_str())
             })
             .map(|(_, r)| u(&r["end_ms"]))
             .min();
@@ -476,7 +512,9 @@ fn traces(history: &History, ev: &Evidence) -> Findings {
         for a in tries(r) {
             let s = a["span"].as_str().unwrap_or("");
             if !spans.insert(s.to_string()) {
-                f.add(json!({"request": id, "problem": format!("span {s} used twice in one trace")}));
+                f.add(
+                    json!({"request": id, "problem": format!("span {s} used twice in one trace")}),
+                );
             }
             let callee = &a["callee_span"];
             if callee.is_object() && (callee["trace"] != *trace || callee["parent"] != a["span"]) {

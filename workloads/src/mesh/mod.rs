@@ -220,14 +220,21 @@ impl MeshSession {
             loop {
                 let got = self
                     .http
-                    .get(format!("{}/mesh/records?from={from}&limit={PAGE}", node.url))
+                    .get(format!(
+                        "{}/mesh/records?from={from}&limit={PAGE}",
+                        node.url
+                    ))
                     .timeout(Duration::from_secs(30))
                     .send()
                     .await;
                 let page: Value = match got {
                     Ok(r) if r.status().is_success() => r.json().await.unwrap_or(Value::Null),
                     Ok(r) => {
-                        return Completion::Info(format!("{}: records: status {}", node.id, r.status()))
+                        return Completion::Info(format!(
+                            "{}: records: status {}",
+                            node.id,
+                            r.status()
+                        ))
                     }
                     Err(e) => return Completion::Info(format!("{}: records: {e}", node.id)),
                 };

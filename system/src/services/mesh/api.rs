@@ -38,7 +38,9 @@ async fn records(
     Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<Value>, ApiError> {
     let from = param(&params, "from")?.unwrap_or(0);
-    let limit = param(&params, "limit")?.unwrap_or(1_000).clamp(1, MAX_RECORDS);
+    let limit = param(&params, "limit")?
+        .unwrap_or(1_000)
+        .clamp(1, MAX_RECORDS);
     Ok(Json(s.records(from as usize, limit as usize)))
 }
 
@@ -53,7 +55,9 @@ async fn configure(
     let config = MeshConfig::parse(text)
         .map_err(|e| ApiError::malformed(format!("PUT /mesh/config/{service}: {e}")))?;
     s.configure(&service, config.clone());
-    Ok(Json(serde_json::json!({"service": service, "config": config})))
+    Ok(Json(
+        serde_json::json!({"service": service, "config": config}),
+    ))
 }
 
 async fn forward(

@@ -100,7 +100,9 @@ fn routes(me: Arc<Instance>) -> Router {
 }
 
 async fn health(State(me): State<Arc<Instance>>) -> Json<Value> {
-    Json(json!({"instance": me.cfg.id, "service": me.cfg.service, "served": me.served.load(Ordering::Relaxed)}))
+    Json(
+        json!({"instance": me.cfg.id, "service": me.cfg.service, "served": me.served.load(Ordering::Relaxed)}),
+    )
 }
 
 async fn work(
@@ -156,7 +158,10 @@ async fn work(
     (status, Json(body)).into_response()
 }
 
-async fn set_brownout(State(me): State<Arc<Instance>>, body: Bytes) -> Result<Json<Value>, ApiError> {
+async fn set_brownout(
+    State(me): State<Arc<Instance>>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     let b: Brownout = parse(&body, "expected {\"error_rate\": 0..1, \"extra_ms\": N}")?;
     if !(0.0..=1.0).contains(&b.error_rate) {
         return Err(ApiError::malformed(format!(
@@ -171,7 +176,12 @@ async fn set_brownout(State(me): State<Arc<Instance>>, body: Bytes) -> Result<Js
         )));
     }
     *me.brownout.lock().unwrap_or_else(|e| e.into_inner()) = b;
-    log_line!(me.cfg.id, "brownout: {} errors, +{} ms", b.error_rate, b.extra_ms);
+    log_line!(
+        me.cfg.id,
+        "brownout: {} errors, +{} ms",
+        b.error_rate,
+        b.extra_ms
+    );
     Ok(Json(json!(b)))
 }
 
@@ -182,7 +192,10 @@ async fn clear_brownout(State(me): State<Arc<Instance>>) -> Json<Value> {
 }
 
 async fn show_brownout(State(me): State<Arc<Instance>>) -> Json<Value> {
-    Json(json!(*me.brownout.lock().unwrap_or_else(|e| e.into_inner())))
+    Json(json!(*me
+        .brownout
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())))
 }
 
 /// Registers, then renews every fifth of the lease, trying the cluster's
@@ -216,7 +229,11 @@ async fn register_forever(cfg: InstanceConfig) {
             log_line!(
                 cfg.id,
                 "registration {}",
-                if done { "holds" } else { "failing: no node took it" }
+                if done {
+                    "holds"
+                } else {
+                    "failing: no node took it"
+                }
             );
         }
         tokio::time::sleep(every).await;

@@ -831,6 +831,9 @@ mod tests {
     use super::BreakerState::{Closed, HalfOpen, Open};
     use super::*;
 
+    /// A change that makes a configuration invalid, and the field its error names.
+    type Mutation<T> = (fn(&mut T), &'static str);
+
     /// A 64-bit LCG for deterministic draws (high bits only).
     struct Lcg(u64);
 
@@ -1246,7 +1249,7 @@ mod tests {
         assert_eq!(RetryConfig::default().validate(), Ok(()));
         assert_eq!(HealthConfig::default().validate(), Ok(()));
 
-        let bad_breakers: [(fn(&mut BreakerConfig), &str); 7] = [
+        let bad_breakers: [Mutation<BreakerConfig>; 7] = [
             (|c| c.failures = 0, "breaker.failures"),
             (|c| c.failure_rate = 0.0, "breaker.failure_rate"),
             (|c| c.failure_rate = 1.5, "breaker.failure_rate"),
@@ -1261,7 +1264,7 @@ mod tests {
             assert_names(config.validate(), field);
         }
 
-        let bad_retries: [(fn(&mut RetryConfig), &str); 9] = [
+        let bad_retries: [Mutation<RetryConfig>; 9] = [
             (|c| c.max_attempts = 0, "retry.max_attempts"),
             (|c| c.max_attempts = 11, "retry.max_attempts"),
             (|c| c.base_ms = 0, "retry.base_ms"),
@@ -1278,7 +1281,7 @@ mod tests {
             assert_names(config.validate(), field);
         }
 
-        let bad_health: [(fn(&mut HealthConfig), &str); 6] = [
+        let bad_health: [Mutation<HealthConfig>; 6] = [
             (|c| c.interval_ms = 9, "health.interval_ms"),
             (|c| c.timeout_ms = 0, "health.timeout_ms"),
             (|c| c.failures = 0, "health.failures"),

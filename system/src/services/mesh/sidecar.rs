@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::policy::{
-    backoff_ms, Balancer, Breaker, BreakerConfig, BreakerState, Bulkhead, Candidate,
-    HealthConfig, PhiDetector, Policy, RetryBudget, RetryConfig,
+    backoff_ms, Balancer, Breaker, BreakerConfig, BreakerState, Bulkhead, Candidate, HealthConfig,
+    PhiDetector, Policy, RetryBudget, RetryConfig,
 };
 use super::trace::{self, Context};
 use crate::bugs::{Bug, Bugs};
@@ -41,6 +41,9 @@ const PHI_WINDOW: usize = 100;
 pub struct MeshConfig {
     /// Which balancer picks instances.
     pub balancer: Policy,
+    /// Whether tries go through a circuit breaker per instance (off: only
+    /// to measure what the breaker costs).
+    pub circuit_breaker: bool,
     /// Circuit breaker thresholds (one breaker per instance).
     pub breaker: BreakerConfig,
     /// Retries, backoff, budget and per-try timeout.
@@ -59,6 +62,7 @@ impl Default for MeshConfig {
     fn default() -> Self {
         MeshConfig {
             balancer: Policy::PowerOfTwo,
+            circuit_breaker: true,
             breaker: BreakerConfig::default(),
             retry: RetryConfig::default(),
             health: HealthConfig::default(),
@@ -196,6 +200,8 @@ enum Picked {
 /// What one try came to.
 struct Tried {
     ok: bool,
+    /// The connection was refused: nothing listens there (passive health).
+    refused: bool,
     /// Whether the instance may have applied it (it was sent and no definite
     /// refusal came back).
     maybe_applied: bool,
@@ -260,8 +266,7 @@ impl Sidecar {
         books.configs.insert(service.to_string(), config.clone());
         if let Some(svc) = books.services.get_mut(service) {
             svc.balancer.set_policy(config.balancer);
-            svc.budget =
-                RetryBudget::new(config.retry.budget_ratio, config.retry.min_per_sec, now);
+            svc.budget = RetryBudget::new(config.retry.budget_ratio, config.retry.min_per_sec, now);
             for inst in svc.instances.values_mut() {
                 inst.breaker.set_config(config.breaker.clone());
                 inst.bulkhead.set_max(config.max_in_flight);
@@ -443,7 +448,14 @@ impl Sidecar {
         }
         let phi = h.phi.phi(now);
         let change = if h.up && (h.failed >= cfg.failures || phi > cfg.phi_threshold) {
-            Some((false, if h.failed >= cfg.failures { "probes failed" } else { "phi" }))
+            Some((
+                false,
+                if h.failed >= cfg.failures {
+                    "probes failed"
+                } else {
+                    "phi"
+                },
+            ))
         } else if !h.up && h.passed >= cfg.successes {
             Some((true, "probes passed"))
         } else {
@@ -499,7 +511,11 @@ impl Sidecar {
             match books.services.get(service) {
                 Some(s) => (s.config.clone(), true),
                 None => (
-                    books.configs.get(service).cloned().unwrap_or(self.defaults.clone()),
+                    books
+                        .configs
+                        .get(service)
+                        .cloned()
+                        .unwrap_or(self.defaults.clone()),
                     false,
                 ),
             }
@@ -547,7 +563,15 @@ impl Sidecar {
                     attempts.push(json!({"n": n, "instance": null, "admitted_ms": at,
                         "ok": false, "error": "no instance up with its breaker admitting"}));
                     if !self
-                        .may_retry(service, n, max_tries, idempotent, maybe_applied, deadline, &config)
+                        .may_retry(
+                            service,
+                            n,
+                            max_tries,
+                            idempotent,
+                            maybe_applied,
+                            deadline,
+                            &config,
+                        )
                         .await
                     {
                         break;
@@ -569,6 +593,7 @@ impl Sidecar {
             let tried_now = if !bulkhead_ok {
                 Tried {
                     ok: false,
+                    refused: false,
                     maybe_applied: false,
                     status: None,
                     error: Some("bulkhead full".into()),
@@ -599,7 +624,13 @@ impl Sidecar {
                 )
                 .await
             };
-            let (seq, end) = self.finish(service, &instance, bulkhead_ok, tried_now.ok);
+            let (seq, end) = self.finish(
+                service,
+                &instance,
+                bulkhead_ok,
+                tried_now.ok,
+                tried_now.refused,
+            );
             maybe_applied |= tried_now.maybe_applied;
             let instance_span = tried_now
                 .response
@@ -607,22 +638,26 @@ impl Sidecar {
                 .and_then(|(_, _, b)| serde_json::from_slice::<Value>(b).ok())
                 .map(|v| v["span"].clone())
                 .filter(|s| s.is_object());
-            spans.push(json!({"trace": ctx.trace, "span": attempt_span, "parent": span,
+            spans.push(
+                json!({"trace": ctx.trace, "span": attempt_span, "parent": span,
                 "name": format!("{} try {n} -> {instance}", self.id), "node": self.id,
-                "start_ms": start, "end_ms": end}));
+                "start_ms": start, "end_ms": end}),
+            );
             let callee = instance_span
                 .as_ref()
                 .map(|s| json!({"trace": s["trace"], "span": s["span"], "parent": s["parent"]}));
             if let Some(s) = instance_span {
                 spans.push(s);
             }
-            attempts.push(json!({"n": n, "instance": instance, "generation": generation,
+            attempts.push(
+                json!({"n": n, "instance": instance, "generation": generation,
                 "admitted_ms": admitted_ms,
                 "start_ms": start, "end_ms": end,
                 "span": attempt_span, "callee_span": callee,
                 "ok": tried_now.ok, "status": tried_now.status, "error": tried_now.error,
                 "maybe_applied": tried_now.maybe_applied, "admitted_in": admitted_in,
-                "result_seq": seq}));
+                "result_seq": seq}),
+            );
             let ok = tried_now.ok;
             served_by = instance;
             last = Some(tried_now);
@@ -630,7 +665,18 @@ impl Sidecar {
                 break;
             }
             why = "upstream";
-            if !self.may_retry(service, n, max_tries, idempotent, maybe_applied, deadline, &config).await {
+            if !self
+                .may_retry(
+                    service,
+                    n,
+                    max_tries,
+                    idempotent,
+                    maybe_applied,
+                    deadline,
+                    &config,
+                )
+                .await
+            {
                 break;
             }
         }
@@ -679,9 +725,23 @@ impl Sidecar {
             }
             _ => {
                 let (status, message) = match outcome {
-                    "deadline" => (StatusCode::GATEWAY_TIMEOUT, format!("deadline of {timeout} ms passed after {n_attempts} tries")),
-                    "no-instance" => (StatusCode::SERVICE_UNAVAILABLE, format!("no instance of `{service}` is up with its breaker admitting")),
-                    _ => (StatusCode::BAD_GATEWAY, format!("{n_attempts} tries failed; last: {}", last.as_ref().and_then(|t| t.error.clone()).unwrap_or_default())),
+                    "deadline" => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        format!("deadline of {timeout} ms passed after {n_attempts} tries"),
+                    ),
+                    "no-instance" => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("no instance of `{service}` is up with its breaker admitting"),
+                    ),
+                    _ => (
+                        StatusCode::BAD_GATEWAY,
+                        format!(
+                            "{n_attempts} tries failed; last: {}",
+                            last.as_ref()
+                                .and_then(|t| t.error.clone())
+                                .unwrap_or_default()
+                        ),
+                    ),
                 };
                 error(status, outcome, message, !maybe_applied, n_attempts)
             }
@@ -712,8 +772,10 @@ impl Sidecar {
         let Some(svc) = services.get_mut(service) else {
             return Picked::Nothing(now);
         };
-        let usable =
-            |i: &Inst| (i.health.up || self.bugs.ignore_health) && i.breaker.would_admit(now);
+        let breakers = svc.config.circuit_breaker;
+        let usable = |i: &Inst| {
+            (i.health.up || self.bugs.ignore_health) && (!breakers || i.breaker.would_admit(now))
+        };
         // The retry-storm bug does not steer retries away from what failed.
         let fresh = |id: &String| self.bugs.retry_storm || !tried.contains(id);
         let mut ids: Vec<String> = svc
@@ -752,7 +814,11 @@ impl Sidecar {
             return Picked::Nothing(now);
         };
         let before = inst.breaker.state();
-        let (admitted, change) = inst.breaker.admit(now);
+        let (admitted, change) = if breakers {
+            inst.breaker.admit(now)
+        } else {
+            (true, None)
+        };
         if let Some(t) = change {
             let e = transition(&self.id, service, &id, inst.generation, &t, inst.results);
             log_line!(self.id, "breaker {e}");
@@ -785,26 +851,50 @@ impl Sidecar {
     /// Ends a try: the bulkhead lets it out and the breaker hears the result
     /// (a try the bulkhead refused never reached the instance: the breaker
     /// hears nothing). Answers the breaker's result number.
-    fn finish(&self, service: &str, id: &str, entered: bool, ok: bool) -> (Option<u64>, u64) {
+    fn finish(
+        &self,
+        service: &str,
+        id: &str,
+        entered: bool,
+        ok: bool,
+        refused: bool,
+    ) -> (Option<u64>, u64) {
         let mut books = self.books();
         let now = trace::now_ms();
         let Books {
             services,
             transitions,
+            health_log,
             ..
         } = &mut *books;
-        let Some(inst) = services
-            .get_mut(service)
-            .and_then(|s| s.instances.get_mut(id))
-        else {
+        let Some(svc) = services.get_mut(service) else {
             return (None, now);
         };
+        let probes_to_fail = svc.config.health.failures;
+        let breakers = svc.config.circuit_breaker;
+        let Some(inst) = svc.instances.get_mut(id) else {
+            return (None, now);
+        };
+        if refused && inst.health.up {
+            // Nothing listens there: down at once, without waiting for the
+            // probes (passive health checking); probes bring it back.
+            inst.health.up = false;
+            inst.health.failed = probes_to_fail;
+            inst.health.passed = 0;
+            let e = json!({"sidecar": self.id, "service": service, "instance": id,
+                "up": false, "at_ms": now, "why": "connection refused", "phi": 0.0});
+            log_line!(self.id, "health {e}");
+            health_log.push(e);
+        }
         if !entered {
             return (None, now);
         }
         inst.bulkhead.leave();
         if !ok {
             inst.failures += 1;
+        }
+        if !breakers {
+            return (None, now);
         }
         inst.results += 1;
         let seq = inst.results;
@@ -872,9 +962,13 @@ impl Sidecar {
             Some(q) => format!("http://{addr}/{rest}?{q}"),
             None => format!("http://{addr}/{rest}"),
         };
-        let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-            .unwrap_or(reqwest::Method::GET);
-        let mut req = self.http.request(method, url).timeout(timeout).body(body.clone());
+        let method =
+            reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap_or(reqwest::Method::GET);
+        let mut req = self
+            .http
+            .request(method, url)
+            .timeout(timeout)
+            .body(body.clone());
         for (k, v) in headers {
             req = req.header(*k, v);
         }
@@ -896,6 +990,7 @@ impl Sidecar {
                         let definite = ok || status == 503 || status == 504;
                         Tried {
                             ok,
+                            refused: false,
                             maybe_applied: !definite,
                             status: Some(status),
                             error: (!ok).then(|| format!("status {status}")),
@@ -908,6 +1003,7 @@ impl Sidecar {
                     }
                     Err(e) => Tried {
                         ok: false,
+                        refused: false,
                         maybe_applied: true,
                         status: Some(status),
                         error: Some(format!("reading the answer: {e}")),
@@ -917,6 +1013,7 @@ impl Sidecar {
             }
             Err(e) => Tried {
                 ok: false,
+                refused: e.is_connect(),
                 maybe_applied: !e.is_connect(),
                 status: None,
                 error: Some(if e.is_timeout() {
@@ -990,10 +1087,18 @@ fn transition(
         "from": t.from, "to": t.to, "at_ms": t.at_ms, "after_result": after_result})
 }
 
-fn error(status: StatusCode, code: &str, message: String, definite: bool, tries: usize) -> Response {
+fn error(
+    status: StatusCode,
+    code: &str,
+    message: String,
+    definite: bool,
+    tries: usize,
+) -> Response {
     let mut r = (
         status,
-        axum::Json(json!({"error": code, "message": message, "definite": definite, "tries": tries})),
+        axum::Json(
+            json!({"error": code, "message": message, "definite": definite, "tries": tries}),
+        ),
     )
         .into_response();
     if let Ok(v) = tries.to_string().parse() {

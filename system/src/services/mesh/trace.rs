@@ -63,7 +63,8 @@ impl Context {
         let parts: Vec<&str> = header.trim().split('-').collect();
         let hex = |s: &str, n: usize| {
             s.len() == n
-                && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                && s.bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
                 && s.bytes().any(|b| b != b'0')
         };
         match parts.as_slice() {

@@ -72,7 +72,10 @@ async fn register(
 ) -> Result<Json<Value>, ApiError> {
     check_name("service", &service)?;
     check_name("instance", &instance)?;
-    let b: RegisterBody = parse(&body, "expected {\"addr\": \"HOST:PORT\", \"ttl_ms\": N, \"weight\": N}")?;
+    let b: RegisterBody = parse(
+        &body,
+        "expected {\"addr\": \"HOST:PORT\", \"ttl_ms\": N, \"weight\": N}",
+    )?;
     let port_ok = b
         .addr
         .rsplit_once(':')

@@ -182,8 +182,9 @@ impl Service for RegistryService {
     fn restore(&mut self, snapshot: &Value) -> Result<(), String> {
         self.directory = match snapshot.get("registry") {
             None | Some(Value::Null) => Directory::default(),
-            Some(v) => serde_json::from_value(v.clone())
-                .map_err(|e| format!("registry snapshot: {e}"))?,
+            Some(v) => {
+                serde_json::from_value(v.clone()).map_err(|e| format!("registry snapshot: {e}"))?
+            }
         };
         Ok(())
     }
@@ -213,7 +214,10 @@ mod tests {
         let mut d = Directory::default();
         assert_eq!(d.apply(put("a", 1_000, 500))["new"], true);
         d.apply(put("bb", 1_000, 2_000));
-        assert_eq!(d.live(Some("api"), 1_400)["api"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            d.live(Some("api"), 1_400)["api"].as_array().unwrap().len(),
+            2
+        );
         // a's lease lapsed at 1 500; bb's holds.
         let at = d.live(Some("api"), 1_500);
         assert_eq!(at["api"][0]["instance"], "bb");

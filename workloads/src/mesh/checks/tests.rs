@@ -98,12 +98,14 @@ fn simulate(seed: u64, flaws: Flaws) -> Sim {
             };
             let b = breakers.get_mut(inst).unwrap();
             if b.state == "open" {
-                sim.transitions.push(json!({"sidecar": "n1", "instance": inst, "from": "open",
+                sim.transitions
+                    .push(json!({"sidecar": "n1", "instance": inst, "from": "open",
                     "to": "half-open", "at_ms": at, "after_result": b.results}));
                 b.state = "half-open";
                 b.passed = 0;
             }
-            let ok = !dead(inst, at) && !(inst == brown && rng.chance(0.6)) && !rng.chance(0.05);
+            let failed = dead(inst, at) || (inst == brown && rng.chance(0.6)) || rng.chance(0.05);
+            let ok = !failed;
             let maybe_applied = !ok && rng.chance(0.3);
             b.results += 1;
             let seq = b.results;
@@ -131,7 +133,8 @@ fn simulate(seed: u64, flaws: Flaws) -> Sim {
                 _ => {}
             }
             if let Some((from, next)) = to {
-                sim.transitions.push(json!({"sidecar": "n1", "instance": inst, "from": from,
+                sim.transitions
+                    .push(json!({"sidecar": "n1", "instance": inst, "from": from,
                     "to": next, "at_ms": at + 5, "after_result": seq}));
                 b.state = next;
                 b.run = 0;
@@ -151,7 +154,8 @@ fn simulate(seed: u64, flaws: Flaws) -> Sim {
         }
         let end = arrival + 5 + 20 * (attempts.len() as u64 - 1);
         t = t.max(end);
-        sim.records.push(json!({"request": id, "sidecar": "n1", "service": "api",
+        sim.records
+            .push(json!({"request": id, "sidecar": "n1", "service": "api",
             "method": if post {"POST"} else {"GET"}, "idempotent": !post,
             "arrival_ms": arrival, "deadline_ms": arrival + 300, "end_ms": end,
             "outcome": outcome, "attempts": attempts, "trace": trace,
@@ -173,8 +177,15 @@ fn history(sim: &Sim, with_records: bool) -> History {
     let ns = |unix_ms: u64| (unix_ms - BASE) * 1_000_000;
     let mut events: Vec<(u64, Value)> = Vec::new();
     for (p, (input, call, ret, done, out)) in sim.ops.iter().enumerate() {
-        let f = if input["id"].as_str().is_some_and(|_| p % 2 == 0) { "get" } else { "post" };
-        events.push((*call, json!({"type": "invoke", "process": p, "f": f, "value": input, "time": ns(*call)})));
+        let f = if input["id"].as_str().is_some_and(|_| p % 2 == 0) {
+            "get"
+        } else {
+            "post"
+        };
+        events.push((
+            *call,
+            json!({"type": "invoke", "process": p, "f": f, "value": input, "time": ns(*call)}),
+        ));
         events.push((*ret, json!({"type": done, "process": p, "f": f, "value": out, "time": ns(*ret), "node": "n1"})));
     }
     if let Some((victim, start, end)) = &sim.kill {
@@ -187,12 +198,18 @@ fn history(sim: &Sim, with_records: bool) -> History {
         line(e);
     }
     let p = sim.ops.len();
-    line(json!({"type": "invoke", "process": p, "f": "records", "value": null, "time": ns(last + 10)}));
+    line(
+        json!({"type": "invoke", "process": p, "f": "records", "value": null, "time": ns(last + 10)}),
+    );
     if with_records {
-        line(json!({"type": "ok", "process": p, "f": "records", "time": ns(last + 20), "value": {
-            "n1": {"records": sim.records, "transitions": sim.transitions, "health": [], "dropped": 0}}}));
+        line(
+            json!({"type": "ok", "process": p, "f": "records", "time": ns(last + 20), "value": {
+            "n1": {"records": sim.records, "transitions": sim.transitions, "health": [], "dropped": 0}}}),
+        );
     } else {
-        line(json!({"type": "info", "process": p, "f": "records", "time": ns(last + 20), "value": null, "error": "timeout"}));
+        line(
+            json!({"type": "info", "process": p, "f": "records", "time": ns(last + 20), "value": null, "error": "timeout"}),
+        );
     }
     jsonl::read(text.as_bytes()).unwrap()
 }
@@ -221,7 +238,12 @@ fn simulated_correct_sidecars_are_valid_with_their_figures() {
         let c = check(&history(&sim, true));
         assert_only(&c, None);
         let figures = &c.checkers["health-routing"]["figures"];
-        assert!(figures["requests_with_a_healthy_instance"].as_u64().unwrap() > 0);
+        assert!(
+            figures["requests_with_a_healthy_instance"]
+                .as_u64()
+                .unwrap()
+                > 0
+        );
     }
     // The runs did exercise the breakers.
     assert!(opened > 200, "{opened}");
@@ -337,7 +359,12 @@ fn too_many_tries_unsafe_retries_and_a_blown_budget_are_caught() {
         .collect();
     sim.records = copies;
     let c = check(&history(&sim, true));
-    assert_eq!(verdicts(&c)["retries"], json!(true), "{}", c.checkers["retries"]);
+    assert_eq!(
+        verdicts(&c)["retries"],
+        json!(true),
+        "{}",
+        c.checkers["retries"]
+    );
     // 200 requests with a retry each fit the budget; four retries each do not.
     for r in sim.records.iter_mut() {
         let first = r["attempts"][0].clone();
@@ -347,7 +374,12 @@ fn too_many_tries_unsafe_retries_and_a_blown_budget_are_caught() {
     // Each request now takes too many tries (200 findings), and the one
     // window's retries exceed the budget (one more).
     let c = check(&history(&sim, true));
-    assert_eq!(c.checkers["retries"]["found"], json!(201), "{}", c.checkers["retries"]);
+    assert_eq!(
+        c.checkers["retries"]["found"],
+        json!(201),
+        "{}",
+        c.checkers["retries"]
+    );
     assert_only(&check(&history(&sim0, true)), None);
 }
 
@@ -431,12 +463,20 @@ fn tries_to_an_instance_dead_past_the_detection_bound_are_caught_and_early_ones_
 #[test]
 fn broken_trace_trees_and_unrecorded_answers_are_caught() {
     let mut sim = simulate(7, Flaws::default());
-    let r = sim.records.iter_mut().find(|r| r["outcome"] == "ok").unwrap();
+    let r = sim
+        .records
+        .iter_mut()
+        .find(|r| r["outcome"] == "ok")
+        .unwrap();
     let last = r["attempts"].as_array().unwrap().len() - 1;
     r["attempts"][last]["callee_span"]["parent"] = json!("00000000000000ff");
     assert_only(&check(&history(&sim, true)), Some("traces"));
     let mut sim = simulate(7, Flaws::default());
-    let at = sim.records.iter().position(|r| r["outcome"] == "ok").unwrap();
+    let at = sim
+        .records
+        .iter()
+        .position(|r| r["outcome"] == "ok")
+        .unwrap();
     sim.records.remove(at);
     assert_only(&check(&history(&sim, true)), Some("traces"));
     let mut sim = simulate(7, Flaws::default());
@@ -491,5 +531,8 @@ fn an_instance_that_comes_back_has_a_new_breaker_judged_on_its_own() {
             a["generation"] = Value::Null;
         }
     }
-    assert_eq!(verdicts(&check(&history(&sim, true)))["breaker"], json!(false));
+    assert_eq!(
+        verdicts(&check(&history(&sim, true)))["breaker"],
+        json!(false)
+    );
 }
