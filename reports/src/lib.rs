@@ -14,6 +14,7 @@ pub mod html;
 pub mod index;
 mod locks;
 mod lost_writes;
+mod mesh;
 mod plots;
 mod queue;
 pub mod report;

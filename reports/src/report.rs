@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::data::Run;
 use crate::html::{escape, page, verdict};
 use crate::{
-    anomalies, bank, cache, counterexample, events, locks, lost_writes, plots, queue, saga,
+    anomalies, bank, cache, counterexample, events, locks, lost_writes, mesh, plots, queue, saga,
     timeline, ReportError,
 };
 
@@ -122,6 +122,7 @@ pub fn render_html(run: &Run) -> Result<String, ReportError> {
         bank::section(run),
         events::section(run),
         saga::section(run),
+        mesh::section(run),
     ] {
         if let Some(panel) = panel.map_err(ReportError::Plot)? {
             body.push_str(&panel);

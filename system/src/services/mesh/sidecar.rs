@@ -160,7 +160,8 @@ struct Books {
     dropped: usize,
     transitions: Vec<Value>,
     health_log: Vec<Value>,
-    generations: u64,
+    /// Breakers made so far per `service/instance`.
+    generations: BTreeMap<String, u64>,
 }
 
 /// The node's sidecar.
@@ -343,11 +344,12 @@ impl Sidecar {
                     }
                     None => {
                         log_line!(self.id, "mesh: {name}/{id} joined at {addr}");
-                        *generations += 1;
+                        let generation = generations.entry(format!("{name}/{id}")).or_insert(0);
+                        *generation += 1;
                         svc.instances.insert(
                             id.to_string(),
                             Inst {
-                                generation: *generations,
+                                generation: *generation,
                                 addr,
                                 weight,
                                 breaker: Breaker::with_bug(
