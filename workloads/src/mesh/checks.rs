@@ -41,6 +41,13 @@ struct Evidence {
     records: Vec<(String, Value)>,
     /// Breaker transitions, in the order each sidecar logged them.
     transitions: Vec<Value>,
+    /// Per sidecar, the unix ms from which it holds the record of every
+    /// request: it keeps nothing from before it (re)started, and drops its
+    /// oldest records past a bound.
+    kept_from: BTreeMap<String, u64>,
+    /// Sidecars that dropped records: their breakers' result sequences have
+    /// holes, so only what remains certain is judged.
+    dropped: BTreeSet<String>,
 }
 
 /// Runs every checker.
@@ -76,15 +83,32 @@ fn evidence(history: &History) -> Option<Evidence> {
     let out = output(op)?;
     let mut records = Vec::new();
     let mut transitions = Vec::new();
+    let mut kept_from = BTreeMap::new();
+    let mut dropped = BTreeSet::new();
     for (sidecar, got) in out.as_object()? {
-        for r in got["records"].as_array().into_iter().flatten() {
-            records.push((sidecar.clone(), r.clone()));
+        let list = got["records"].as_array().cloned().unwrap_or_default();
+        let mut from = u(&got["since_ms"]);
+        if u(&got["dropped"]) > 0 {
+            dropped.insert(sidecar.clone());
+            // What was dropped had ended by the time the oldest kept one did.
+            from = from.max(
+                list.iter()
+                    .map(|r| u(&r["end_ms"]))
+                    .min()
+                    .unwrap_or(u64::MAX),
+            );
+        }
+        kept_from.insert(sidecar.clone(), from);
+        for r in list {
+            records.push((sidecar.clone(), r));
         }
         transitions.extend(got["transitions"].as_array().cloned().unwrap_or_default());
     }
     Some(Evidence {
         records,
         transitions,
+        kept_from,
+        dropped,
     })
 }
 
@@ -158,7 +182,9 @@ fn breaker(ev: &Evidence) -> Findings {
         let mut opened_at = 0u64;
         for (_, _, _, step) in &steps {
             if let Some(seq) = must_open.take() {
-                if !matches!(step, Step::Transition(t) if t["to"] == "open") {
+                if !matches!(step, Step::Transition(t) if t["to"] == "open")
+                    && !ev.dropped.contains(sidecar)
+                {
                     f.add(json!({"sidecar": sidecar, "instance": instance,
                         "problem": format!("{BREAKER_FAILURES} failures in a row (up to result {seq}) and the breaker did not open")}));
                 }
@@ -196,7 +222,7 @@ fn breaker(ev: &Evidence) -> Findings {
                     let at = u(&t["at_ms"]);
                     if to == "half-open" && at < opened_at + BREAKER_COOLDOWN_MS {
                         f.add(json!({"sidecar": sidecar, "instance": instance,
-                            "problem": format!("half-open {} ms after opening, before the {BREAKER_COOLDOWN_MS} ms cool-down", at - opened_at)}));
+                            "problem": format!("half-open {} ms after opening, before the {BREAKER_COOLDOWN_MS} ms cool-down", at.saturating_sub(opened_at))}));
                     }
                     if to == "open" {
                         opened_at = at;
@@ -210,7 +236,7 @@ fn breaker(ev: &Evidence) -> Findings {
                 }
             }
         }
-        if let Some(seq) = must_open {
+        if let Some(seq) = must_open.filter(|_| !ev.dropped.contains(sidecar)) {
             f.add(json!({"sidecar": sidecar, "instance": instance,
                 "problem": format!("{BREAKER_FAILURES} failures in a row (up to result {seq}) and the breaker did not open")}));
         }
@@ -398,18 +424,16 @@ fn broken_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64
     out
 }
 
-fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
-    let mut f = Findings::new("health-routing", "tries");
-    // Client time (ns since the start) to sidecar time (unix ms): a request
-    // reaches its sidecar after the client sent it, so the smallest gap is
-    // the offset plus the fastest hop.
-    let mut by_id: HashMap<&str, &Value> = HashMap::new();
-    for (_, r) in &ev.records {
-        if let Some(id) = r["request"].as_str() {
-            by_id.insert(id, r);
-        }
-    }
-    let offset = history
+/// Sidecar time (unix ms) minus client time (ms since the start): a request
+/// reaches its sidecar after the client sent it, so the smallest gap is the
+/// offset plus the fastest hop.
+fn offset_ms(history: &History, ev: &Evidence) -> i64 {
+    let by_id: HashMap<&str, &Value> = ev
+        .records
+        .iter()
+        .filter_map(|(_, r)| Some((r["request"].as_str()?, r)))
+        .collect();
+    history
         .ops
         .iter()
         .chain(&history.failed)
@@ -419,7 +443,15 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
             Some(u(&r["arrival_ms"]) as i64 - o.call_time? / 1_000_000)
         })
         .min()
-        .unwrap_or(0);
+        .unwrap_or(0)
+}
+
+fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
+    let mut f = Findings::new("health-routing", "tries");
+    // Client time (ns since the start) to sidecar time (unix ms): a request
+    // reaches its sidecar after the client sent it, so the smallest gap is
+    // the offset plus the fastest hop.
+    let offset = offset_ms(history, ev);
     let windows = broken_windows(history, offset);
     let mut instances: BTreeSet<String> = BTreeSet::new();
     for (sidecar, r) in &ev.records {
@@ -499,6 +531,7 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
 
 fn traces(history: &History, ev: &Evidence) -> Findings {
     let mut f = Findings::new("traces", "requests");
+    let offset = offset_ms(history, ev);
     let mut by_id: HashMap<String, (&str, &Value)> = HashMap::new();
     for (sidecar, r) in &ev.records {
         f.checked += 1;
@@ -531,7 +564,18 @@ fn traces(history: &History, ev: &Evidence) -> Findings {
             continue;
         };
         let Some((_, r)) = by_id.get(&id) else {
-            f.add(json!({"request": id, "problem": "answered ok but no sidecar recorded it"}));
+            // Not judged when its sidecar may have lost the record: the
+            // request began before that sidecar's records are complete.
+            let called = op
+                .call_time
+                .map_or(0, |t| (t / 1_000_000 + offset).max(0) as u64);
+            let lost = match op.node.as_deref() {
+                Some(n) => ev.kept_from.get(n).is_none_or(|from| called < *from),
+                None => ev.kept_from.values().any(|from| called < *from),
+            };
+            if !lost {
+                f.add(json!({"request": id, "problem": "answered ok but no sidecar recorded it"}));
+            }
             continue;
         };
         let input = json_of(&op.input);

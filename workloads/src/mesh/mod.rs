@@ -248,7 +248,7 @@ impl MeshSession {
             }
             all.insert(
                 node.id.clone(),
-                json!({"records": records, "dropped": last["dropped"],
+                json!({"records": records, "dropped": last["dropped"], "since_ms": last["since_ms"],
                     "transitions": last["transitions"], "health": last["health"],
                     "configs": last["configs"]}),
             );

@@ -173,6 +173,8 @@ pub struct Sidecar {
     defaults: MeshConfig,
     bugs: MeshBugs,
     books: Mutex<Books>,
+    /// When this sidecar started (unix ms): it keeps nothing from before.
+    since_ms: u64,
 }
 
 /// An instance a try was let through to.
@@ -240,6 +242,7 @@ impl Sidecar {
                 no_deadline: bugs.has(Bug::NoDeadline),
             },
             books: Mutex::new(Books::default()),
+            since_ms: trace::now_ms(),
         })
     }
 
@@ -1071,7 +1074,7 @@ impl Sidecar {
             .map(|(n, s)| (n.clone(), json!(s.config)))
             .collect();
         json!({"sidecar": self.id, "records": books.records[start..end],
-            "next": books.dropped + end, "dropped": books.dropped,
+            "next": books.dropped + end, "dropped": books.dropped, "since_ms": self.since_ms,
             "transitions": books.transitions, "health": books.health_log,
             "configs": configs})
     }

@@ -26,6 +26,9 @@ struct Sim {
     transitions: Vec<Value>,
     ops: Vec<(Value, u64, u64, &'static str, Value)>,
     kill: Option<(String, u64, u64)>,
+    /// When the sidecar (re)started, and how many records it dropped.
+    since_ms: u64,
+    dropped: u64,
 }
 
 /// How a simulated sidecar misbehaves.
@@ -64,6 +67,8 @@ fn simulate(seed: u64, flaws: Flaws) -> Sim {
         transitions: Vec::new(),
         ops: Vec::new(),
         kill: kill.clone(),
+        since_ms: BASE,
+        dropped: 0,
     };
     let mut t = BASE + 10;
     for n in 0..400u64 {
@@ -204,7 +209,8 @@ fn history(sim: &Sim, with_records: bool) -> History {
     if with_records {
         line(
             json!({"type": "ok", "process": p, "f": "records", "time": ns(last + 20), "value": {
-            "n1": {"records": sim.records, "transitions": sim.transitions, "health": [], "dropped": 0}}}),
+            "n1": {"records": sim.records, "transitions": sim.transitions, "health": [],
+                   "dropped": sim.dropped, "since_ms": sim.since_ms}}}),
         );
     } else {
         line(
@@ -482,6 +488,19 @@ fn broken_trace_trees_and_unrecorded_answers_are_caught() {
     let mut sim = simulate(7, Flaws::default());
     sim.records[at]["parent"] = json!("00000000000000ee");
     assert_only(&check(&history(&sim, true)), Some("traces"));
+    // A sidecar that restarted after the request keeps nothing from before:
+    // the missing record is not held against it.
+    let mut sim = simulate(7, Flaws::default());
+    let restarted = sim.records[at]["end_ms"].as_u64().unwrap() + 5;
+    sim.records.remove(at);
+    sim.since_ms = restarted;
+    let c = check(&history(&sim, true));
+    assert_eq!(
+        verdicts(&c)["traces"],
+        json!(true),
+        "{}",
+        c.checkers["traces"]
+    );
 }
 
 #[test]
