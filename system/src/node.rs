@@ -386,6 +386,7 @@ impl Node {
         let sidecar = Sidecar::new(
             cfg.id.clone(),
             registry,
+            !cfg.mesh.registry.is_empty(),
             cfg.mesh.routes.clone(),
             cfg.mesh.config.clone(),
             &cfg.bugs,

@@ -30,6 +30,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(sidecar: Arc<Sidecar>) -> Router
 }
 
 async fn state(State(s): State<Arc<Sidecar>>) -> Json<Value> {
+    s.wake();
     Json(s.state())
 }
 

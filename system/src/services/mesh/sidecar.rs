@@ -175,6 +175,10 @@ pub struct Sidecar {
     books: Mutex<Books>,
     /// When this sidecar started (unix ms): it keeps nothing from before.
     since_ms: u64,
+    /// Whether it reads the registry and probes: from the start when told
+    /// where the registry is, else from its first mesh request, so a node
+    /// nobody uses as a sidecar puts no reads on its cluster.
+    active: std::sync::atomic::AtomicBool,
 }
 
 /// An instance a try was let through to.
@@ -220,6 +224,7 @@ impl Sidecar {
     pub fn new(
         id: String,
         registry: Vec<String>,
+        active: bool,
         routes: BTreeMap<String, String>,
         defaults: MeshConfig,
         bugs: &Bugs,
@@ -243,6 +248,7 @@ impl Sidecar {
             },
             books: Mutex::new(Books::default()),
             since_ms: trace::now_ms(),
+            active: std::sync::atomic::AtomicBool::new(active),
         })
     }
 
@@ -263,8 +269,15 @@ impl Sidecar {
         }
     }
 
+    /// Starts reading the registry (a no-op once started).
+    pub fn wake(&self) {
+        self.active
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Sets one service's configuration (it applies from the next request).
     pub fn configure(&self, service: &str, config: MeshConfig) {
+        self.wake();
         let now = trace::now_ms();
         let mut books = self.books();
         books.configs.insert(service.to_string(), config.clone());
@@ -285,7 +298,9 @@ impl Sidecar {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                me.discover().await;
+                if me.active.load(std::sync::atomic::Ordering::Relaxed) {
+                    me.discover().await;
+                }
                 tokio::time::sleep(DISCOVER_EVERY).await;
             }
         });
@@ -485,6 +500,7 @@ impl Sidecar {
         headers: &HeaderMap,
         body: Bytes,
     ) -> Response {
+        self.wake();
         let arrival = trace::now_ms();
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
         let request = header("x-request-id")
