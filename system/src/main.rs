@@ -129,22 +129,40 @@ struct InstanceArgs {
     weight: u32,
 }
 
+/// The command line as `T`, or the exit code after clap printed why not
+/// (0 for --help and --version, 254 for a bad flag).
+fn parse<T: Parser>() -> Result<T, ExitCode> {
+    T::try_parse().map_err(|e| {
+        let code = match e.kind() {
+            clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
+            _ => 254,
+        };
+        let _ = e.print();
+        ExitCode::from(code)
+    })
+}
+
+/// The async runtime a node or an instance runs on (two workers).
+fn runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("faultline-node: cannot start the runtime: {e}");
+            ExitCode::from(255)
+        })
+}
+
 fn parse_mesh_config(text: &str) -> Result<MeshConfig, String> {
     MeshConfig::parse(text)
 }
 
 /// Runs an instance of a mesh service until SIGTERM or SIGINT.
 fn run_instance() -> ExitCode {
-    let args = match InstanceArgs::try_parse() {
+    let args = match parse::<InstanceArgs>() {
         Ok(a) => a,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 254,
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     if !(100..=600_000).contains(&args.lease_ms) || !(1..=1_000).contains(&args.weight) {
         eprintln!("faultline-node: --lease-ms must be 100 to 600000 and --weight 1 to 1000");
@@ -159,16 +177,9 @@ fn run_instance() -> ExitCode {
         lease: Duration::from_millis(args.lease_ms),
         weight: args.weight,
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("faultline-node: cannot start the runtime: {e}");
-            return ExitCode::from(255);
-        }
+        Err(code) => return code,
     };
     let id = cfg.id.clone();
     runtime.block_on(async move {
@@ -215,16 +226,9 @@ fn main() -> ExitCode {
     if std::env::args().any(|a| a == "--service" || a.starts_with("--service=")) {
         return run_instance();
     }
-    let args = match Args::try_parse() {
+    let args = match parse::<Args>() {
         Ok(a) => a,
-        Err(e) => {
-            let code = match e.kind() {
-                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => 0,
-                _ => 254,
-            };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return code,
     };
     if args.election_ms == 0 || args.heartbeat_ms == 0 || args.heartbeat_ms >= args.election_ms {
         eprintln!("faultline-node: need 0 < --heartbeat-ms < --election-ms");
@@ -279,16 +283,9 @@ fn main() -> ExitCode {
             config: args.mesh_config.unwrap_or_default(),
         },
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime() {
         Ok(r) => r,
-        Err(e) => {
-            eprintln!("faultline-node: cannot start the runtime: {e}");
-            return ExitCode::from(255);
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async move {
         let node = match Node::start(cfg).await {
