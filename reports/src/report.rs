@@ -15,7 +15,15 @@ use crate::{
 /// Renders the report of the run in `dir` into `dir/report.html`.
 pub fn render(dir: &Path) -> Result<PathBuf, ReportError> {
     let run = Run::load(dir)?;
-    let html = render_html(&run)?;
+    let diagrams = crate::lamport::write(dir)?;
+    let mut html = render_html(&run)?;
+    if let Some(panel) = crate::maelstrom::section(&run, &diagrams) {
+        // Before the configuration, after the operations table.
+        match html.find("<h2>Configuration</h2>") {
+            Some(at) => html.insert_str(at, &panel),
+            None => html.push_str(&panel),
+        }
+    }
     let out = dir.join("report.html");
     std::fs::write(&out, html).map_err(|e| ReportError::Io(out.clone(), e))?;
     Ok(out)

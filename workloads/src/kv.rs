@@ -211,6 +211,7 @@ mod tests {
             ops_per_key: 10,
             op_timeout: std::time::Duration::from_secs(1),
             target: crate::Target::Builtin,
+            nodes: 3,
         };
         let run = |seed| {
             let mut g = Kv.generator(&opts);

@@ -118,6 +118,8 @@ pub struct WorkloadOptions {
     pub op_timeout: std::time::Duration,
     /// The system under test, for workloads that speak more than the builtin API.
     pub target: Target,
+    /// Nodes in the cluster (`n1` ... `nN`), for workloads that read each one at the end.
+    pub nodes: usize,
 }
 
 /// Which system the clients talk to.
@@ -275,6 +277,41 @@ pub const WORKLOADS: &[(&str, &str, MakeWorkload)] = &[
         "mesh",
         "requests through every node's sidecar to service instances that are killed, paused, cut off and browned out: breakers open in time and admit only probes, retries within tries, budget and deadline, no traffic to instances known dead, one trace tree per request",
         || Box::new(mesh::MeshWorkload),
+    ),
+    (
+        "echo",
+        "Maelstrom's echo: every reply carries back what was sent (--target maelstrom)",
+        || Box::new(maelstrom::echo::Echo),
+    ),
+    (
+        "unique-ids",
+        "Maelstrom's unique-ids: ids handed out by any node, none twice (--target maelstrom)",
+        || Box::new(maelstrom::unique_ids::UniqueIds),
+    ),
+    (
+        "broadcast",
+        "Maelstrom's broadcast over a --topology: every acknowledged message reaches every node (set-full: stable, lost, never read, latencies) (--target maelstrom)",
+        || Box::new(maelstrom::broadcast::SetWorkload(maelstrom::broadcast::Flavor::Broadcast)),
+    ),
+    (
+        "g-set",
+        "Maelstrom's grow-only set: every acknowledged element in every node's final read (set-full) (--target maelstrom)",
+        || Box::new(maelstrom::broadcast::SetWorkload(maelstrom::broadcast::Flavor::GSet)),
+    ),
+    (
+        "g-counter",
+        "Maelstrom's grow-only counter: every node's final read within what the adds allow (--target maelstrom)",
+        || Box::new(maelstrom::counter::Counter { negative: false }),
+    ),
+    (
+        "pn-counter",
+        "Maelstrom's counter with negative deltas: every node's final read within what the adds allow (--target maelstrom)",
+        || Box::new(maelstrom::counter::Counter { negative: true }),
+    ),
+    (
+        "kafka",
+        "Maelstrom's kafka-style logs: no offset with two messages, no message twice, no lost or skipped message, offsets only forward (--target maelstrom)",
+        || Box::new(maelstrom::kafka::Kafka),
     ),
     (
         "txn-rw-register",

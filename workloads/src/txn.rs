@@ -187,6 +187,7 @@ mod tests {
             ops_per_key: 5,
             op_timeout: std::time::Duration::from_secs(1),
             target: crate::Target::Builtin,
+            nodes: 3,
         };
         let mut g = TxnWorkload(Kind::ListAppend).generator(&opts);
         let mut rng = Rng::new(9);

@@ -84,6 +84,11 @@ pub(crate) fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> Test
         recovery: 0.5,
         check_time_limit: 60.0,
         node_bin: plan.node_bin.clone(),
+        topology: None,
+        latency_ms: 0.0,
+        latency_dist: "exponential".into(),
+        availability: None,
+        log_stderr: false,
         command: format!("harness bench --targets {target} --concurrency {concurrency}"),
         dashboard: None,
     }
@@ -413,6 +418,7 @@ async fn failover_once(cfg: &TestConfig, dir: &Path, seed: u64) -> anyhow::Resul
             ops_per_key: 1,
             op_timeout: Duration::from_millis(500),
             target,
+            nodes: 0,
         };
         let endpoints = cluster.endpoints();
         let client: Arc<dyn workloads::Client> = workloads::workload("kv")

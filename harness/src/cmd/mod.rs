@@ -271,6 +271,22 @@ pub struct RunArgs {
     /// `127.0.0.1:8081`).
     #[arg(long, value_parser = socket_addr)]
     pub dashboard: Option<String>,
+    /// Maelstrom's broadcast topology: grid, line, total, tree2, tree3, tree4 (default tree4).
+    #[arg(long)]
+    pub topology: Option<String>,
+    /// Mean latency of every message the Maelstrom router carries, ms.
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
+    pub latency: f64,
+    /// How that latency is drawn: constant, uniform or exponential.
+    #[arg(long, default_value = "exponential")]
+    pub latency_dist: String,
+    /// Share of operations that must succeed for a valid run: `total` or a
+    /// fraction such as 0.99 (default: measured, not judged).
+    #[arg(long)]
+    pub availability: Option<String>,
+    /// Copy the nodes' stderr to the harness's (Maelstrom target).
+    #[arg(long)]
+    pub log_stderr: bool,
     /// No progress line.
     #[arg(long)]
     pub quiet: bool,

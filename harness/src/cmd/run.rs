@@ -153,6 +153,11 @@ pub fn run(args: &RunArgs) -> ExitCode {
         recovery: args.recovery,
         check_time_limit: args.check_time_limit,
         node_bin: args.node_bin.clone(),
+        topology: args.topology.clone(),
+        latency_ms: args.latency,
+        latency_dist: args.latency_dist.clone(),
+        availability: args.availability.clone(),
+        log_stderr: args.log_stderr,
         command: String::new(),
         dashboard: args.dashboard.clone(),
     };

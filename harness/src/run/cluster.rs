@@ -51,6 +51,21 @@ pub fn validate(cfg: &TestConfig) -> Result<&'static dyn Target, BadInput> {
             faults.join(", ")
         )));
     }
+    if let Some(a) = &cfg.availability {
+        required_availability(a).map_err(BadInput)?;
+    }
+    if target.name() == "maelstrom" {
+        if let Some(t) = &cfg.topology {
+            workloads::maelstrom::broadcast::topology(t, &["n1".to_string()]).map_err(|e| BadInput(format!("--topology: {e}")))?;
+        }
+        crate::targets::maelstrom::router::LatencyDist::parse(&cfg.latency_dist)
+            .map_err(|e| BadInput(format!("--latency-dist: {e}")))?;
+    } else if cfg.topology.is_some() || cfg.latency_ms > 0.0 {
+        return Err(BadInput(format!(
+            "--topology and --latency shape the Maelstrom router; --target {} has none",
+            target.name()
+        )));
+    }
     let reads = target.reads();
     if !reads.contains(&cfg.reads.as_str()) {
         return Err(BadInput(format!(
@@ -198,5 +213,19 @@ impl Cluster {
     /// Stops every node and releases what the runtime holds.
     pub async fn teardown(&self) -> anyhow::Result<()> {
         self.runtime.lock().await.teardown().await
+    }
+}
+
+/// The share of operations `--availability` asks to succeed: `total` is all
+/// of them, else a fraction in (0, 1].
+pub fn required_availability(text: &str) -> Result<f64, String> {
+    if text == "total" {
+        return Ok(1.0);
+    }
+    match text.parse::<f64>() {
+        Ok(x) if x > 0.0 && x <= 1.0 => Ok(x),
+        _ => Err(format!(
+            "--availability {text}: give `total` or a fraction between 0 and 1, such as 0.99"
+        )),
     }
 }

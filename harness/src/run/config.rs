@@ -74,12 +74,33 @@ pub struct TestConfig {
     pub check_time_limit: f64,
     /// Node binary, if given explicitly.
     pub node_bin: Option<PathBuf>,
+    /// Maelstrom's broadcast topology: grid, line, total, tree2, tree3, tree4
+    /// (default: tree4, as Maelstrom's).
+    #[serde(default)]
+    pub topology: Option<String>,
+    /// Mean latency of every routed message, ms (Maelstrom's `--latency`).
+    #[serde(default)]
+    pub latency_ms: f64,
+    /// How that latency is drawn: constant, uniform or exponential.
+    #[serde(default = "exponential")]
+    pub latency_dist: String,
+    /// Share of operations that must succeed: `total` (all) or a fraction;
+    /// none: availability is measured, not judged.
+    #[serde(default)]
+    pub availability: Option<String>,
+    /// Copy the nodes' stderr to the harness's.
+    #[serde(default)]
+    pub log_stderr: bool,
     /// The command line that replays this run.
     pub command: String,
     /// Where to serve the live dashboard during the run (not part of the
     /// test: left out of test.json).
     #[serde(skip)]
     pub dashboard: Option<String>,
+}
+
+fn exponential() -> String {
+    "exponential".into()
 }
 
 fn two_pc() -> String {

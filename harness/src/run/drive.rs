@@ -63,6 +63,7 @@ pub async fn drive(
         ops_per_key: cfg.ops_per_key,
         op_timeout: Duration::from_millis(cfg.op_timeout_ms),
         target,
+        nodes: nodes.len(),
     };
     let endpoints = cluster.endpoints();
     let start = Instant::now();

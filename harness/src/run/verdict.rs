@@ -153,6 +153,30 @@ pub fn check(
             }),
         ),
     );
+    let ops = h.ok + h.fail + h.info + h.unfinished;
+    if let Some(required) = &cfg.availability {
+        let need = super::cluster::required_availability(required).map_err(anyhow::Error::msg)?;
+        let got = if ops == 0 { 0.0 } else { h.ok as f64 / ops as f64 };
+        verdict.add(
+            "availability".into(),
+            CheckerResult::new(
+                if got >= need {
+                    Validity::Valid
+                } else {
+                    Validity::Invalid
+                },
+                format!(
+                    "{:.2}% of {ops} operations succeeded; {:.2}% required",
+                    got * 100.0,
+                    need * 100.0
+                ),
+                json!({"ok": h.ok, "ops": ops, "availability": got, "required": need}),
+            ),
+        );
+    }
+    if let Some(router) = net.router() {
+        routed(&mut verdict, &router, ops, dir)?;
+    }
     let mut facts = Map::new();
     facts.insert("faults".into(), json!(drove.faults));
     facts.insert("nemesis_events".into(), json!(s.nemesis_events));
@@ -162,6 +186,58 @@ pub fn check(
     facts.insert("seed".into(), json!(cfg.seed));
     verdict.facts = facts;
     Ok(verdict)
+}
+
+/// What the Maelstrom router saw: the `net` figures, the nodes' protocol
+/// problems, and the message sample for the Lamport diagram (`messages.jsonl`).
+fn routed(
+    verdict: &mut Verdict,
+    router: &crate::targets::maelstrom::Router,
+    ops: u64,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let stats = router.stats(ops);
+    verdict.add(
+        "net".into(),
+        CheckerResult::new(
+            Validity::Valid,
+            format!(
+                "{} messages, {} per op (between servers {} per op, with clients {})",
+                stats["all"]["send_count"],
+                stats["all"]["msgs_per_op"],
+                stats["servers"]["msgs_per_op"],
+                stats["clients"]["msgs_per_op"]
+            ),
+            stats,
+        ),
+    );
+    let (count, problems) = router.problems();
+    let summary = match problems.first() {
+        None => "every node spoke the protocol".to_string(),
+        Some(p) => format!(
+            "{count} protocol problems (first: {} {} at {:.2} s: {})",
+            p.node, p.what, p.at_s, p.line
+        ),
+    };
+    verdict.add(
+        "protocol".into(),
+        CheckerResult::new(
+            if count == 0 {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            },
+            summary,
+            json!({"count": count, "problems": problems}),
+        ),
+    );
+    let mut lines = String::new();
+    for m in router.journaled() {
+        lines.push_str(&serde_json::to_string(&m)?);
+        lines.push('\n');
+    }
+    std::fs::write(dir.join("messages.jsonl"), lines)?;
+    Ok(())
 }
 
 impl Verdict {

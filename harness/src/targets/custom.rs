@@ -417,6 +417,7 @@ impl Target for Custom {
                 ops_per_key: 1,
                 op_timeout: Duration::from_secs(1),
                 target: workloads::Target::Builtin,
+                nodes: 0,
             };
             let client = clients
                 .client("kv", endpoints, &options)

@@ -7,7 +7,6 @@ pub mod builtin;
 mod custom;
 mod etcd;
 pub mod maelstrom;
-mod maelstrom_lines;
 mod redis;
 mod redis_sentinel;
 

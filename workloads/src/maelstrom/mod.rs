@@ -1,8 +1,17 @@
-//! The `kv` and `txn` workloads against nodes that speak Maelstrom's protocol
-//! (the `lin-kv` workload's RPCs: read, write, cas; the `txn-list-append` and
-//! `txn-rw-register` workloads' `txn`). The harness routes every
-//! message; clients reach nodes through a [`Rpc`] it provides. Maelstrom error
-//! codes say whether an operation certainly did not happen.
+//! Nodes that speak Maelstrom's protocol: the workloads only they run (one
+//! module each: [`echo`], [`unique_ids`], [`broadcast`] and g-set, [`counter`],
+//! [`kafka`]) and the client of the `kv` and `txn` workloads for them (the
+//! `lin-kv` workload's read, write, cas; the txn workloads' `txn`). The harness
+//! routes every message; clients reach nodes through a [`Rpc`] it provides.
+//! Maelstrom error codes say whether an operation certainly did not happen.
+
+pub mod broadcast;
+pub mod client;
+pub mod counter;
+pub mod echo;
+pub mod kafka;
+pub mod set_full;
+pub mod unique_ids;
 
 use std::fmt;
 use std::sync::Arc;
@@ -27,7 +36,12 @@ pub trait Rpc: Send + Sync {
 
 /// The router's client side, as a workload option.
 #[derive(Clone)]
-pub struct Link(pub Arc<dyn Rpc>);
+pub struct Link {
+    /// Carries requests.
+    pub rpc: Arc<dyn Rpc>,
+    /// The broadcast topology asked for (`--topology`), if any.
+    pub topology: Option<String>,
+}
 
 impl fmt::Debug for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -104,7 +118,7 @@ impl MaelstromSession {
         let node = self.nodes[self.target].id.clone();
         let reply = self
             .link
-            .0
+            .rpc
             .call(&self.client, &node, body, self.timeout)
             .await;
         let is_read = op.f == "read";
