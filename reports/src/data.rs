@@ -185,7 +185,7 @@ impl Run {
                     process,
                     f,
                     key: l.key.as_ref().filter(|k| !k.is_null()).map(key_text),
-                    input: l.value.to_string(),
+                    input: shown(l.value.to_string()),
                     output: None,
                     start: time,
                     end: u64::MAX,
@@ -201,7 +201,7 @@ impl Run {
                     _ => Outcome::Info,
                 };
                 if op.outcome == Outcome::Ok {
-                    op.output = Some(l.value.to_string());
+                    op.output = Some(shown(l.value.to_string()));
                 }
             }
         }
@@ -237,5 +237,17 @@ impl Run {
             end,
             nodes,
         })
+    }
+}
+
+/// Characters of an op's value the report keeps: a read of a whole set can be
+/// megabytes, and the report shows values to people.
+const SHOWN: usize = 300;
+
+/// `text`, cut to [`SHOWN`] characters with a note of its full length.
+fn shown(text: String) -> String {
+    match text.char_indices().nth(SHOWN) {
+        Some((i, _)) => format!("{}... ({} bytes)", &text[..i], text.len()),
+        None => text,
     }
 }

@@ -5,6 +5,7 @@ pub mod bench_mesh;
 pub mod check;
 pub mod compare;
 pub mod list;
+pub mod maelstrom;
 pub mod run;
 pub mod serve;
 
@@ -28,7 +29,11 @@ impl Cli {
     pub fn writes_to_nodes(&self) -> bool {
         matches!(
             self.command,
-            Command::Run(_) | Command::Bench(_) | Command::Serve { .. } | Command::Image { .. }
+            Command::Run(_)
+                | Command::Bench(_)
+                | Command::Serve { .. }
+                | Command::Image { .. }
+                | Command::Maelstrom { .. }
         )
     }
 }
@@ -59,6 +64,13 @@ enum Command {
     /// The same closed-loop kv load against each target, side by side, with
     /// leader failover times; prints and stores the table.
     Bench(BenchArgs),
+    /// Maelstrom's command line: `harness maelstrom test -w broadcast --bin
+    /// ./node --node-count 5 ...` runs your Maelstrom node with Maelstrom's
+    /// flags; `harness maelstrom bench` measures the message router.
+    Maelstrom {
+        #[command(subcommand)]
+        command: maelstrom::MaelstromCommand,
+    },
     /// Serve the run store on loopback for browsing.
     Serve {
         /// Store root.
@@ -442,6 +454,7 @@ pub fn dispatch(cli: Cli) -> ExitCode {
         },
         Command::Compare(args) => compare::run(&args),
         Command::Bench(args) => bench::command(&args),
+        Command::Maelstrom { command } => maelstrom::command(&command),
         Command::Serve { store, port } => serve::run(&store, port),
         Command::Dashboard {
             nodes,
