@@ -55,7 +55,9 @@ fn colour(body: &str) -> &'static str {
         .nth(1)
         .and_then(|rest| rest.split('"').next())
         .unwrap_or("");
-    let h = kind.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
+    let h = kind
+        .bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32));
     PALETTE[h as usize % PALETTE.len()]
 }
 
@@ -67,7 +69,10 @@ fn svg(messages: &[Message], index: usize, total: usize, names: &[String]) -> St
         .collect();
     let lanes: Vec<String> = lanes.into_iter().map(|l| l.2).collect();
     let x = |id: &str| 60.0 + LANE * lanes.iter().position(|l| l == id).unwrap_or(0) as f64;
-    let t0 = messages.iter().map(|m| m.sent_ms).fold(f64::INFINITY, f64::min);
+    let t0 = messages
+        .iter()
+        .map(|m| m.sent_ms)
+        .fold(f64::INFINITY, f64::min);
     let t1 = messages
         .iter()
         .map(|m| m.recv_ms.unwrap_or(m.sent_ms))
@@ -91,7 +96,11 @@ fn svg(messages: &[Message], index: usize, total: usize, names: &[String]) -> St
     // Links to the other windows.
     let mut lx = 10.0;
     for (i, name) in names.iter().enumerate() {
-        let label = if i == index { format!("[{}]", i + 1) } else { format!("{}", i + 1) };
+        let label = if i == index {
+            format!("[{}]", i + 1)
+        } else {
+            format!("{}", i + 1)
+        };
         let _ = write!(
             out,
             r##"<a href="{}"><text x="{lx:.0}" y="40" fill="#1f5fbf">{label}</text></a>"##,
@@ -206,7 +215,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut lines = Vec::new();
         for i in 0..600 {
-            let recv = if i % 7 == 0 { "null".to_string() } else { format!("{}", i as f64 + 0.5) };
+            let recv = if i % 7 == 0 {
+                "null".to_string()
+            } else {
+                format!("{}", i as f64 + 0.5)
+            };
             lines.push(format!(
                 r#"{{"from":"n{}","to":"c1","sent_ms":{i},"recv_ms":{recv},"body":"{{\"type\":\"echo_ok\",\"echo\":\"<{i}>\"}}"}}"#,
                 i % 3 + 1
@@ -214,19 +227,27 @@ mod tests {
         }
         std::fs::write(dir.path().join("messages.jsonl"), lines.join("\n")).unwrap();
         let names = write(dir.path()).unwrap();
-        assert_eq!(names, vec!["messages.svg", "messages-2.svg", "messages-3.svg"]);
+        assert_eq!(
+            names,
+            vec!["messages.svg", "messages-2.svg", "messages-3.svg"]
+        );
         let first = std::fs::read_to_string(dir.path().join("messages.svg")).unwrap();
         // Lanes: the client first, then the nodes by number.
         let c1 = first.find(">c1</text>").unwrap();
         let n1 = first.find(">n1</text>").unwrap();
         let n3 = first.find(">n3</text>").unwrap();
         assert!(c1 < n1 && n1 < n3);
-        assert_eq!(first.matches("marker-end").count() + first.matches("stroke-dasharray").count(), PER_WINDOW);
+        assert_eq!(
+            first.matches("marker-end").count() + first.matches("stroke-dasharray").count(),
+            PER_WINDOW
+        );
         // Bodies are escaped in the hover text.
         assert!(first.contains("&lt;0&gt;") && !first.contains("<0>"));
         assert!(first.contains("(dropped)"));
         assert!(first.contains(r#"href="messages-3.svg""#));
         // No journal, no diagram.
-        assert!(write(tempfile::tempdir().unwrap().path()).unwrap().is_empty());
+        assert!(write(tempfile::tempdir().unwrap().path())
+            .unwrap()
+            .is_empty());
     }
 }

@@ -13,7 +13,9 @@ pub fn section(run: &Run, diagrams: &[String]) -> Option<String> {
     }
     let mut out = String::from("<h2>Network</h2>");
     if !net.is_null() {
-        out.push_str("<table><tr><th>messages</th><th>sent</th><th>received</th><th>per operation</th></tr>");
+        out.push_str(
+            "<table><tr><th>messages</th><th>sent</th><th>received</th><th>per operation</th></tr>",
+        );
         for group in ["all", "servers", "clients"] {
             let g = &net[group];
             out.push_str(&format!(

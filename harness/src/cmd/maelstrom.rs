@@ -205,7 +205,10 @@ fn shell_quote(arg: &str) -> String {
 }
 
 fn bench(a: &BenchArgs) -> ExitCode {
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("harness maelstrom bench: {e}");
@@ -238,8 +241,13 @@ async fn measure(a: &BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..a.concurrency {
-        let (router, stop, done, failed, ids) =
-            (router.clone(), stop.clone(), done.clone(), failed.clone(), ids.clone());
+        let (router, stop, done, failed, ids) = (
+            router.clone(),
+            stop.clone(),
+            done.clone(),
+            failed.clone(),
+            ids.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let client = format!("c{}", c + 1);
             let mut i = c as usize;
@@ -247,7 +255,10 @@ async fn measure(a: &BenchArgs) -> anyhow::Result<()> {
                 let node = &ids[i % ids.len()];
                 i += 1;
                 let body = json!({"type": "echo", "echo": i});
-                match router.request(&client, node, body, Duration::from_secs(5)).await {
+                match router
+                    .request(&client, node, body, Duration::from_secs(5))
+                    .await
+                {
                     Some(r) if r["type"] == "echo_ok" => done.fetch_add(1, Ordering::Relaxed),
                     _ => failed.fetch_add(1, Ordering::Relaxed),
                 };
@@ -278,7 +289,8 @@ async fn measure(a: &BenchArgs) -> anyhow::Result<()> {
 
 /// A scratch folder for the nodes' logs.
 fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("faultline-maelstrom-bench-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("faultline-maelstrom-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }

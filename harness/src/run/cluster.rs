@@ -56,7 +56,8 @@ pub fn validate(cfg: &TestConfig) -> Result<&'static dyn Target, BadInput> {
     }
     if target.name() == "maelstrom" {
         if let Some(t) = &cfg.topology {
-            workloads::maelstrom::broadcast::topology(t, &["n1".to_string()]).map_err(|e| BadInput(format!("--topology: {e}")))?;
+            workloads::maelstrom::broadcast::topology(t, &["n1".to_string()])
+                .map_err(|e| BadInput(format!("--topology: {e}")))?;
         }
         crate::targets::maelstrom::router::LatencyDist::parse(&cfg.latency_dist)
             .map_err(|e| BadInput(format!("--latency-dist: {e}")))?;

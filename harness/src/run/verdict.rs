@@ -156,7 +156,11 @@ pub fn check(
     let ops = h.ok + h.fail + h.info + h.unfinished;
     if let Some(required) = &cfg.availability {
         let need = super::cluster::required_availability(required).map_err(anyhow::Error::msg)?;
-        let got = if ops == 0 { 0.0 } else { h.ok as f64 / ops as f64 };
+        let got = if ops == 0 {
+            0.0
+        } else {
+            h.ok as f64 / ops as f64
+        };
         verdict.add(
             "availability".into(),
             CheckerResult::new(

@@ -51,7 +51,10 @@ pub fn topology(name: &str, nodes: &[String]) -> Result<BTreeMap<String, Vec<Str
                 .and_then(|k| k.parse::<usize>().ok())
                 .filter(|k| (2..=4).contains(k))
                 .ok_or_else(|| {
-                    format!("unknown topology `{name}` (known: {})", TOPOLOGIES.join(", "))
+                    format!(
+                        "unknown topology `{name}` (known: {})",
+                        TOPOLOGIES.join(", ")
+                    )
                 })?;
             (1..n).for_each(|a| link((a - 1) / fanout, a));
         }
@@ -59,7 +62,12 @@ pub fn topology(name: &str, nodes: &[String]) -> Result<BTreeMap<String, Vec<Str
     Ok(nodes
         .iter()
         .enumerate()
-        .map(|(i, id)| (id.clone(), edges[i].iter().map(|&j| nodes[j].clone()).collect()))
+        .map(|(i, id)| {
+            (
+                id.clone(),
+                edges[i].iter().map(|&j| nodes[j].clone()).collect(),
+            )
+        })
         .collect())
 }
 
@@ -216,7 +224,12 @@ mod tests {
             }
         }
         let edges = |name: &str, n: usize| -> usize {
-            topology(name, &ids(n)).unwrap().values().map(Vec::len).sum::<usize>() / 2
+            topology(name, &ids(n))
+                .unwrap()
+                .values()
+                .map(Vec::len)
+                .sum::<usize>()
+                / 2
         };
         assert_eq!(edges("total", 5), 10);
         assert_eq!(edges("line", 5), 4);
@@ -226,6 +239,8 @@ mod tests {
         let grid = topology("grid", &ids(25)).unwrap();
         assert_eq!((grid["n1"].len(), grid["n13"].len()), (2, 4));
         assert_eq!(topology("tree2", &ids(7)).unwrap()["n1"], vec!["n2", "n3"]);
-        assert!(topology("star", &ids(3)).unwrap_err().contains("grid, line"));
+        assert!(topology("star", &ids(3))
+            .unwrap_err()
+            .contains("grid, line"));
     }
 }

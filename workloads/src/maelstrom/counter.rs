@@ -182,7 +182,9 @@ mod tests {
     fn history(ops: &[(&str, Value, Option<Value>)]) -> History {
         let mut lines = Vec::new();
         for (p, (f, v, out)) in ops.iter().enumerate() {
-            lines.push(format!(r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v}}}"#));
+            lines.push(format!(
+                r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v}}}"#
+            ));
             lines.push(match out {
                 Some(o) => format!(r#"{{"type":"ok","process":{p},"f":"{f}","value":{o}}}"#),
                 None => format!(r#"{{"type":"info","process":{p},"f":"{f}","value":{v}}}"#),
@@ -199,19 +201,41 @@ mod tests {
     fn final_reads_must_fall_within_what_the_adds_allow() {
         let add = |d: i64, ok: bool| ("add", json!(d), ok.then(|| json!(d)));
         let ops = [add(3, true), add(-2, false), add(4, false)];
-        for (v, valid) in [(3, true), (1, true), (7, true), (5, true), (0, false), (8, false)] {
+        for (v, valid) in [
+            (3, true),
+            (1, true),
+            (7, true),
+            (5, true),
+            (0, false),
+            (8, false),
+        ] {
             let mut all = ops.to_vec();
             all.push(fin("n1", 5));
             all.push(fin("n2", v));
             let r = check(&history(&all));
-            let want = if valid { Validity::Valid } else { Validity::Invalid };
+            let want = if valid {
+                Validity::Valid
+            } else {
+                Validity::Invalid
+            };
             assert_eq!(r.valid, want, "read {v}: {}", r.summary);
         }
         // Reads that are not final are not judged (the counter converges later).
-        let r = check(&history(&[add(3, true), ("read", json!(null), Some(json!(0))), fin("n1", 3)]));
+        let r = check(&history(&[
+            add(3, true),
+            ("read", json!(null), Some(json!(0))),
+            fin("n1", 3),
+        ]));
         assert_eq!(r.valid, Validity::Valid);
         // A read of something that is no number is outside any range.
-        let r = check(&history(&[add(1, true), ("read", json!({"node": "n1", "final": true}), Some(json!("1")))]));
+        let r = check(&history(&[
+            add(1, true),
+            (
+                "read",
+                json!({"node": "n1", "final": true}),
+                Some(json!("1")),
+            ),
+        ]));
         assert_eq!(r.valid, Validity::Invalid);
     }
 }

@@ -99,7 +99,11 @@ pub fn check(history: &History) -> CheckerResult {
         ),
     };
     wrong.truncate(20);
-    CheckerResult::new(valid, summary, json!({"answered": answered, "changed": wrong}))
+    CheckerResult::new(
+        valid,
+        summary,
+        json!({"answered": answered, "changed": wrong}),
+    )
 }
 
 #[cfg(test)]

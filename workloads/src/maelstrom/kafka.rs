@@ -130,7 +130,9 @@ impl Generator for Logs {
 
     /// A poll of every key from its start, on every node.
     fn final_ops(&self) -> Vec<Invocation> {
-        let offsets: Map<String, Value> = (0..self.keys).map(|k| (format!("k{k}"), json!(0))).collect();
+        let offsets: Map<String, Value> = (0..self.keys)
+            .map(|k| (format!("k{k}"), json!(0)))
+            .collect();
         (1..=self.nodes)
             .map(|i| Invocation {
                 f: "poll".into(),
@@ -203,13 +205,17 @@ pub fn check(history: &History) -> CheckerResult {
     let mut last_send: HashMap<(i64, String), i64> = HashMap::new();
     let (mut sends, mut polls) = (0u64, 0u64);
     for op in &history.ops {
-        let Outcome::Ok(out) = &op.output else { continue };
+        let Outcome::Ok(out) = &op.output else {
+            continue;
+        };
         match &*op.f {
             "send" => {
                 let (Some((k, v)), Some(o)) = (op.input.as_pair(), out.as_i64()) else {
                     continue;
                 };
-                let (Some(k), Some(v)) = (k.as_str(), v.as_i64()) else { continue };
+                let (Some(k), Some(v)) = (k.as_str(), v.as_i64()) else {
+                    continue;
+                };
                 sends += 1;
                 see.push((k, o, v));
                 sent.entry(k).or_default().insert(
@@ -230,7 +236,11 @@ pub fn check(history: &History) -> CheckerResult {
                 polls += 1;
                 for (k, list) in entries(out) {
                     let mut prev: Option<i64> = None;
-                    let start = op.input.get("offsets").and_then(|o| o.get(k)).and_then(|p| p.as_i64());
+                    let start = op
+                        .input
+                        .get("offsets")
+                        .and_then(|o| o.get(k))
+                        .and_then(|p| p.as_i64());
                     for pair in items(list) {
                         let (Some(o), Some(v)) = (
                             items(pair).first().and_then(|o| o.as_i64()),
@@ -265,16 +275,25 @@ pub fn check(history: &History) -> CheckerResult {
     let (mut lost, mut skipped) = (Vec::new(), Vec::new());
     let mut lost_seen = std::collections::HashSet::new();
     for op in &history.ops {
-        let (Outcome::Ok(out), "poll") = (&op.output, &*op.f) else { continue };
+        let (Outcome::Ok(out), "poll") = (&op.output, &*op.f) else {
+            continue;
+        };
         for (k, list) in entries(out) {
-            let Some(start) = op.input.get("offsets").and_then(|o| o.get(k)).and_then(|p| p.as_i64()) else {
+            let Some(start) = op
+                .input
+                .get("offsets")
+                .and_then(|o| o.get(k))
+                .and_then(|p| p.as_i64())
+            else {
                 continue;
             };
             let returned: Vec<i64> = items(list)
                 .iter()
                 .filter_map(|pair| items(pair).first().and_then(|o| o.as_i64()))
                 .collect();
-            let Some(&top) = returned.iter().max() else { continue };
+            let Some(&top) = returned.iter().max() else {
+                continue;
+            };
             let Some(log) = sent.get(&**k) else { continue };
             for (&o, s) in log.range(start..top) {
                 if s.ret < op.call && !returned.contains(&o) {
@@ -322,9 +341,14 @@ pub fn check(history: &History) -> CheckerResult {
         Validity::Invalid
     };
     let summary = if found.is_empty() {
-        format!("{sends} sends acknowledged, {polls} polls: no anomaly ({unseen} sends never polled)")
+        format!(
+            "{sends} sends acknowledged, {polls} polls: no anomaly ({unseen} sends never polled)"
+        )
     } else {
-        format!("{sends} sends acknowledged, {polls} polls: {}", found.join(", "))
+        format!(
+            "{sends} sends acknowledged, {polls} polls: {}",
+            found.join(", ")
+        )
     };
     let mut details = Map::new();
     details.insert("sends".into(), json!(sends));
@@ -345,8 +369,12 @@ mod tests {
     fn history(ops: &[(u64, &str, Value, Value)]) -> History {
         let mut lines = Vec::new();
         for (p, f, v, out) in ops {
-            lines.push(format!(r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v}}}"#));
-            lines.push(format!(r#"{{"type":"ok","process":{p},"f":"{f}","value":{out}}}"#));
+            lines.push(format!(
+                r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v}}}"#
+            ));
+            lines.push(format!(
+                r#"{{"type":"ok","process":{p},"f":"{f}","value":{out}}}"#
+            ));
         }
         checker::format::jsonl::read(lines.join("\n").as_bytes()).unwrap()
     }
@@ -361,13 +389,25 @@ mod tests {
 
     fn anomalies(ops: &[(u64, &str, Value, Value)]) -> Vec<String> {
         let r = check(&history(ops));
-        let names = ["inconsistent-offsets", "duplicate", "lost-write", "poll-skip", "nonmonotonic-send", "nonmonotonic-poll"];
+        let names = [
+            "inconsistent-offsets",
+            "duplicate",
+            "lost-write",
+            "poll-skip",
+            "nonmonotonic-send",
+            "nonmonotonic-poll",
+        ];
         let found: Vec<String> = names
             .iter()
             .filter(|n| r.details[&format!("{n}-count")] != json!(0))
             .map(|n| n.to_string())
             .collect();
-        assert_eq!(r.valid == Validity::Valid, found.is_empty(), "{}", r.summary);
+        assert_eq!(
+            r.valid == Validity::Valid,
+            found.is_empty(),
+            "{}",
+            r.summary
+        );
         found
     }
 
@@ -386,11 +426,22 @@ mod tests {
         assert!(anomalies(&good).is_empty());
         // Two messages at one offset (and so each is skipped by the other's poll? no:
         // the poll returned offset 0).
-        let reused = [send(0, "k1", 1, 0), send(1, "k1", 2, 0), poll(2, "k1", 0, json!([[0, 1]]))];
+        let reused = [
+            send(0, "k1", 1, 0),
+            send(1, "k1", 2, 0),
+            poll(2, "k1", 0, json!([[0, 1]])),
+        ];
         assert_eq!(anomalies(&reused), vec!["inconsistent-offsets"]);
-        let twice = [send(0, "k1", 1, 0), poll(2, "k1", 0, json!([[0, 1], [1, 1]]))];
+        let twice = [
+            send(0, "k1", 1, 0),
+            poll(2, "k1", 0, json!([[0, 1], [1, 1]])),
+        ];
         assert_eq!(anomalies(&twice), vec!["duplicate"]);
-        let lost = [send(0, "k1", 1, 0), send(0, "k1", 2, 1), poll(2, "k1", 0, json!([[1, 2]]))];
+        let lost = [
+            send(0, "k1", 1, 0),
+            send(0, "k1", 2, 1),
+            poll(2, "k1", 0, json!([[1, 2]])),
+        ];
         assert_eq!(anomalies(&lost), vec!["lost-write"]);
         let skip = [
             send(0, "k1", 1, 0),
@@ -402,7 +453,11 @@ mod tests {
         assert_eq!(anomalies(&skip), vec!["poll-skip"]);
         let back = [send(0, "k1", 1, 5), send(0, "k1", 2, 3)];
         assert_eq!(anomalies(&back), vec!["nonmonotonic-send"]);
-        let unordered = [send(0, "k1", 1, 0), send(0, "k1", 2, 1), poll(2, "k1", 0, json!([[1, 2], [0, 1]]))];
+        let unordered = [
+            send(0, "k1", 1, 0),
+            send(0, "k1", 2, 1),
+            poll(2, "k1", 0, json!([[1, 2], [0, 1]])),
+        ];
         assert_eq!(anomalies(&unordered), vec!["nonmonotonic-poll"]);
     }
 

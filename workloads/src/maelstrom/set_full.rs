@@ -167,10 +167,16 @@ pub fn check(history: &History, add_f: &str) -> CheckerResult {
         ));
     }
     if !unexpected.is_empty() {
-        summary.push_str(&format!("; {} reads held elements nobody added", unexpected.len()));
+        summary.push_str(&format!(
+            "; {} reads held elements nobody added",
+            unexpected.len()
+        ));
     }
     if !duplicated.is_empty() {
-        summary.push_str(&format!("; {} reads held an element twice", duplicated.len()));
+        summary.push_str(&format!(
+            "; {} reads held an element twice",
+            duplicated.len()
+        ));
     }
     let lost_count = lost.len();
     lost.truncate(20);
@@ -201,7 +207,11 @@ pub fn check(history: &History, add_f: &str) -> CheckerResult {
 fn brute_lost(adds: &[(i64, u64, u64, bool)], reads: &[(u64, u64, Vec<i64>)]) -> Vec<i64> {
     let mut out = Vec::new();
     for &(e, _call, ret, acked) in adds {
-        let seen: Vec<u64> = reads.iter().filter(|r| r.2.contains(&e)).map(|r| r.1).collect();
+        let seen: Vec<u64> = reads
+            .iter()
+            .filter(|r| r.2.contains(&e))
+            .map(|r| r.1)
+            .collect();
         let known = if acked {
             seen.iter().copied().chain([ret]).min().unwrap_or(ret)
         } else if let Some(&s) = seen.iter().min() {
@@ -230,10 +240,22 @@ mod tests {
     fn history(ops: &[(&str, Value, u64, u64, Option<Value>)]) -> History {
         let mut events: Vec<(u64, String)> = Vec::new();
         for (p, (f, v, call, ret, out)) in ops.iter().enumerate() {
-            events.push((*call, format!(r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v},"time":{}}}"#, call * 1_000_000)));
+            events.push((
+                *call,
+                format!(
+                    r#"{{"type":"invoke","process":{p},"f":"{f}","value":{v},"time":{}}}"#,
+                    call * 1_000_000
+                ),
+            ));
             let done = match out {
-                Some(o) => format!(r#"{{"type":"ok","process":{p},"f":"{f}","value":{o},"time":{}}}"#, ret * 1_000_000),
-                None => format!(r#"{{"type":"info","process":{p},"f":"{f}","value":{v},"time":{}}}"#, ret * 1_000_000),
+                Some(o) => format!(
+                    r#"{{"type":"ok","process":{p},"f":"{f}","value":{o},"time":{}}}"#,
+                    ret * 1_000_000
+                ),
+                None => format!(
+                    r#"{{"type":"info","process":{p},"f":"{f}","value":{v},"time":{}}}"#,
+                    ret * 1_000_000
+                ),
             };
             events.push((*ret, done));
         }
@@ -250,7 +272,10 @@ mod tests {
             ("read", json!(null), 2, 3, Some(json!([1]))),
         ]);
         let r = check(&h, "add");
-        assert_eq!((r.valid, r.details["stable"].clone()), (Validity::Valid, json!(1)));
+        assert_eq!(
+            (r.valid, r.details["stable"].clone()),
+            (Validity::Valid, json!(1))
+        );
         // Acknowledged, then missing from the last read: lost.
         let h = history(&[
             ("add", json!(1), 0, 1, Some(json!(1))),
@@ -267,14 +292,20 @@ mod tests {
             ("read", json!(null), 4, 5, Some(json!([1]))),
         ]);
         let r = check(&h, "add");
-        assert_eq!((r.valid, r.details["stale"].clone()), (Validity::Valid, json!(1)));
+        assert_eq!(
+            (r.valid, r.details["stale"].clone()),
+            (Validity::Valid, json!(1))
+        );
         // A read concurrent with the add may lack it.
         let h = history(&[
             ("add", json!(1), 0, 3, Some(json!(1))),
             ("read", json!(null), 1, 2, Some(json!([]))),
         ]);
         let r = check(&h, "add");
-        assert_eq!((r.valid, r.details["never_read"].clone()), (Validity::Valid, json!(1)));
+        assert_eq!(
+            (r.valid, r.details["never_read"].clone()),
+            (Validity::Valid, json!(1))
+        );
         // An unacknowledged add that was never seen is not owed.
         let h = history(&[
             ("add", json!(1), 0, 1, None),
@@ -312,21 +343,35 @@ mod tests {
                 let ret = call + 1 + rng.below(4);
                 let acked = rng.chance(0.7);
                 adds.push((e, call, ret, acked));
-                ops.push(("add", json!(e), call * 2, ret * 2 + 1, acked.then(|| json!(e))));
+                ops.push((
+                    "add",
+                    json!(e),
+                    call * 2,
+                    ret * 2 + 1,
+                    acked.then(|| json!(e)),
+                ));
                 t += rng.below(2);
             }
             for _ in 0..1 + rng.below(4) {
                 let call = rng.below(12);
                 let ret = call + 1 + rng.below(3);
                 let held: Vec<i64> = (1..=n_adds).filter(|_| rng.chance(0.6)).collect();
-                ops.push(("read", json!(null), call * 2, ret * 2 + 1, Some(json!(held.clone()))));
+                ops.push((
+                    "read",
+                    json!(null),
+                    call * 2,
+                    ret * 2 + 1,
+                    Some(json!(held.clone())),
+                ));
                 reads.push((call * 2, ret * 2 + 1, held));
             }
             // Positions in the history are the event order; ties are broken by
             // the order of the events, which keeps an op's invoke before its
             // completion.
-            let adds2: Vec<(i64, u64, u64, bool)> =
-                adds.iter().map(|&(e, c, r, a)| (e, c * 2, r * 2 + 1, a)).collect();
+            let adds2: Vec<(i64, u64, u64, bool)> = adds
+                .iter()
+                .map(|&(e, c, r, a)| (e, c * 2, r * 2 + 1, a))
+                .collect();
             let want = brute_lost(&adds2, &reads);
             let h = history(&ops);
             let r = check(&h, "add");

@@ -107,11 +107,14 @@ pub fn check(history: &History) -> CheckerResult {
         None => format!("{ids} ids handed out, all distinct"),
         Some(e) => format!(
             "{count} ids handed out more than once (first: {} to {})",
-            e["id"],
-            e["handed_out"]
+            e["id"], e["handed_out"]
         ),
     };
-    CheckerResult::new(valid, summary, json!({"ids": ids, "duplicated": count, "duplicates": examples}))
+    CheckerResult::new(
+        valid,
+        summary,
+        json!({"ids": ids, "duplicated": count, "duplicates": examples}),
+    )
 }
 
 #[cfg(test)]
@@ -134,7 +137,10 @@ mod tests {
 
     #[test]
     fn a_repeated_id_is_caught_whatever_its_type() {
-        assert_eq!(check(&history(&["1", "2", r#""n1-1""#])).valid, Validity::Valid);
+        assert_eq!(
+            check(&history(&["1", "2", r#""n1-1""#])).valid,
+            Validity::Valid
+        );
         let r = check(&history(&["1", r#""a""#, "1"]));
         assert_eq!(r.valid, Validity::Invalid);
         assert_eq!(r.details["duplicated"], 1);

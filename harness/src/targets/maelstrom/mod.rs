@@ -263,7 +263,7 @@ impl Runtime for MaelstromRuntime {
                 while let Ok(Some(line)) = next_line(&mut out, MAX_LINE_BYTES).await {
                     if line.len > MAX_LINE_BYTES {
                         let what = format!("printed a line over {MAX_LINE_BYTES} bytes, dropped");
-                        r.problem(&me, what, &excerpt(&line.text, line.len));
+                        r.note(&me, what, excerpt(&line.text, line.len));
                         continue;
                     }
                     r.deliver(&me, &line.text);
@@ -300,7 +300,9 @@ impl Runtime for MaelstromRuntime {
             if let Some(topology) = router.topology_of(id) {
                 let reply = router.request("c0", id, topology, INIT_TIMEOUT).await;
                 if reply.as_ref().is_none_or(|r| r["type"] != "topology_ok") {
-                    bail!("{id} did not answer its topology with topology_ok after a restart ({log})");
+                    bail!(
+                        "{id} did not answer its topology with topology_ok after a restart ({log})"
+                    );
                 }
             }
             Ok(())
@@ -344,7 +346,6 @@ impl Runtime for MaelstromRuntime {
     }
 }
 
-
 /// Writes the lines the router hands over to a node's stdin, flushing when no
 /// more are waiting, so a busy node gets many lines per write.
 async fn write_lines(stdin: tokio::process::ChildStdin, mut rx: mpsc::UnboundedReceiver<String>) {
@@ -352,7 +353,8 @@ async fn write_lines(stdin: tokio::process::ChildStdin, mut rx: mpsc::UnboundedR
     while let Some(line) = rx.recv().await {
         let mut next = Some(line);
         while let Some(line) = next {
-            if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err() {
+            if out.write_all(line.as_bytes()).await.is_err() || out.write_all(b"\n").await.is_err()
+            {
                 return;
             }
             next = rx.try_recv().ok();

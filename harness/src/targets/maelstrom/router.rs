@@ -206,10 +206,15 @@ impl Router {
         self.start.elapsed().as_secs_f64() * 1e3
     }
 
-    /// Notes that a node broke the protocol.
+    /// Notes that a node broke the protocol with `line`.
     pub fn problem(&self, node: &str, what: String, line: &str) {
+        self.note(node, what, excerpt(line, line.len()));
+    }
+
+    /// Notes a problem whose line is already cut short (`shown`).
+    pub fn note(&self, node: &str, what: String, shown: String) {
         let at_s = self.start.elapsed().as_secs_f64();
-        eprintln!("maelstrom: {node} {what}: {}", excerpt(line, line.len()));
+        eprintln!("maelstrom: {node} {what}: {shown}");
         let mut p = lock(&self.problems);
         p.0 += 1;
         if p.1.len() < PROBLEMS_KEPT {
@@ -217,7 +222,7 @@ impl Router {
                 node: node.to_string(),
                 at_s,
                 what,
-                line: excerpt(line, line.len()),
+                line: shown,
             });
         }
     }
@@ -273,7 +278,10 @@ impl Router {
         let j = lock(&self.journal);
         let mut seconds: Vec<&u64> = j.keys().collect();
         seconds.sort();
-        seconds.into_iter().flat_map(|s| j[s].iter().cloned()).collect()
+        seconds
+            .into_iter()
+            .flat_map(|s| j[s].iter().cloned())
+            .collect()
     }
 
     /// Maelstrom's `net` statistics: sent and received messages for all,
@@ -339,7 +347,11 @@ impl Router {
             }
         };
         let (Some(dest), Some(body)) = (msg["dest"].as_str(), msg.get("body")) else {
-            let missing = if msg["dest"].is_string() { "body" } else { "dest" };
+            let missing = if msg["dest"].is_string() {
+                "body"
+            } else {
+                "dest"
+            };
             return self.problem(
                 from,
                 format!("printed a message without a `{missing}`"),
@@ -347,10 +359,18 @@ impl Router {
             );
         };
         if !body.is_object() {
-            return self.problem(from, "printed a message whose body is not an object".into(), line);
+            return self.problem(
+                from,
+                "printed a message whose body is not an object".into(),
+                line,
+            );
         }
         if msg["src"].as_str() != Some(from) {
-            self.problem(from, format!("sent a message with src {}", msg["src"]), line);
+            self.problem(
+                from,
+                format!("sent a message with src {}", msg["src"]),
+                line,
+            );
         }
         if self.nodes.contains(dest) {
             self.servers.sent.fetch_add(1, Ordering::Relaxed);
@@ -423,7 +443,11 @@ impl Router {
                 }
             }
         } else {
-            self.problem(from, format!("sent a message to `{dest}`, which is no node, client or service"), line);
+            self.problem(
+                from,
+                format!("sent a message to `{dest}`, which is no node, client or service"),
+                line,
+            );
         }
     }
 
@@ -528,26 +552,50 @@ mod tests {
     async fn a_client_gets_its_reply_and_bad_replies_are_named() {
         let r = router();
         let mut n1 = plug(&r, "n1");
-        let (r2, ask) = (r.clone(), tokio::spawn({
-            let r = r.clone();
-            async move { r.request("c3", "n1", json!({"type": "echo", "echo": 1}), Duration::from_secs(5)).await }
-        }));
+        let (r2, ask) = (
+            r.clone(),
+            tokio::spawn({
+                let r = r.clone();
+                async move {
+                    r.request(
+                        "c3",
+                        "n1",
+                        json!({"type": "echo", "echo": 1}),
+                        Duration::from_secs(5),
+                    )
+                    .await
+                }
+            }),
+        );
         let sent: Value = serde_json::from_str(&n1.recv().await.unwrap()).unwrap();
         let id = sent["body"]["msg_id"].as_u64().unwrap();
         r2.deliver("n1", &format!(r#"{{"src":"n1","dest":"c3","body":{{"type":"echo_ok","echo":1,"in_reply_to":{id}}}}}"#));
         assert_eq!(ask.await.unwrap().unwrap()["type"], "echo_ok");
-        r.deliver("n1", r#"{"src":"n1","dest":"c3","body":{"type":"echo_ok","in_reply_to":999}}"#);
+        r.deliver(
+            "n1",
+            r#"{"src":"n1","dest":"c3","body":{"type":"echo_ok","in_reply_to":999}}"#,
+        );
         r.deliver("n1", "hello");
         r.deliver("n1", r#"{"src":"n1","dest":"x9","body":{}}"#);
         r.deliver("n1", r#"{"src":"n1","body":{}}"#);
         let (count, problems) = r.problems();
         assert_eq!(count, 4);
-        assert!(problems[0].what.contains("in_reply_to 999, which no client sent"), "{problems:?}");
+        assert!(
+            problems[0]
+                .what
+                .contains("in_reply_to 999, which no client sent"),
+            "{problems:?}"
+        );
         assert!(problems[1].what.contains("not JSON") && problems[1].line == "hello");
         assert!(problems[2].what.contains("`x9`"));
         assert!(problems[3].what.contains("without a `dest`"));
         // A late reply to a request given up on is no problem.
-        r.deliver("n1", &format!(r#"{{"src":"n1","dest":"c3","body":{{"type":"echo_ok","in_reply_to":{id}}}}}"#));
+        r.deliver(
+            "n1",
+            &format!(
+                r#"{{"src":"n1","dest":"c3","body":{{"type":"echo_ok","in_reply_to":{id}}}}}"#
+            ),
+        );
         assert_eq!(r.problems().0, 4);
         assert_eq!(r.stats(1)["clients"]["recv_count"], 1);
     }
@@ -556,7 +604,10 @@ mod tests {
     async fn services_answer_the_node_that_asked() {
         let r = router();
         let mut n1 = plug(&r, "n1");
-        r.deliver("n1", r#"{"src":"n1","dest":"lin-tso","body":{"type":"ts","msg_id":4}}"#);
+        r.deliver(
+            "n1",
+            r#"{"src":"n1","dest":"lin-tso","body":{"type":"ts","msg_id":4}}"#,
+        );
         let reply: Value = serde_json::from_str(&n1.recv().await.unwrap()).unwrap();
         assert_eq!(reply["src"], "lin-tso");
         assert_eq!(reply["body"]["in_reply_to"], 4);
@@ -573,10 +624,15 @@ mod tests {
             rng: Rng::new(4),
         };
         let n = 20_000;
-        let mean = (0..n).map(|_| l.copies("a", "b", false)[0].as_secs_f64()).sum::<f64>() / n as f64;
+        let mean = (0..n)
+            .map(|_| l.copies("a", "b", false)[0].as_secs_f64())
+            .sum::<f64>()
+            / n as f64;
         assert!((mean - 0.1).abs() < 0.005, "mean {mean}");
         l.dist = LatencyDist::Constant;
         assert_eq!(l.copies("a", "b", true), vec![Duration::from_millis(100)]);
-        assert!(LatencyDist::parse("gaussian").unwrap_err().contains("exponential"));
+        assert!(LatencyDist::parse("gaussian")
+            .unwrap_err()
+            .contains("exponential"));
     }
 }

@@ -84,9 +84,13 @@ impl Services {
             "lin-kv" => {
                 let lin = &mut self.lin;
                 let mut wrote = None;
-                let reply = kv_op(body, |key| lin.get(key).cloned(), |key, v| {
-                    wrote = Some((key.to_string(), v));
-                });
+                let reply = kv_op(
+                    body,
+                    |key| lin.get(key).cloned(),
+                    |key, v| {
+                        wrote = Some((key.to_string(), v));
+                    },
+                );
                 if let Some((key, v)) = wrote {
                     lin.insert(key, v);
                 }
@@ -109,9 +113,13 @@ impl Services {
                 let seq = &mut self.seq;
                 let upto = if writes { seq.len } else { upto };
                 let mut wrote = None;
-                let reply = kv_op(body, |key| seq.value_at(key, upto).cloned(), |key, v| {
-                    wrote = Some((key.to_string(), v));
-                });
+                let reply = kv_op(
+                    body,
+                    |key| seq.value_at(key, upto).cloned(),
+                    |key, v| {
+                        wrote = Some((key.to_string(), v));
+                    },
+                );
                 if let Some((key, v)) = wrote {
                     seq.append(key, v);
                 }
@@ -125,9 +133,13 @@ impl Services {
                 self.lww_clock += 1;
                 let (clock, replica) = (self.lww_clock, &mut self.lww[r]);
                 let mut wrote = None;
-                let reply = kv_op(body, |key| replica.get(key).map(|(_, v)| v.clone()), |key, v| {
-                    wrote = Some((key.to_string(), v));
-                });
+                let reply = kv_op(
+                    body,
+                    |key| replica.get(key).map(|(_, v)| v.clone()),
+                    |key, v| {
+                        wrote = Some((key.to_string(), v));
+                    },
+                );
                 if let Some((key, v)) = wrote {
                     replica.insert(key, (clock, v));
                 }
@@ -207,17 +219,30 @@ mod tests {
             (missing["code"].clone(), missing["in_reply_to"].clone()),
             (json!(20), json!(7))
         );
-        assert_eq!(ask(json!({"type": "write", "key": 1, "value": 5}))["type"], "write_ok");
-        assert_eq!(ask(json!({"type": "read", "key": 1}))["value"], 5);
-        assert_eq!(ask(json!({"type": "cas", "key": 1, "from": 4, "to": 6}))["code"], 22);
-        assert_eq!(ask(json!({"type": "cas", "key": 1, "from": 5, "to": 6}))["type"], "cas_ok");
         assert_eq!(
-            ask(json!({"type": "cas", "key": 2, "from": 0, "to": 1, "create_if_not_exists": true}))["type"],
+            ask(json!({"type": "write", "key": 1, "value": 5}))["type"],
+            "write_ok"
+        );
+        assert_eq!(ask(json!({"type": "read", "key": 1}))["value"], 5);
+        assert_eq!(
+            ask(json!({"type": "cas", "key": 1, "from": 4, "to": 6}))["code"],
+            22
+        );
+        assert_eq!(
+            ask(json!({"type": "cas", "key": 1, "from": 5, "to": 6}))["type"],
+            "cas_ok"
+        );
+        assert_eq!(
+            ask(json!({"type": "cas", "key": 2, "from": 0, "to": 1, "create_if_not_exists": true}))
+                ["type"],
             "cas_ok"
         );
         assert_eq!(ask(json!({"type": "append"}))["code"], 10);
         // Each service is its own store.
-        assert_eq!(s.answer("seq-kv", "n1", &json!({"type": "read", "key": 1}))["code"], 20);
+        assert_eq!(
+            s.answer("seq-kv", "n1", &json!({"type": "read", "key": 1}))["code"],
+            20
+        );
     }
 
     #[test]
@@ -225,10 +250,17 @@ mod tests {
         let mut s = Services::new(Rng::new(3));
         let (mut stale, mut last) = (0, 0);
         for i in 1..=400i64 {
-            s.answer("seq-kv", "n1", &json!({"type": "write", "key": "x", "value": i}));
+            s.answer(
+                "seq-kv",
+                "n1",
+                &json!({"type": "write", "key": "x", "value": i}),
+            );
             let r = s.answer("seq-kv", "n2", &json!({"type": "read", "key": "x"}));
             let seen = r["value"].as_i64().unwrap_or(0);
-            assert!(seen >= last && seen <= i, "read {seen} after {last}, latest {i}");
+            assert!(
+                seen >= last && seen <= i,
+                "read {seen} after {last}, latest {i}"
+            );
             stale += usize::from(seen < i);
             last = seen;
         }
@@ -237,9 +269,16 @@ mod tests {
         let r = s.answer("seq-kv", "n1", &json!({"type": "read", "key": "x"}));
         assert_eq!(r["value"], 400);
         // A cas judges the latest value and moves its caller there.
-        let r = s.answer("seq-kv", "n3", &json!({"type": "cas", "key": "x", "from": 400, "to": 401}));
+        let r = s.answer(
+            "seq-kv",
+            "n3",
+            &json!({"type": "cas", "key": "x", "from": 400, "to": 401}),
+        );
         assert_eq!(r["type"], "cas_ok");
-        assert_eq!(s.answer("seq-kv", "n3", &json!({"type": "read", "key": "x"}))["value"], 401);
+        assert_eq!(
+            s.answer("seq-kv", "n3", &json!({"type": "read", "key": "x"}))["value"],
+            401
+        );
     }
 
     #[test]
@@ -248,7 +287,11 @@ mod tests {
         let mut backwards = 0;
         let mut last = 0;
         for i in 1..=300i64 {
-            s.answer("lww-kv", "n1", &json!({"type": "write", "key": "x", "value": i}));
+            s.answer(
+                "lww-kv",
+                "n1",
+                &json!({"type": "write", "key": "x", "value": i}),
+            );
             let v = s.answer("lww-kv", "n2", &json!({"type": "read", "key": "x"}))["value"]
                 .as_i64()
                 .unwrap_or(0);
