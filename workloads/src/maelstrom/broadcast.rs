@@ -100,7 +100,7 @@ impl Workload for SetWorkload {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        MaelstromClient::new(Arc::new(SetProtocol(self.0)), nodes, options)
+        MaelstromClient::for_nodes(Arc::new(SetProtocol(self.0)), nodes, options)
     }
 
     fn model(&self) -> &'static str {

@@ -44,7 +44,7 @@ pub struct MaelstromClient {
 
 impl MaelstromClient {
     /// A client speaking `protocol` to `nodes`, if the target is Maelstrom's.
-    pub fn new(
+    pub fn for_nodes(
         protocol: Arc<dyn Protocol>,
         nodes: Vec<Endpoint>,
         options: &WorkloadOptions,

@@ -38,7 +38,7 @@ impl Workload for Counter {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        MaelstromClient::new(Arc::new(CounterProtocol), nodes, options)
+        MaelstromClient::for_nodes(Arc::new(CounterProtocol), nodes, options)
     }
 
     fn model(&self) -> &'static str {

@@ -25,7 +25,7 @@ impl Workload for Echo {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        MaelstromClient::new(Arc::new(EchoProtocol), nodes, options)
+        MaelstromClient::for_nodes(Arc::new(EchoProtocol), nodes, options)
     }
 
     fn model(&self) -> &'static str {

@@ -39,7 +39,7 @@ impl Workload for Kafka {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        MaelstromClient::new(Arc::new(KafkaProtocol), nodes, options)
+        MaelstromClient::for_nodes(Arc::new(KafkaProtocol), nodes, options)
     }
 
     fn model(&self) -> &'static str {

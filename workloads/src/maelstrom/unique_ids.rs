@@ -27,7 +27,7 @@ impl Workload for UniqueIds {
     }
 
     fn client(&self, nodes: Vec<Endpoint>, options: &WorkloadOptions) -> Arc<dyn Client> {
-        MaelstromClient::new(Arc::new(GenerateProtocol), nodes, options)
+        MaelstromClient::for_nodes(Arc::new(GenerateProtocol), nodes, options)
     }
 
     fn model(&self) -> &'static str {
