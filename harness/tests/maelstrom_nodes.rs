@@ -286,3 +286,16 @@ fn maelstrom_flags_are_checked_before_anything_starts() {
         );
     }
 }
+
+#[test]
+fn a_node_that_leans_on_a_weaker_service_than_it_promises_is_caught() {
+    let proxy = python("lin_kv_proxy.py");
+    let none = ["--nemesis", "none", "--rate", "200", "--concurrency", "6"];
+    let (out, r) = maelstrom_test("lin-kv", &proxy, &none);
+    assert_eq!(out.status.code(), Some(0), "{}\n{r}", describe(&out));
+    for service in ["seq-kv", "lww-kv"] {
+        let (out, r) = maelstrom_test("lin-kv", &format!("{proxy} {service}"), &none);
+        assert_eq!(out.status.code(), Some(1), "{service}: {}\n{r}", describe(&out));
+        assert_eq!(r["checkers"]["linearizable"]["valid"], false, "{service}: {r}");
+    }
+}

@@ -15,6 +15,11 @@
 //!   failover times and availability while an instance was healthy.
 //! - `traces`: each request's spans form one tree under the client's span,
 //!   and every request a client saw answered was recorded by its sidecar.
+//! - `spread`: while no fault touches any instance (and [`SETTLE_MS`] after
+//!   the last one healed), the balancer (power of two choices over equal
+//!   instances) gives each instance at least a third of its even share of
+//!   first tries; judged once there are [`SPREAD_MIN`] such tries (with
+//!   fewer, it says so and finds nothing).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -34,6 +39,11 @@ const DEADLY: &[&str] = &["kill", "pause", "partition"];
 const HEAL_MARGIN_MS: u64 = 100;
 /// Width of the windows the retry budget is checked over.
 const BUDGET_WINDOW_MS: u64 = 10_000;
+/// After a fault heals, how long breakers, health checks and discovery get
+/// before the spread is judged again.
+const SETTLE_MS: u64 = 3_000;
+/// First tries in calm stretches needed before the spread is judged.
+const SPREAD_MIN: usize = 300;
 
 /// What the sidecars recorded.
 struct Evidence {
@@ -41,6 +51,8 @@ struct Evidence {
     records: Vec<(String, Value)>,
     /// Breaker transitions, in the order each sidecar logged them.
     transitions: Vec<Value>,
+    /// Health changes, in the order each sidecar logged them.
+    health: Vec<Value>,
     /// Per sidecar, the unix ms from which it holds the record of every
     /// request: it keeps nothing from before it (re)started, and drops its
     /// oldest records past a bound.
@@ -54,7 +66,7 @@ struct Evidence {
 pub fn check(history: &History) -> Checked {
     let mut checked = Checked::default();
     let Some(evidence) = evidence(history) else {
-        for name in ["breaker", "retries", "deadline", "health-routing", "traces"] {
+        for name in ["breaker", "retries", "deadline", "health-routing", "traces", "spread"] {
             checked.add(
                 name,
                 CheckerResult::new(
@@ -75,6 +87,18 @@ pub fn check(history: &History) -> Checked {
         r.insert("figures".into(), figures);
     }
     traces(history, &evidence).done(&mut checked, None);
+    let (spread_findings, too_few, shares) = spread(history, &evidence, super::INSTANCES);
+    match too_few {
+        // Faults all along leave nothing to judge: reported, not judged.
+        Some(why) => checked.add(
+            "spread",
+            CheckerResult::new(Validity::Valid, format!("not judged: {why}"), json!({})),
+        ),
+        None => spread_findings.done(&mut checked, None),
+    }
+    if let Some(Value::Object(r)) = checked.checkers.get_mut("spread") {
+        r.insert("first_tries".into(), shares);
+    }
     checked
 }
 
@@ -83,6 +107,7 @@ fn evidence(history: &History) -> Option<Evidence> {
     let out = output(op)?;
     let mut records = Vec::new();
     let mut transitions = Vec::new();
+    let mut health = Vec::new();
     let mut kept_from = BTreeMap::new();
     let mut dropped = BTreeSet::new();
     for (sidecar, got) in out.as_object()? {
@@ -103,10 +128,12 @@ fn evidence(history: &History) -> Option<Evidence> {
             records.push((sidecar.clone(), r));
         }
         transitions.extend(got["transitions"].as_array().cloned().unwrap_or_default());
+        health.extend(got["health"].as_array().cloned().unwrap_or_default());
     }
     Some(Evidence {
         records,
         transitions,
+        health,
         kept_from,
         dropped,
     })
@@ -527,6 +554,75 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
         "availability_with_a_healthy_instance": if asked > 0 { Some(served as f64 / asked as f64) } else { None },
         "requests_with_a_healthy_instance": asked});
     (f, figures)
+}
+
+/// First tries per instance while every instance was untouched by faults and
+/// settled; an instance far below its even share of `instances` is a finding.
+fn spread(history: &History, ev: &Evidence, instances: usize) -> (Findings, Option<String>, Value) {
+    let mut f = Findings::new("spread", "instances");
+    let touched = touched_windows(history, offset_ms(history, ev));
+    // When some sidecar held an instance out (breaker not closed, health
+    // down), a balancer rightly skips it: those stretches are not judged.
+    let mut out: BTreeMap<(String, String), u64> = BTreeMap::new();
+    let mut held: Vec<(String, u64, u64)> = Vec::new();
+    let changes = ev.transitions.iter().map(|t| (t, t["to"] != "closed")).chain(
+        ev.health.iter().map(|h| (h, h["up"] != true)),
+    );
+    let mut changes: Vec<(&Value, bool)> = changes.collect();
+    changes.sort_by_key(|(c, _)| u(&c["at_ms"]));
+    for (c, bad) in changes {
+        let key = (
+            c["sidecar"].as_str().unwrap_or("").to_string(),
+            format!("{}{}", c["instance"], c["to"].is_null()),
+        );
+        let at = u(&c["at_ms"]);
+        match (bad, out.get(&key)) {
+            (true, None) => {
+                out.insert(key, at);
+            }
+            (false, Some(&from)) => {
+                held.push((key.0.clone(), from, at));
+                out.remove(&key);
+            }
+            _ => {}
+        }
+    }
+    held.extend(out.into_iter().map(|((s, _), from)| (s, from, u64::MAX)));
+    let mut per: BTreeMap<String, usize> = BTreeMap::new();
+    for (sidecar, r) in &ev.records {
+        let at = u(&r["arrival_ms"]);
+        let calm = !touched.iter().any(|(s, _, start, end)| {
+            (s == "*" || s == sidecar) && at + HEAL_MARGIN_MS >= *start && at < end + SETTLE_MS
+        }) && !held
+            .iter()
+            .any(|(s, from, to)| s == sidecar && at + HEAL_MARGIN_MS >= *from && at <= *to);
+        if let (true, Some(first)) = (calm, tries(r).next()) {
+            let inst = first["instance"].as_str().unwrap_or("");
+            *per.entry(inst.to_string()).or_default() += 1;
+        }
+    }
+    let total: usize = per.values().sum();
+    let shares = json!(per);
+    if total < SPREAD_MIN {
+        let why = format!("only {total} first tries in calm stretches (judged from {SPREAD_MIN})");
+        return (f, Some(why), shares);
+    }
+    // Instances that got no try at all count too.
+    let seen: BTreeSet<&str> = ev
+        .records
+        .iter()
+        .flat_map(|(_, r)| tries(r).filter_map(|a| a["instance"].as_str()))
+        .collect();
+    let floor = total as f64 / instances.max(1) as f64 / 3.0;
+    for inst in seen {
+        f.checked += 1;
+        let got = per.get(inst).copied().unwrap_or(0);
+        if (got as f64) < floor {
+            f.add(json!({"instance": inst, "first_tries": got, "of": total,
+                "problem": format!("{got} of {total} first tries in calm stretches, under a third of an even share ({floor:.0})")}));
+        }
+    }
+    (f, None, shares)
 }
 
 fn traces(history: &History, ev: &Evidence) -> Findings {

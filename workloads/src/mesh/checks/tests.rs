@@ -35,6 +35,8 @@ struct Sim {
 #[derive(Clone, Copy, Default, PartialEq)]
 struct Flaws {
     never_opens: bool,
+    /// No brownout and no kill: every instance fine all along.
+    calm: bool,
 }
 
 fn simulate(seed: u64, flaws: Flaws) -> Sim {
@@ -52,8 +54,12 @@ fn simulate(seed: u64, flaws: Flaws) -> Sim {
         })
         .collect();
     // A brownout of one instance makes failure runs; a kill of another.
-    let brown = INSTANCES[rng.below(3) as usize];
-    let kill = (rng.below(2) == 0).then(|| {
+    let brown = if flaws.calm {
+        "none"
+    } else {
+        INSTANCES[rng.below(3) as usize]
+    };
+    let kill = (rng.below(2) == 0 && !flaws.calm).then(|| {
         let victim = INSTANCES.iter().find(|i| **i != brown).unwrap().to_string();
         let start = BASE + 300 + rng.below(500);
         (victim, start, start + 800 + rng.below(800))
@@ -227,10 +233,16 @@ fn verdicts(c: &Checked) -> BTreeMap<String, Value> {
         .collect()
 }
 
-/// Every checker valid but `invalid`, which is invalid.
+/// Every checker valid but `invalid`, which is invalid (`spread` may also not
+/// be judged: the simulated brownouts leave few calm stretches).
 fn assert_only(c: &Checked, invalid: Option<&str>) {
     for (name, v) in verdicts(c) {
         let want = json!(Some(name.as_str()) != invalid);
+        let summary = c.checkers[&name]["summary"].as_str().unwrap_or("");
+        if name == "spread" && summary.starts_with("not judged") {
+            assert_eq!(v, json!(true));
+            continue;
+        }
         assert_eq!(v, want, "{name}: {}", c.checkers[&name]);
     }
 }
@@ -259,7 +271,7 @@ fn simulated_correct_sidecars_are_valid_with_their_figures() {
 fn a_breaker_that_never_opens_is_caught_and_one_that_opened_is_not() {
     let mut caught = 0;
     for seed in 0..50 {
-        let sim = simulate(seed, Flaws { never_opens: true });
+        let sim = simulate(seed, Flaws { never_opens: true, calm: false });
         let c = check(&history(&sim, true));
         if verdicts(&c)["breaker"] == json!(false) {
             caught += 1;
@@ -554,4 +566,37 @@ fn an_instance_that_comes_back_has_a_new_breaker_judged_on_its_own() {
         verdicts(&check(&history(&sim, true)))["breaker"],
         json!(false)
     );
+}
+
+#[test]
+fn a_balancer_that_starves_an_instance_in_calm_stretches_is_caught() {
+    let calm = Flaws {
+        calm: true,
+        ..Flaws::default()
+    };
+    // Correct simulated sidecars pick evenly among usable instances; with
+    // brownouts and kills the spread is judged only where it can be.
+    for seed in 0..100 {
+        let c = check(&history(&simulate(seed, Flaws::default()), true));
+        let v = &c.checkers["spread"];
+        assert_ne!(v["valid"], json!(false), "seed {seed}: {v}");
+        let c = check(&history(&simulate(seed, calm), true));
+        assert_only(&c, None);
+        assert_eq!(c.checkers["spread"]["valid"], json!(true), "seed {seed}");
+    }
+    // A balancer that sends every first try to one instance while all are fine.
+    let mut caught = 0;
+    for seed in 0..50 {
+        let mut sim = simulate(seed, calm);
+        for r in &mut sim.records {
+            if let Some(first) = r["attempts"].get_mut(0) {
+                first["instance"] = json!("api1");
+            }
+        }
+        let c = check(&history(&sim, true));
+        assert_eq!(c.checkers["spread"]["valid"], json!(false), "seed {seed}");
+        assert!(c.checkers["spread"]["summary"].as_str().unwrap().contains("2 of 3 instances"));
+        caught += 1;
+    }
+    assert_eq!(caught, 50);
 }
