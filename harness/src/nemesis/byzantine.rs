@@ -36,10 +36,10 @@ impl Fault for Byzantine {
                 Some(b) => b.clone(),
                 None => BEHAVIOURS[rng.below(BEHAVIOURS.len() as u64) as usize].to_string(),
             };
-            let f = (ctx.nodes.len().max(1) - 1) / 3;
-            let mut ids = super::ids(&ctx.nodes);
+            let f = (ctx.members().len().max(1) - 1) / 3;
+            let mut ids = ctx.member_ids();
             let mut liars = Vec::new();
-            if let Some(primary) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await {
+            if let Some(primary) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await {
                 ids.retain(|i| *i != primary);
                 liars.push(primary);
             }
@@ -85,7 +85,7 @@ async fn behave(ctx: &Ctx, id: &str, behaviour: &str) -> bool {
 
 /// Makes every replica honest again (the end of a test).
 pub async fn reset(ctx: &Ctx) {
-    for n in &ctx.nodes {
+    for n in &ctx.members() {
         behave(ctx, &n.id, "honest").await;
     }
 }

@@ -41,7 +41,7 @@ impl Fault for Clock {
 /// Gives every node a random offset in ±2 s; returns the offsets set.
 pub async fn skew(ctx: &Ctx, rng: &mut Rng) -> BTreeMap<String, i64> {
     let mut set = BTreeMap::new();
-    for n in &ctx.nodes {
+    for n in &ctx.members() {
         let offset = rng.below(4001) as i64 - 2000;
         let ok = ctx
             .http
@@ -59,7 +59,7 @@ pub async fn skew(ctx: &Ctx, rng: &mut Rng) -> BTreeMap<String, i64> {
 
 /// Puts every reachable node's clock back to true time.
 pub async fn reset(ctx: &Ctx) {
-    for n in &ctx.nodes {
+    for n in &ctx.members() {
         let _ = ctx
             .http
             .post(format!("{}/admin/clock", n.admin_url))
@@ -83,7 +83,7 @@ impl Fault for ClockBump {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let hit = super::pick_nodes(rng, &super::ids(&ctx.nodes), false);
+            let hit = super::pick_nodes(rng, &ctx.member_ids(), false);
             let mut bumps = BTreeMap::new();
             for id in &hit {
                 let size = 5_000 + rng.below(115_001) as i64;
@@ -126,7 +126,7 @@ impl Fault for ClockStrobe {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let hit = super::pick_nodes(rng, &super::ids(&ctx.nodes), false);
+            let hit = super::pick_nodes(rng, &ctx.member_ids(), false);
             let amplitude: BTreeMap<String, i64> = hit
                 .iter()
                 .map(|id| (id.clone(), 100 + rng.below(1901) as i64))

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, process, Ctx, Fault, Injected};
+use super::{process, Ctx, Fault, Injected};
 
 /// How long the cluster stays frozen: three times the longest election timer
 /// of the targets that take this fault (the builtin node's 2 x 100 ms).
@@ -33,7 +33,7 @@ impl Fault for Collide {
         _rng: &'a mut Rng,
     ) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let all = ids(&ctx.nodes);
+            let all = ctx.member_ids();
             process::pause(ctx, &all).await?;
             tokio::time::sleep(FREEZE).await;
             process::resume(ctx, &all).await?;

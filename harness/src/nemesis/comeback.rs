@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, process, Ctx, Fault, Injected};
+use super::{process, Ctx, Fault, Injected};
 use crate::net::partition;
 use crate::net::proxy::LinkPolicy;
 
@@ -48,8 +48,8 @@ impl Fault for Comeback {
                 ctx.net.frames(),
                 "comeback needs links that carry whole messages"
             );
-            let nodes = ids(&ctx.nodes);
-            let Some(first) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await else {
+            let nodes = ctx.member_ids();
+            let Some(first) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await else {
                 return Ok(Injected {
                     in_force: "comeback: no leader to restart".into(),
                     value: json!({"leader": null}),
@@ -65,7 +65,7 @@ impl Fault for Comeback {
             let mut leads_again = false;
             while began.elapsed() < REELECT_WITHIN {
                 tokio::time::sleep(Duration::from_millis(60)).await;
-                match ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await {
+                match ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await {
                     Some(l) if l == first => {
                         leads_again = true;
                         break;

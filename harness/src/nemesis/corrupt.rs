@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, process, Ctx, Fault, Injected};
+use super::{process, Ctx, Fault, Injected};
 
 /// Damages a stopped node's files.
 pub struct Corrupt;
@@ -158,7 +158,7 @@ impl Fault for Corrupt {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let all = ids(&ctx.nodes);
+            let all = ctx.member_ids();
             let id = all[rng.below(all.len() as u64) as usize].clone();
             process::kill(ctx, std::slice::from_ref(&id)).await?;
             let dir = ctx

@@ -9,7 +9,7 @@
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, process, Ctx, Fault, Injected};
+use super::{process, Ctx, Fault, Injected};
 
 /// The coordinator's crash points (faultline-node's own list).
 pub const POINTS: &[&str] = &["after-prepare", "after-decision", "after-first-commit"];
@@ -37,11 +37,11 @@ impl Fault for CrashPoints {
                 POINTS
             };
             let point = points[rng.below(points.len() as u64) as usize];
-            let mut all = ids(&ctx.nodes);
+            let mut all = ctx.member_ids();
             let mut armed = Vec::new();
             // Sagas are driven where clients send them, the leader: arm it.
             if ctx.cfg.workload == "saga" {
-                if let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await {
+                if let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await {
                     all.retain(|n| *n != leader);
                     if arm(ctx, &leader, point).await {
                         armed.push(leader);

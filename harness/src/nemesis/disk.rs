@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, pick_nodes, process, Ctx, Fault, Injected};
+use super::{pick_nodes, process, Ctx, Fault, Injected};
 
 /// Faults that need every node's data behind a lazy disk.
 pub const NEEDS_LAZY_DISKS: &[&str] = &["lose-unsynced", "slow-disk"];
@@ -31,7 +31,7 @@ impl Fault for LoseUnsynced {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let hit = pick_nodes(rng, &ids(&ctx.nodes), true);
+            let hit = pick_nodes(rng, &ctx.member_ids(), true);
             let mut lost = BTreeMap::new();
             {
                 let mut rt = ctx.runtime.lock().await;
@@ -83,7 +83,7 @@ impl Fault for SlowDisk {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let hit = pick_nodes(rng, &ids(&ctx.nodes), false);
+            let hit = pick_nodes(rng, &ctx.member_ids(), false);
             let ms = 20 + rng.below(381);
             let mut rt = ctx.runtime.lock().await;
             for id in &hit {

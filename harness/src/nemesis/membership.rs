@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, Ctx, Fault, Injected};
+use super::{Ctx, Fault, Injected};
 
 /// How many times a change is tried (following `421` leader hints, waiting out `503`).
 const TRIES: usize = 20;
@@ -29,8 +29,8 @@ impl Fault for Membership {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let leader = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await;
-            let all = ids(&ctx.nodes);
+            let leader = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await;
+            let all = ctx.member_ids();
             let victim = match &leader {
                 Some(l) if rng.below(3) == 0 => l.clone(),
                 _ => {
@@ -65,7 +65,7 @@ impl Fault for Membership {
                 .as_str()
                 .map(str::to_string)
                 .unwrap_or_else(|| "127.0.0.1:1".to_string());
-            let leader = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await;
+            let leader = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await;
             let (status, answer) =
                 change(ctx, leader, "join", json!({"id": victim, "addr": addr})).await;
             Ok(json!({"add": victim, "status": status, "answer": answer}))
@@ -75,7 +75,8 @@ impl Fault for Membership {
 
 /// `victim`'s peer address as the leader's (or any node's) status lists it.
 async fn member_addr(ctx: &Ctx, leader: Option<&str>, victim: &str) -> Option<String> {
-    let mut order: Vec<&crate::runtime::NodeAddrs> = ctx.nodes.iter().collect();
+    let members = ctx.members();
+    let mut order: Vec<&crate::runtime::NodeAddrs> = members.iter().collect();
     order.sort_by_key(|n| Some(n.id.as_str()) != leader);
     for n in order {
         let status: Option<Value> = async {
@@ -108,11 +109,12 @@ async fn change(
     body: Value,
 ) -> (Option<u16>, Value) {
     let mut last = (None, Value::Null);
+    let members = ctx.members();
     for attempt in 0..TRIES {
         let target = leader
             .as_deref()
-            .and_then(|l| ctx.nodes.iter().find(|n| n.id == l))
-            .unwrap_or(&ctx.nodes[attempt % ctx.nodes.len()]);
+            .and_then(|l| members.iter().find(|n| n.id == l))
+            .unwrap_or(&members[attempt % members.len().max(1)]);
         let sent = ctx
             .http
             .post(format!("{}/cluster/{route}", target.client_url))

@@ -193,6 +193,21 @@ pub fn pick_nodes(rng: &mut Rng, nodes: &[String], allow_all: bool) -> Vec<Strin
 }
 
 impl Ctx {
+    /// The cluster's own nodes: every node but the service instances. Faults
+    /// of disks, clocks, membership and consensus aim at these alone.
+    pub fn members(&self) -> Vec<NodeAddrs> {
+        self.nodes
+            .iter()
+            .filter(|n| !self.instances.contains(&n.id))
+            .cloned()
+            .collect()
+    }
+
+    /// Ids of [`Ctx::members`].
+    pub fn member_ids(&self) -> Vec<String> {
+        ids(&self.members())
+    }
+
     /// The nodes kill, pause and brownouts pick from: the service instances
     /// when the run has any (the cluster holding the registry is left
     /// alone), else every node.

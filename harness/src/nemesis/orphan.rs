@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use workloads::{BoxFut, Rng};
 
-use super::{ids, Ctx, Fault, Injected};
+use super::{Ctx, Fault, Injected};
 use crate::net::partition;
 
 /// How long the cut-off leader is given to answer the change (it cannot commit it).
@@ -31,13 +31,13 @@ impl Fault for OrphanChange {
 
     fn start<'a>(&'a self, ctx: &'a Ctx, rng: &'a mut Rng) -> BoxFut<'a, anyhow::Result<Injected>> {
         Box::pin(async move {
-            let nodes = ids(&ctx.nodes);
+            let nodes = ctx.member_ids();
             // A cut that lands after the leader already stepped down (a slow
             // machine) strands nothing: heal and try again, up to three times.
             let mut tries = 0;
             let (leader, victim, grudge, status) = loop {
                 tries += 1;
-                let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.nodes).await else {
+                let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await else {
                     if tries < 3 {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;

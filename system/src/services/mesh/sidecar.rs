@@ -392,18 +392,12 @@ impl Sidecar {
                     }
                 }
             }
-            svc.instances.retain(|id, _| {
-                let keep = seen.contains(id);
-                if !keep {
-                    log_line!(self.id, "mesh: {name}/{id} left (lease lapsed)");
-                }
-                keep
-            });
+            forget(&self.id, name, svc, &seen);
         }
+        let none = BTreeSet::new();
         for (name, svc) in services.iter_mut() {
-            if !listed.contains_key(name) && !svc.instances.is_empty() {
-                log_line!(self.id, "mesh: every instance of {name} left");
-                svc.instances.clear();
+            if !listed.contains_key(name) {
+                forget(&self.id, name, svc, &none);
             }
         }
     }
@@ -1126,4 +1120,89 @@ fn error(
         r.headers_mut().insert("x-mesh-attempts", v);
     }
     r
+}
+/// Drops the instances of `svc` the registry no longer lists (`seen` is what
+/// it lists), except in self-preservation: when more than half would leave at
+/// once, a registry that could not renew leases in time (a slow or cut-off
+/// majority) is likelier than a mass death, so instances whose probes still
+/// pass are kept until the probes say otherwise.
+fn forget(sidecar: &str, name: &str, svc: &mut Svc, seen: &BTreeSet<String>) {
+    let leaving = svc.instances.keys().filter(|id| !seen.contains(*id)).count();
+    let preserve = leaving * 2 > svc.instances.len();
+    svc.instances.retain(|id, inst| {
+        if seen.contains(id) {
+            return true;
+        }
+        if preserve && inst.health.up {
+            log_line!(sidecar, "mesh: {name}/{id} unlisted but passing its probes: kept (self-preservation)");
+            return true;
+        }
+        log_line!(sidecar, "mesh: {name}/{id} left (lease lapsed)");
+        false
+    });
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(up: &[bool]) -> Svc {
+        let config = MeshConfig::default();
+        let mut s = Svc {
+            balancer: Balancer::new(config.balancer),
+            budget: RetryBudget::new(config.retry.budget_ratio, config.retry.min_per_sec, 0),
+            instances: BTreeMap::new(),
+            requests: 0,
+            retries: 0,
+            budget_refused: 0,
+            no_instance: 0,
+            config,
+        };
+        for (i, &up) in up.iter().enumerate() {
+            s.instances.insert(
+                format!("api{i}"),
+                Inst {
+                    generation: 1,
+                    addr: String::new(),
+                    weight: 1,
+                    breaker: Breaker::with_bug(s.config.breaker.clone(), false),
+                    bulkhead: Bulkhead::new(s.config.max_in_flight),
+                    results: 0,
+                    health: Health {
+                        up,
+                        failed: 0,
+                        passed: 0,
+                        phi: PhiDetector::new(PHI_WINDOW, 20.0),
+                        probing: false,
+                    },
+                    requests: 0,
+                    failures: 0,
+                },
+            );
+        }
+        s
+    }
+
+    fn left(s: &Svc) -> Vec<&str> {
+        s.instances.keys().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn unlisted_instances_leave_unless_most_would_and_their_probes_pass() {
+        let listed = |ids: &[&str]| ids.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+        // One of three unlisted: it leaves, up or not.
+        let mut s = svc(&[true, true, true]);
+        forget("n1", "api", &mut s, &listed(&["api1", "api2"]));
+        assert_eq!(left(&s), vec!["api1", "api2"]);
+        // All unlisted at once (a registry that could not renew leases):
+        // those passing their probes stay, the down one goes.
+        let mut s = svc(&[true, false, true]);
+        forget("n1", "api", &mut s, &listed(&[]));
+        assert_eq!(left(&s), vec!["api0", "api2"]);
+        // Two of three unlisted, both down: gone.
+        let mut s = svc(&[false, false, true]);
+        forget("n1", "api", &mut s, &listed(&["api2"]));
+        assert_eq!(left(&s), vec!["api2"]);
+    }
 }
