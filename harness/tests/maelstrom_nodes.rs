@@ -37,7 +37,7 @@ fn a_node_silent_after_a_huge_line_is_quoted_briefly_and_timed_out() {
         err.contains(&format!("{}... (20000000 bytes)", "x".repeat(512))),
         "{err}"
     );
-    assert!(err.contains("n1 did not answer init within 10 s"), "{err}");
+    assert!(err.contains("n0 did not answer init within 10 s"), "{err}");
     assert!(!err.contains("None"), "{err}");
 }
 
@@ -46,15 +46,15 @@ fn a_node_that_exits_or_answers_init_wrongly_is_named() {
     let out = run_node("exit 3");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("n1 exited (exit status: 3) before answering init"),
+        err.contains("n0 exited (exit status: 3) before answering init"),
         "{err}"
     );
-    let answer = r#"{"src":"n1","dest":"c0","body":{"type":"error","code":13,"in_reply_to":1}}"#;
+    let answer = r#"{"src":"n0","dest":"c0","body":{"type":"error","code":13,"in_reply_to":1}}"#;
     let out = run_node(&format!("read init; echo '{answer}'; cat > /dev/null"));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(
-            r#"n1 answered init with {"code":13,"in_reply_to":1,"type":"error"} instead of init_ok"#
+            r#"n0 answered init with {"code":13,"in_reply_to":1,"type":"error"} instead of init_ok"#
         ),
         "{err}"
     );
@@ -295,7 +295,15 @@ fn a_node_that_leans_on_a_weaker_service_than_it_promises_is_caught() {
     assert_eq!(out.status.code(), Some(0), "{}\n{r}", describe(&out));
     for service in ["seq-kv", "lww-kv"] {
         let (out, r) = maelstrom_test("lin-kv", &format!("{proxy} {service}"), &none);
-        assert_eq!(out.status.code(), Some(1), "{service}: {}\n{r}", describe(&out));
-        assert_eq!(r["checkers"]["linearizable"]["valid"], false, "{service}: {r}");
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{service}: {}\n{r}",
+            describe(&out)
+        );
+        assert_eq!(
+            r["checkers"]["linearizable"]["valid"], false,
+            "{service}: {r}"
+        );
     }
 }

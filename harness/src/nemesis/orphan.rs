@@ -37,7 +37,8 @@ impl Fault for OrphanChange {
             let mut tries = 0;
             let (leader, victim, grudge, status) = loop {
                 tries += 1;
-                let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await else {
+                let Some(leader) = ctx.target.leader(&ctx.cfg, &ctx.http, &ctx.members()).await
+                else {
                     if tries < 3 {
                         tokio::time::sleep(Duration::from_millis(500)).await;
                         continue;

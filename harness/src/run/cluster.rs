@@ -26,9 +26,9 @@ pub struct Cluster {
     pub instances: Vec<NodeAddrs>,
 }
 
-/// Node ids `n1..=n{count}`.
-pub fn ids(count: usize) -> Vec<String> {
-    (1..=count).map(|i| format!("n{i}")).collect()
+/// `count` node ids numbered from `first` (Maelstrom's start at `n0`).
+pub fn ids_from(first: usize, count: usize) -> Vec<String> {
+    (first..first + count).map(|i| format!("n{i}")).collect()
 }
 
 /// Ids of the instances of `services`, with their service: `api1`, `api2`...
@@ -140,7 +140,7 @@ pub async fn start(
     node_args: &[String],
     services: &[(&'static str, usize)],
 ) -> anyhow::Result<Cluster> {
-    let ids = ids(cfg.nodes);
+    let ids = ids_from(target.first_node(), cfg.nodes);
     let instance_ids = instance_ids(services);
     // The protocol goes with every cluster a config starts (runs, and the
     // bench's failover trials alike), ahead of the caller's arguments.

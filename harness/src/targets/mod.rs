@@ -80,6 +80,11 @@ pub trait Target: Send + Sync {
     fn reads(&self) -> &'static [&'static str] {
         &["linearizable"]
     }
+    /// The number of its first node: nodes are `n1`, `n2`, ... unless the
+    /// system numbers them otherwise (Maelstrom from `n0`).
+    fn first_node(&self) -> usize {
+        1
+    }
     /// Whether it runs a command the user gives with `--bin`.
     fn takes_bin(&self) -> bool {
         false

@@ -17,7 +17,7 @@ use crate::{
 };
 
 /// Topology names `--topology` takes; the first is the default.
-pub const TOPOLOGIES: &[&str] = &["grid", "line", "total", "tree2", "tree3", "tree4"];
+pub const TOPOLOGIES: &[&str] = &["grid", "line", "total", "tree", "tree2", "tree3", "tree4"];
 
 /// The neighbours of each node under topology `name`, nodes in the given order.
 pub fn topology(name: &str, nodes: &[String]) -> Result<BTreeMap<String, Vec<String>>, String> {
@@ -46,6 +46,8 @@ pub fn topology(name: &str, nodes: &[String]) -> Result<BTreeMap<String, Vec<Str
             }
         }
         tree => {
+            // Maelstrom's `tree` is a binary tree.
+            let tree = if tree == "tree" { "tree2" } else { tree };
             let fanout = tree
                 .strip_prefix("tree")
                 .and_then(|k| k.parse::<usize>().ok())

@@ -1,8 +1,8 @@
 //! One client for every Maelstrom workload: a [`Protocol`] says what request
 //! an operation sends and what the reply means; this module carries it,
 //! maps Maelstrom's error codes, and runs the setup a workload needs first
-//! (broadcast's topology). An op whose value names a `node` goes to that node
-//! (the final reads on every node); any other goes to the process's node,
+//! (broadcast's topology). An op whose value names a `node` (an index into
+//! the nodes) goes to that node (the final reads on every node); any other goes to the process's node,
 //! and the next one after a failure.
 
 use std::sync::Arc;
@@ -28,9 +28,12 @@ pub trait Protocol: Send + Sync {
     }
 }
 
-/// The node an op names in its value (`{"node": "n2", ...}`), if any.
-pub fn named_node(op: &Invocation) -> Option<&str> {
-    op.value.get("node").and_then(Value::as_str)
+/// The index of the node an op names in its value (`{"node": 2, ...}`), if any.
+pub fn named_node(op: &Invocation) -> Option<usize> {
+    op.value
+        .get("node")
+        .and_then(Value::as_u64)
+        .map(|i| i as usize)
 }
 
 /// Makes sessions for a Maelstrom workload.
@@ -121,8 +124,8 @@ impl MaelstromOps {
         let Some(link) = &self.link else {
             return (Completion::Fail("no link".into()), None);
         };
-        let node = match named_node(op) {
-            Some(n) => n.to_string(),
+        let node = match named_node(op).and_then(|i| self.nodes.get(i)) {
+            Some(n) => n.id.clone(),
             None => self.nodes[self.target].id.clone(),
         };
         let harmless = self.protocol.harmless(op);
@@ -165,13 +168,13 @@ pub fn field(reply: &Value, name: &str) -> Completion {
     }
 }
 
-/// Final reads: one `read` on every node, marked final.
+/// Final reads: one `read` on every node (by its index), marked final.
 pub fn final_reads(nodes: usize) -> Vec<crate::Invocation> {
-    (1..=nodes)
+    (0..nodes)
         .map(|i| crate::Invocation {
             f: "read".into(),
             key: None,
-            value: serde_json::json!({"node": format!("n{i}"), "final": true}),
+            value: serde_json::json!({"node": i, "final": true}),
         })
         .collect()
 }

@@ -133,7 +133,7 @@ pub fn check(history: &History) -> CheckerResult {
             continue;
         }
         let Outcome::Ok(v) = &op.output else { continue };
-        let node = op.input.get("node").and_then(|n| n.as_str()).unwrap_or("?");
+        let node = op.node.as_deref().unwrap_or("?");
         match v.as_i64() {
             Some(n) if (low..=high).contains(&n) => finals.push(json!({"node": node, "value": n})),
             _ => {

@@ -64,7 +64,7 @@ struct Logs {
 impl Logs {
     fn some_keys(&self, rng: &mut Rng) -> Vec<String> {
         let mut keys: Vec<String> = (0..1 + rng.below(KEYS_PER_POLL))
-            .map(|_| format!("k{}", rng.below(self.keys as u64)))
+            .map(|_| rng.below(self.keys as u64).to_string())
             .collect();
         keys.sort();
         keys.dedup();
@@ -77,7 +77,7 @@ impl Generator for Logs {
         let roll = rng.below(10);
         let (f, value) = if roll < 5 {
             self.next += 1;
-            let key = format!("k{}", rng.below(self.keys as u64));
+            let key = rng.below(self.keys as u64).to_string();
             ("send", json!([key, self.next]))
         } else if roll < 8 {
             let keys = self.some_keys(rng);
@@ -130,14 +130,13 @@ impl Generator for Logs {
 
     /// A poll of every key from its start, on every node.
     fn final_ops(&self) -> Vec<Invocation> {
-        let offsets: Map<String, Value> = (0..self.keys)
-            .map(|k| (format!("k{k}"), json!(0)))
-            .collect();
-        (1..=self.nodes)
+        let offsets: Map<String, Value> =
+            (0..self.keys).map(|k| (k.to_string(), json!(0))).collect();
+        (0..self.nodes)
             .map(|i| Invocation {
                 f: "poll".into(),
                 key: None,
-                value: json!({"offsets": offsets, "node": format!("n{i}"), "final": true}),
+                value: json!({"offsets": offsets, "node": i, "final": true}),
             })
             .collect()
     }

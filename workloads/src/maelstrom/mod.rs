@@ -50,9 +50,12 @@ impl fmt::Debug for Link {
 }
 
 /// Whether a Maelstrom error code means the operation certainly did not
-/// happen (Maelstrom's "definite" errors).
+/// happen: the codes Maelstrom defines as definite (node not found, not
+/// supported, temporarily unavailable, malformed request, abort, key does not
+/// exist, key already exists, precondition failed, txn conflict). Timeouts
+/// (0), crashes (13), custom codes (1000 and up) and any other are not.
 pub fn definite(code: i64) -> bool {
-    !matches!(code, 0 | 13)
+    matches!(code, 1 | 10 | 11 | 12 | 14 | 20 | 21 | 22 | 30)
 }
 
 /// Maelstrom keys are often integers: `k12` travels as 12.
@@ -85,7 +88,7 @@ impl Client for MaelstromKvClient {
         Box::new(MaelstromSession {
             link: self.link.clone(),
             nodes: self.nodes.clone(),
-            client: format!("c{process}"),
+            client: format!("c{}", process + 1),
             target: process as usize % self.nodes.len().max(1),
             timeout: self.timeout,
         })
@@ -171,6 +174,7 @@ mod tests {
         assert_eq!(wire_key("x"), json!("x"));
         assert!(!definite(0), "timeout");
         assert!(!definite(13), "crash");
-        assert!(definite(20) && definite(22) && definite(11));
+        assert!(definite(20) && definite(22) && definite(11) && definite(30));
+        assert!(!definite(1000) && !definite(42), "custom and unknown codes");
     }
 }

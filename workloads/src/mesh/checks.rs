@@ -66,7 +66,14 @@ struct Evidence {
 pub fn check(history: &History) -> Checked {
     let mut checked = Checked::default();
     let Some(evidence) = evidence(history) else {
-        for name in ["breaker", "retries", "deadline", "health-routing", "traces", "spread"] {
+        for name in [
+            "breaker",
+            "retries",
+            "deadline",
+            "health-routing",
+            "traces",
+            "spread",
+        ] {
             checked.add(
                 name,
                 CheckerResult::new(
@@ -512,8 +519,15 @@ fn health_routing(history: &History, ev: &Evidence) -> (Findings, Value) {
                 .any(|(ws, wi, wstart, _, _)| (ws == "*" || ws == s) && wi == i && *wstart == start)
         })
     };
+    // A sidecar that restarted after the fault began kept no record of it.
+    let covered = |s: &str, start: u64| {
+        ev.kept_from
+            .iter()
+            .filter(|(sidecar, _)| s == "*" || s == sidecar.as_str())
+            .all(|(_, &from)| from <= start)
+    };
     for (s, lost, start, _, _) in &windows {
-        if all_lost(s, *start) {
+        if all_lost(s, *start) || !covered(s, *start) {
             continue;
         }
         let first = ev
@@ -565,9 +579,11 @@ fn spread(history: &History, ev: &Evidence, instances: usize) -> (Findings, Opti
     // down), a balancer rightly skips it: those stretches are not judged.
     let mut out: BTreeMap<(String, String), u64> = BTreeMap::new();
     let mut held: Vec<(String, u64, u64)> = Vec::new();
-    let changes = ev.transitions.iter().map(|t| (t, t["to"] != "closed")).chain(
-        ev.health.iter().map(|h| (h, h["up"] != true)),
-    );
+    let changes = ev
+        .transitions
+        .iter()
+        .map(|t| (t, t["to"] != "closed"))
+        .chain(ev.health.iter().map(|h| (h, h["up"] != true)));
     let mut changes: Vec<(&Value, bool)> = changes.collect();
     changes.sort_by_key(|(c, _)| u(&c["at_ms"]));
     for (c, bad) in changes {

@@ -37,8 +37,13 @@ pub const BUDGET_RATIO: f64 = 0.2;
 /// Retry tokens earned per second whatever the traffic.
 pub const BUDGET_PER_SEC: f64 = 10.0;
 /// How long after an instance is cut off, paused or killed the sidecars may
-/// still send it a try (health probes every 100 ms, two failures mark it down).
+/// still send it a try (a probe every 100 ms, each given [`PROBE_TIMEOUT_MS`];
+/// two failures mark it down: about 600 ms at worst).
 pub const DETECTION_MS: u64 = 1_000;
+/// How long a health probe waits: above the round trip the delay fault makes
+/// (up to 2 x 150 ms at its worst, rarely over 250), so a slow network does
+/// not mark every instance down and leave nothing to route to.
+pub const PROBE_TIMEOUT_MS: u64 = 250;
 /// Work each request asks of an instance.
 const WORK_MS: u64 = 2;
 /// Keys requests spread over (the consistent-hash balancer's keys).
@@ -57,6 +62,7 @@ pub fn mesh_config() -> Value {
         "retry": {"max_attempts": MAX_TRIES, "per_try_timeout_ms": PER_TRY_MS,
                   "budget_ratio": BUDGET_RATIO, "min_per_sec": BUDGET_PER_SEC},
         "timeout_ms": DEADLINE_MS,
+        "health": {"timeout_ms": PROBE_TIMEOUT_MS},
     })
 }
 

@@ -64,6 +64,11 @@ impl Target for Maelstrom {
         true
     }
 
+    /// Maelstrom names nodes `n0`, `n1`, ...
+    fn first_node(&self) -> usize {
+        0
+    }
+
     fn workloads(&self) -> &'static [&'static str] {
         WORKLOADS
     }
@@ -258,6 +263,7 @@ impl Runtime for MaelstromRuntime {
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(id.to_string(), tx);
             let (r, me) = (router.clone(), id.to_string());
+            let incarnation = router.begin(id);
             tokio::spawn(async move {
                 let mut out = BufReader::with_capacity(1 << 16, stdout);
                 while let Ok(Some(line)) = next_line(&mut out, MAX_LINE_BYTES).await {
@@ -268,7 +274,7 @@ impl Runtime for MaelstromRuntime {
                     }
                     r.deliver(&me, &line.text);
                 }
-                r.closed(&me);
+                r.closed(&me, incarnation);
             });
             // `init`, as Maelstrom sends it, before anything else.
             let init = json!({"type": "init", "node_id": id, "node_ids": ids});
@@ -283,7 +289,7 @@ impl Runtime for MaelstromRuntime {
             };
             p.child = Some(child);
             match reply {
-                Some(r) if r["type"] == "init_ok" => {}
+                Some(r) if r["type"] == "init_ok" => router.started(id),
                 Some(r) => {
                     let r = r.to_string();
                     bail!(

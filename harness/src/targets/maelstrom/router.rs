@@ -151,6 +151,10 @@ pub struct Router {
     problems: Mutex<(u64, Vec<Problem>)>,
     topology: Mutex<HashMap<String, Value>>,
     exiting: Mutex<HashSet<String>>,
+    /// Nodes that answered `init` and have not been stopped since.
+    running: Mutex<HashSet<String>>,
+    /// Each node's process count: a closed pipe of an earlier process is old news.
+    incarnations: Mutex<HashMap<String, u64>>,
 }
 
 impl Router {
@@ -177,6 +181,8 @@ impl Router {
             problems: Mutex::new((0, Vec::new())),
             topology: Mutex::new(HashMap::new()),
             exiting: Mutex::new(HashSet::new()),
+            running: Mutex::new(HashSet::new()),
+            incarnations: Mutex::new(HashMap::new()),
         })
     }
 
@@ -235,13 +241,34 @@ impl Router {
     /// The harness is about to stop `node` (kill, teardown): its end is no news.
     pub fn expect_exit(&self, node: &str) {
         lock(&self.exiting).insert(node.to_string());
+        lock(&self.running).remove(node);
         write_lock(&self.stdin).remove(node);
     }
 
-    /// The node's output ended: a problem unless the harness stopped it.
-    pub fn closed(&self, node: &str) {
-        if !lock(&self.exiting).remove(node) {
-            write_lock(&self.stdin).remove(node);
+    /// A new process of `node` starts: its number, for [`Router::closed`].
+    pub fn begin(&self, node: &str) -> u64 {
+        lock(&self.exiting).remove(node);
+        let mut all = lock(&self.incarnations);
+        let n = all.entry(node.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+
+    /// `node` answered `init`: from now on its exit is news.
+    pub fn started(&self, node: &str) {
+        lock(&self.running).insert(node.to_string());
+    }
+
+    /// The node's output ended: a problem unless the harness stopped it (a
+    /// node that never answered `init` is reported by its start instead).
+    pub fn closed(&self, node: &str, incarnation: u64) {
+        if lock(&self.incarnations).get(node) != Some(&incarnation) {
+            return;
+        }
+        let exiting = lock(&self.exiting).remove(node);
+        let running = lock(&self.running).remove(node);
+        write_lock(&self.stdin).remove(node);
+        if !exiting && running {
             self.problem(
                 node,
                 format!("exited on its own (see nodes/{node}/node.log)"),
@@ -365,10 +392,16 @@ impl Router {
                 line,
             );
         }
-        if msg["src"].as_str() != Some(from) {
+        // A node may forward a client's request with the client's `src` (as
+        // Maelstrom allows): any known node or client will do.
+        let src = msg["src"].as_str().unwrap_or("");
+        let client = src
+            .strip_prefix('c')
+            .is_some_and(|n| n.parse::<u64>().is_ok());
+        if src != from && !client && !self.nodes.contains(src) {
             self.problem(
                 from,
-                format!("sent a message with src {}", msg["src"]),
+                format!("sent a message with src {}, no node or client", msg["src"]),
                 line,
             );
         }

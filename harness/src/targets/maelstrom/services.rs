@@ -77,7 +77,7 @@ impl Services {
             "lin-tso" => match body["type"].as_str() {
                 Some("ts") => {
                     self.tso += 1;
-                    json!({"type": "ts_ok", "ts": self.tso})
+                    json!({"type": "ts_ok", "ts": self.tso - 1})
                 }
                 _ => error(10, "lin-tso supports ts"),
             },

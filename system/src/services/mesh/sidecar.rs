@@ -1127,21 +1127,27 @@ fn error(
 /// majority) is likelier than a mass death, so instances whose probes still
 /// pass are kept until the probes say otherwise.
 fn forget(sidecar: &str, name: &str, svc: &mut Svc, seen: &BTreeSet<String>) {
-    let leaving = svc.instances.keys().filter(|id| !seen.contains(*id)).count();
+    let leaving = svc
+        .instances
+        .keys()
+        .filter(|id| !seen.contains(*id))
+        .count();
     let preserve = leaving * 2 > svc.instances.len();
     svc.instances.retain(|id, inst| {
         if seen.contains(id) {
             return true;
         }
         if preserve && inst.health.up {
-            log_line!(sidecar, "mesh: {name}/{id} unlisted but passing its probes: kept (self-preservation)");
+            log_line!(
+                sidecar,
+                "mesh: {name}/{id} unlisted but passing its probes: kept (self-preservation)"
+            );
             return true;
         }
         log_line!(sidecar, "mesh: {name}/{id} left (lease lapsed)");
         false
     });
 }
-
 
 #[cfg(test)]
 mod tests {

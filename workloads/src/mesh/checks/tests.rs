@@ -271,7 +271,13 @@ fn simulated_correct_sidecars_are_valid_with_their_figures() {
 fn a_breaker_that_never_opens_is_caught_and_one_that_opened_is_not() {
     let mut caught = 0;
     for seed in 0..50 {
-        let sim = simulate(seed, Flaws { never_opens: true, calm: false });
+        let sim = simulate(
+            seed,
+            Flaws {
+                never_opens: true,
+                calm: false,
+            },
+        );
         let c = check(&history(&sim, true));
         if verdicts(&c)["breaker"] == json!(false) {
             caught += 1;
@@ -595,7 +601,10 @@ fn a_balancer_that_starves_an_instance_in_calm_stretches_is_caught() {
         }
         let c = check(&history(&sim, true));
         assert_eq!(c.checkers["spread"]["valid"], json!(false), "seed {seed}");
-        assert!(c.checkers["spread"]["summary"].as_str().unwrap().contains("2 of 3 instances"));
+        assert!(c.checkers["spread"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("2 of 3 instances"));
         caught += 1;
     }
     assert_eq!(caught, 50);
