@@ -1,12 +1,12 @@
-//! A Maelstrom node in Rust for the `echo`, `unique-ids`, `broadcast` and
-//! `g-counter`/`pn-counter` workloads: the second-language node of the
+//! A Maelstrom node in Rust for the `echo`, `unique-ids`, `broadcast`, `g-set`
+//! and `g-counter`/`pn-counter` workloads: the second-language node of the
 //! integration tests and the fast node of the router benchmark.
 //!
 //! Usage: `maelstrom_node WORKLOAD [--bug]`. It speaks Maelstrom's protocol,
 //! one JSON message per line on stdin and stdout; a background thread gossips
-//! every 200 ms for broadcast and the counters. `--bug` plants one flaw per
-//! workload (garbled echoes, colliding ids, broadcasts lost to partitions,
-//! double-counting merges) for the harness to catch.
+//! every 200 ms for broadcast, the set and the counters. `--bug` plants one
+//! flaw per workload (garbled echoes, colliding ids, broadcasts and set
+//! elements lost to partitions, double-counting merges) for the harness to catch.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{self, BufRead, BufWriter, Stdout, Write};
@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 
 /// Printed on a bad command line.
 const USAGE: &str = "usage: maelstrom_node WORKLOAD [--bug]\n  \
-    WORKLOAD: echo, unique-ids, broadcast, g-counter or pn-counter";
+    WORKLOAD: echo, unique-ids, broadcast, g-set, g-counter or pn-counter";
 /// How often the background thread gossips.
 const TICK: Duration = Duration::from_millis(200);
 /// Every this many ticks a broadcast node resends everything it knows, acked
@@ -39,6 +39,8 @@ enum Workload {
     Echo,
     UniqueIds,
     Broadcast,
+    /// `g-set`: the broadcast machinery under the set's message names.
+    GSet,
     /// `g-counter` and `pn-counter`: one CRDT serves both.
     Counter,
 }
@@ -51,6 +53,7 @@ impl Workload {
             "echo" => Workload::Echo,
             "unique-ids" => Workload::UniqueIds,
             "broadcast" => Workload::Broadcast,
+            "g-set" => Workload::GSet,
             "g-counter" | "pn-counter" => Workload::Counter,
             _ => return None,
         };
@@ -183,8 +186,22 @@ fn handle(node: &Node, src: &str, body: &Value) {
             let messages: Vec<i64> = node.state().messages.iter().copied().collect();
             node.reply(src, body, json!({"type": "read_ok", "messages": messages}));
         }
-        (Workload::Broadcast, "gossip") => gossip(node, src, body),
-        (Workload::Broadcast, "gossip_ok") => node.state().settle(src, &ints(&body["messages"])),
+        (Workload::GSet, "add") => {
+            let Some(element) = body["element"].as_i64() else {
+                node.error(src, body, MALFORMED, "add needs an integer `element`");
+                return;
+            };
+            learn(node, src, &[element]);
+            node.reply(src, body, json!({"type": "add_ok"}));
+        }
+        (Workload::GSet, "read") => {
+            let value: Vec<i64> = node.state().messages.iter().copied().collect();
+            node.reply(src, body, json!({"type": "read_ok", "value": value}));
+        }
+        (Workload::Broadcast | Workload::GSet, "gossip") => gossip(node, src, body),
+        (Workload::Broadcast | Workload::GSet, "gossip_ok") => {
+            node.state().settle(src, &ints(&body["messages"]))
+        }
         (Workload::Counter, "add") => add(node, src, body),
         (Workload::Counter, "read") => {
             let value = node
@@ -396,7 +413,9 @@ fn gossip_loop(node: &Node) {
         thread::sleep(TICK);
         tick += 1;
         match node.workload {
-            Workload::Broadcast => broadcast_tick(node, tick.is_multiple_of(FULL_RESEND_EVERY)),
+            Workload::Broadcast | Workload::GSet => {
+                broadcast_tick(node, tick.is_multiple_of(FULL_RESEND_EVERY))
+            }
             Workload::Counter => counter_tick(node),
             Workload::Echo | Workload::UniqueIds => return,
         }
@@ -412,7 +431,8 @@ fn start(workload: Workload, bug: bool, src: &str, init: &Value) -> Option<Arc<N
     };
     let node = Arc::new(node);
     node.reply(src, init, json!({"type": "init_ok"}));
-    if workload == Workload::Counter || (workload == Workload::Broadcast && !bug) {
+    let gossips = matches!(workload, Workload::Broadcast | Workload::GSet);
+    if workload == Workload::Counter || (gossips && !bug) {
         let gossiper = Arc::clone(&node);
         thread::spawn(move || gossip_loop(&gossiper));
     }

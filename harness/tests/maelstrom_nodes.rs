@@ -226,6 +226,7 @@ fn rust_nodes_are_judged_alike() {
         "outside",
         &[],
     );
+    correct_and_broken("g-set", &format!("{node} g-set"), "set-full", "lost", &[]);
 }
 
 #[test]

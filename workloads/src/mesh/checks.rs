@@ -370,11 +370,13 @@ fn deadline(ev: &Evidence) -> Findings {
 }
 
 /// Every fault's reach, as (sidecar, instance, start, end) unix-ms windows;
-/// `*` for every sidecar or instance (a delay slows every link).
+/// `*` for every sidecar or instance (a delay slows every link). An instance
+/// killed, paused or cut off counts as touched until [`DETECTION_MS`] after
+/// it was let go: the sidecars get as long to see it back as to see it gone.
 fn touched_windows(history: &History, offset_ms: i64) -> Vec<(String, String, u64, u64)> {
     let mut out: Vec<(String, String, u64, u64)> = broken_windows(history, offset_ms)
         .into_iter()
-        .map(|(s, i, a, b, _)| (s, i, a, b))
+        .map(|(s, i, a, b, _)| (s, i, a, b + DETECTION_MS))
         .collect();
     let ms = |t: Option<i64>| (t.unwrap_or(0) / 1_000_000 + offset_ms).max(0) as u64;
     let mut open: Option<(String, Value, u64)> = None;
