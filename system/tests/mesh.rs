@@ -83,6 +83,11 @@ async fn the_sidecar_balances_routes_around_dead_and_browned_out_instances_and_t
     )
     .await;
     let registry = c.url("n1", "");
+    // The first request through the sidecar starts its discovery.
+    wait_for("an answer through the sidecar", || async {
+        c.request("GET", "n1", "/mesh/api/work/k", None).await.0 != 0
+    })
+    .await;
     let mut instances: BTreeMap<&str, Instance> = ["api1", "api2", "api3"]
         .into_iter()
         .map(|id| (id, instance(id, &registry)))

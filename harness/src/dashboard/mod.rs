@@ -159,12 +159,14 @@ async fn poll_node(http: &reqwest::Client, id: String, url: String) -> NodePoll 
             r.json::<Value>().await.ok()
         }
     };
-    let (state, cache) = tokio::join!(get("/cluster/state"), get("/cache"));
+    let (state, cache, mesh) =
+        tokio::join!(get("/cluster/state"), get("/cache"), get("/mesh/state"));
     NodePoll {
         id,
         url,
         state,
         cache,
+        mesh,
     }
 }
 

@@ -24,6 +24,24 @@ pub struct NodePoll {
     pub state: Option<Value>,
     /// `/cache`.
     pub cache: Option<Value>,
+    /// `/mesh/state`: the node's sidecar, its breakers and health views.
+    pub mesh: Option<Value>,
+}
+
+/// Every breaker of a sidecar's `/mesh/state`: service, instance, state, and
+/// whether its health checks find the instance up.
+fn breakers(mesh: Option<&Value>) -> Vec<Value> {
+    let Some(services) = mesh.and_then(|m| m["services"].as_object()) else {
+        return Vec::new();
+    };
+    services
+        .iter()
+        .flat_map(|(name, s)| {
+            s["instances"].as_array().into_iter().flatten().map(move |i| {
+                json!({"service": name, "instance": i["instance"], "breaker": i["breaker"], "up": i["up"]})
+            })
+        })
+        .collect()
 }
 
 /// Ops completed in one second of the run.
@@ -196,6 +214,7 @@ impl Tracker {
                     "applied_index": c.as_ref().map(|c| c["applied_index"].clone()),
                     "members": c.as_ref().map(|c| c["members"].clone()),
                     "mailbox": p.state.as_ref().map(|s| s["mailbox"].clone()),
+                    "breakers": breakers(p.mesh.as_ref()),
                     "cache": p.cache.as_ref().map(|c| json!({
                         "entries": c["entries"], "hits": hits, "misses": misses,
                         "hit_ratio": if hits + misses > 0 { json!(hits as f64 / (hits + misses) as f64) } else { Value::Null },
@@ -245,7 +264,25 @@ mod tests {
             url: format!("http://{id}"),
             state: role.map(|(r, t)| json!({"consensus": {"role": r, "term": t}, "mailbox": {}})),
             cache: Some(json!({"entries": 2, "stats": {"hits": 3, "misses": 1}})),
+            mesh: None,
         }
+    }
+
+    #[test]
+    fn each_sidecar_s_breakers_are_shown() {
+        let mut t = Tracker::new(None);
+        let mut p = poll("n1", Some(("leader", 1)));
+        p.mesh = Some(json!({"sidecar": "n1", "services": {"api": {"instances": [
+            {"instance": "api1", "breaker": "closed", "up": true},
+            {"instance": "api2", "breaker": "open", "up": false}]}}}));
+        let v = t.view(vec![p, poll("n2", Some(("follower", 1)))]);
+        assert_eq!(
+            v["nodes"][0]["breakers"],
+            json!([{"service": "api", "instance": "api1", "breaker": "closed", "up": true},
+                   {"service": "api", "instance": "api2", "breaker": "open", "up": false}])
+        );
+        // A node that is no sidecar (or is down) shows none.
+        assert_eq!(v["nodes"][1]["breakers"], json!([]));
     }
 
     #[test]

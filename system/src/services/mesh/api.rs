@@ -29,8 +29,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(sidecar: Arc<Sidecar>) -> Router
         .with_state(sidecar)
 }
 
+/// A look only: reading the state starts no discovery (the dashboard polls
+/// every node's, sidecar or not).
 async fn state(State(s): State<Arc<Sidecar>>) -> Json<Value> {
-    s.wake();
     Json(s.state())
 }
 
