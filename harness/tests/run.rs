@@ -1079,6 +1079,10 @@ fn bad_input_exits_254_and_says_what_is_accepted() {
     for (args, needle) in [
         (vec!["--workload", "nope"], "known: kv"),
         (
+            vec!["--workload", "broadcast"],
+            "speaks Maelstrom's protocol",
+        ),
+        (
             vec!["--workload", "kv", "--nemesis", "kill,meteor"],
             "accepted: partition",
         ),

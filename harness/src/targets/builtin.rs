@@ -82,6 +82,12 @@ impl Target for Builtin {
     }
 
     fn validate(&self, cfg: &TestConfig) -> Result<(), String> {
+        if super::maelstrom::ONLY_HERE.contains(&cfg.workload.as_str()) {
+            return Err(format!(
+                "--workload {} speaks Maelstrom's protocol: run your node with --target maelstrom --bin NODE (or `harness maelstrom test -w {} --bin NODE`)",
+                cfg.workload, cfg.workload
+            ));
+        }
         if !PROTOCOLS.iter().any(|(p, _)| *p == cfg.consensus) {
             let known: Vec<&str> = PROTOCOLS.iter().map(|(p, _)| *p).collect();
             return Err(format!(

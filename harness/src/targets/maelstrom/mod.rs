@@ -47,6 +47,17 @@ pub const WORKLOADS: &[&str] = &[
     "txn-rw-register",
 ];
 
+/// The workloads only Maelstrom nodes speak.
+pub const ONLY_HERE: &[&str] = &[
+    "echo",
+    "unique-ids",
+    "broadcast",
+    "g-set",
+    "g-counter",
+    "pn-counter",
+    "kafka",
+];
+
 impl Target for Maelstrom {
     fn name(&self) -> &'static str {
         "maelstrom"
