@@ -16,6 +16,7 @@ pub mod result;
 pub mod txn;
 pub mod validity;
 pub mod value;
+pub mod versions;
 
 pub use error::ReadError;
 pub use format::Format;
@@ -65,7 +66,10 @@ pub fn check_named(
         "register" => run(Register::plain(), history, options)?,
         "cas-register" => run(Register::cas(), history, options)?,
         "kv" => run(Register::kv(), history, options)?,
-        "append-kv" => run(AppendKv, history, options)?,
+        "append-kv" => match versions::refute_append_kv(history) {
+            Some(refuted) => linearizability::refuted(AppendKv.name(), history, options, refuted),
+            None => run(AppendKv, history, options)?,
+        },
         "mutex" => run(Mutex, history, options)?,
         "fifo-queue" => run(FifoQueue, history, options)?,
         other => return Err(CheckError::UnknownModel(other.to_string())),

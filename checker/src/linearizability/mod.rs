@@ -806,3 +806,45 @@ impl<N: Fork> Task<N> {
         }
     }
 }
+
+/// The result for a history refuted before any search (see [`crate::versions`]).
+pub fn refuted(
+    model: &str,
+    history: &History,
+    options: &CheckOptions,
+    refutation: crate::versions::Refutation,
+) -> Linearizability {
+    let keys = if options.partition {
+        history
+            .ops
+            .iter()
+            .map(|o| o.key)
+            .collect::<std::collections::HashSet<_>>()
+            .len()
+    } else {
+        1
+    };
+    let failure = Counterexample {
+        key: refutation
+            .key
+            .filter(|_| options.partition)
+            .map(|k| history.keys[k as usize].clone()),
+        op: OpView::of(history, refutation.op),
+        prefix: Vec::new(),
+        state: Value::Null,
+        pending: Vec::new(),
+        exact: true,
+        reason: Some(refutation.reason),
+    };
+    Linearizability {
+        valid: Validity::Invalid,
+        model: model.to_string(),
+        partitioned: options.partition,
+        keys,
+        ops: history.ops.len(),
+        indeterminate: history.ops.iter().filter(|o| o.is_indeterminate()).count(),
+        unknown: None,
+        failures: vec![failure],
+        stats: CheckStats::default(),
+    }
+}
