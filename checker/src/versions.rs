@@ -39,13 +39,10 @@ pub struct Refutation {
     pub reason: String,
 }
 
-/// The version before any put or append: the empty string.
-const INITIAL: usize = usize::MAX;
-
 /// One version's ops: their latest invoke and earliest return, and who set them.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Zone {
-    version: usize,
+    version: Version,
     /// Latest invoke among the version's ops, and that op (`None` for the initial
     /// version's virtual writer).
     last_call: (i128, Option<usize>),
@@ -87,11 +84,11 @@ fn is_put(op: &Op) -> bool {
     matches!(&*op.f, "put" | "write")
 }
 
-/// Splits `s` into values of `tokens`; `None` unless there is exactly one way.
+/// Splits `s` into values of `tokens` (value -> id); `None` unless there is
+/// exactly one way.
 fn split(s: &str, tokens: &HashMap<&str, usize>, longest: usize) -> Option<Vec<usize>> {
-    let b = s.as_bytes();
-    let n = b.len();
-    // ways[i]: number of splits of s[i..] (capped at 2); next[i]: the token used.
+    let n = s.len();
+    // ways[i]: number of splits of s[i..] (capped at 2); next[i]: the value used.
     let mut ways = vec![0u8; n + 1];
     let mut next = vec![(usize::MAX, 0); n + 1];
     ways[n] = 1;
@@ -103,10 +100,10 @@ fn split(s: &str, tokens: &HashMap<&str, usize>, longest: usize) -> Option<Vec<u
             let Some(piece) = s.get(i..i + len) else {
                 continue;
             };
-            if let Some(&op) = tokens.get(piece) {
+            if let Some(&id) = tokens.get(piece) {
                 if ways[i + len] > 0 {
                     ways[i] = (ways[i] + ways[i + len]).min(2);
-                    next[i] = (op, len);
+                    next[i] = (id, len);
                 }
             }
         }
@@ -117,16 +114,31 @@ fn split(s: &str, tokens: &HashMap<&str, usize>, longest: usize) -> Option<Vec<u
     let mut out = Vec::new();
     let mut i = 0;
     while i < n {
-        let (op, len) = next[i];
-        out.push(op);
+        let (id, len) = next[i];
+        out.push(id);
         i += len;
     }
     Some(out)
 }
 
+/// A state of one key that holds over one unbroken span.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+enum Version {
+    /// The empty string before the first write.
+    Initial,
+    /// The state the op made (its value is carried by no other op).
+    After(usize),
+    /// A state read, made by one of several ops with the same value, holding a
+    /// value only one op carries (so it cannot come back once left).
+    Read(String),
+}
+
 fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<Refutation> {
     let ops = &history.ops;
+    // Each distinct value written, and the ops that wrote it.
     let mut tokens: HashMap<&str, usize> = HashMap::new();
+    let mut writers: Vec<Vec<usize>> = Vec::new();
+    let mut values: Vec<&str> = Vec::new();
     for &i in members {
         let op = &ops[i];
         if is_get(op) {
@@ -136,16 +148,23 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
             return None;
         }
         let t = string(&op.input)?;
-        if t.is_empty() || tokens.insert(t, i).is_some() {
+        if t.is_empty() {
             return None;
         }
+        let id = *tokens.entry(t).or_insert_with(|| {
+            writers.push(Vec::new());
+            values.push(t);
+            writers.len() - 1
+        });
+        writers[id].push(i);
     }
+    let only = |id: usize| (writers[id].len() == 1).then(|| writers[id][0]);
     let longest = tokens.keys().map(|t| t.len()).max().unwrap_or(0);
-    // Each version's ops; the version is named by its writer (or INITIAL).
-    let mut seen_by: HashMap<usize, Vec<usize>> = HashMap::new();
-    // The version each append extended, and the get that showed it.
-    let mut pred: HashMap<usize, (usize, usize)> = HashMap::new();
     let name_op = |i: usize| describe(history, i);
+    // Each version's ops other than its writer.
+    let mut seen_by: HashMap<Version, Vec<usize>> = HashMap::new();
+    // The state each single-valued append extended, and the get that showed it.
+    let mut pred: HashMap<usize, (String, usize)> = HashMap::new();
     for &i in members {
         let op = &ops[i];
         if !is_get(op) {
@@ -154,97 +173,108 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
         let Outcome::Ok(v) = &op.output else {
             continue;
         };
-        let s = string(v)?;
+        let Some(s) = string(v) else {
+            continue;
+        };
         let chain = if s.is_empty() {
             Vec::new()
         } else {
-            split(s, &tokens, longest)?
+            match split(s, &tokens, longest) {
+                Some(c) => c,
+                None => continue,
+            }
         };
-        let mut before = INITIAL;
-        for (n, &w) in chain.iter().enumerate() {
-            if n > 0 && is_put(&ops[w]) {
-                // A put in the middle of a string cannot happen; the search says so.
-                return None;
-            }
-            if n == 0 && is_put(&ops[w]) {
-                before = w;
-                continue;
-            }
-            match pred.get(&w) {
-                Some(&(p, _)) if p == before => {}
-                Some(&(p, by)) => {
-                    let name = |v: usize| {
-                        if v == INITIAL {
-                            "the empty string".to_string()
-                        } else {
-                            format!("the state {}", name_op(v))
-                        }
-                    };
-                    return Some(Refutation {
-                        key,
-                        op: i,
-                        reason: format!(
-                            "{} shows {} applied to {}, but {} shows it applied to {}: it happened once",
-                            name_op(i),
-                            name_op(w),
-                            name(before),
-                            name_op(by),
-                            name(p)
-                        ),
-                    });
-                }
-                None => {
-                    pred.insert(w, (before, i));
-                }
-            }
-            before = w;
-        }
-        if chain
+        if let Some(twice) = chain
             .iter()
             .enumerate()
-            .any(|(n, w)| chain[..n].contains(w))
+            .find(|&(n, &id)| only(id).is_some() && chain[..n].contains(&id))
         {
+            let w = only(*twice.1).unwrap_or(i);
             return Some(Refutation {
                 key,
                 op: i,
-                reason: format!("{} holds one op's value twice", name_op(i)),
+                reason: format!("{} holds the value of {} twice", name_op(i), name_op(w)),
             });
         }
-        seen_by.entry(before).or_default().push(i);
-    }
-    for (&w, &(p, _)) in &pred {
-        seen_by.entry(p).or_default().push(w);
+        let mut prefix = String::new();
+        let mut unique_so_far = false;
+        let mut version = Some(Version::Initial);
+        for (n, &id) in chain.iter().enumerate() {
+            if let (Some(w), Some(v)) = (only(id), &version) {
+                // `w` saw the state before it.
+                match pred.get(&w) {
+                    Some((p, _)) if *p == prefix => {}
+                    Some((p, by)) => {
+                        let state = |p: &str| {
+                            if p.is_empty() {
+                                "the empty string".to_string()
+                            } else {
+                                format!("{p:?}")
+                            }
+                        };
+                        return Some(Refutation {
+                            key,
+                            op: i,
+                            reason: format!(
+                                "{} shows {} applied to {}, but {} shows it applied to {}: it happened once",
+                                name_op(i),
+                                name_op(w),
+                                state(&prefix),
+                                name_op(*by),
+                                state(p)
+                            ),
+                        });
+                    }
+                    None => {
+                        pred.insert(w, (prefix.clone(), i));
+                        if n > 0 || !is_put(&ops[w]) {
+                            seen_by.entry(v.clone()).or_default().push(w);
+                        }
+                    }
+                }
+            }
+            prefix.push_str(values[id]);
+            unique_so_far |= only(id).is_some();
+            version = match only(id) {
+                Some(w) => Some(Version::After(w)),
+                None if unique_so_far => Some(Version::Read(prefix.clone())),
+                None => None,
+            };
+        }
+        if let Some(v) = version {
+            seen_by.entry(v).or_default().push(i);
+        }
     }
     // Zones, one per version that holds at some time.
-    let mut zones = Vec::new();
     let position = |i: usize| (ops[i].call as i128, ops[i].ret as i128);
-    let mut versions: Vec<usize> = members
-        .iter()
-        .copied()
-        .filter(|&i| !is_get(&ops[i]))
+    let mut versions: Vec<Version> = (0..writers.len())
+        .filter_map(|id| only(id).map(Version::After))
         .collect();
-    if seen_by.contains_key(&INITIAL) {
-        versions.push(INITIAL);
-    }
+    versions.extend(seen_by.keys().filter(|v| !matches!(v, Version::After(_))).cloned());
+    let mut zones = Vec::new();
     for v in versions {
-        let (mut last_call, mut first_ret) = if v == INITIAL {
-            ((-1, None), (-1, None))
-        } else {
-            let (c, r) = position(v);
-            ((c, Some(v)), (r, Some(v)))
+        let (mut last_call, mut first_ret) = match &v {
+            Version::Initial => ((-1, None), (-1, None)),
+            Version::After(w) => {
+                let (c, r) = position(*w);
+                ((c, Some(*w)), (r, Some(*w)))
+            }
+            Version::Read(_) => ((i128::MIN, None), (i128::MAX, None)),
         };
         for &o in seen_by.get(&v).map(|s| s.as_slice()).unwrap_or(&[]) {
             let (c, r) = position(o);
-            if v != INITIAL && r < position(v).0 {
-                return Some(Refutation {
-                    key,
-                    op: o,
-                    reason: format!(
-                        "{} saw the effect of {}, which began only after it ended",
-                        name_op(o),
-                        name_op(v)
-                    ),
-                });
+            if let Version::After(w) = v {
+                if r < position(w).0 {
+                    return Some(Refutation {
+                        key,
+                        op: o,
+                        reason: format!(
+                            "{} saw the effect of {}, which began only after it ended",
+                            name_op(o),
+                            name_op(w)
+                        ),
+                    });
+                }
             }
             if c > last_call.0 {
                 last_call = (c, Some(o));
@@ -253,20 +283,21 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
                 first_ret = (r, Some(o));
             }
         }
+        if last_call.1.is_none() && first_ret.1.is_none() && v != Version::Initial {
+            continue;
+        }
         zones.push(Zone {
             version: v,
             last_call,
             first_ret,
         });
     }
-    let mut forward: Vec<Zone> = zones.iter().copied().filter(Zone::forward).collect();
+    let mut forward: Vec<&Zone> = zones.iter().filter(|z| z.forward()).collect();
     forward.sort_by_key(|z| z.first_ret.0);
-    let state = |z: &Zone| {
-        if z.version == INITIAL {
-            "the empty string (before any write)".to_string()
-        } else {
-            format!("the state {} made", name_op(z.version))
-        }
+    let state = |z: &Zone| match &z.version {
+        Version::Initial => "the empty string (before any write)".to_string(),
+        Version::After(w) => format!("the state {} made", name_op(*w)),
+        Version::Read(s) => format!("the state {s:?}"),
     };
     let ends = |z: &Zone| {
         let who = |o: Option<usize>| o.map_or("the start".to_string(), name_op);
@@ -277,11 +308,11 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
         )
     };
     for pair in forward.windows(2) {
-        let (a, b) = (&pair[0], &pair[1]);
+        let (a, b) = (pair[0], pair[1]);
         if b.first_ret.0 < a.last_call.0 {
             return Some(Refutation {
                 key,
-                op: a.last_call.1.or(b.last_call.1).unwrap_or(0),
+                op: b.last_call.1.or(a.last_call.1).unwrap_or(0),
                 reason: format!(
                     "{} must hold {}, and {} must hold {}; those times overlap",
                     state(a),
@@ -300,8 +331,8 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
         if at == 0 {
             continue;
         }
-        let f = &forward[at - 1];
-        if f.version != z.version && hi < f.last_call.0 {
+        let f = forward[at - 1];
+        if hi < f.last_call.0 {
             return Some(Refutation {
                 key,
                 op: z.last_call.1.unwrap_or(0),

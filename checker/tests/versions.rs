@@ -27,7 +27,8 @@ type Open = (&'static str, usize, String, Option<String>);
 
 /// Up to 3 processes run get/put/append on one or two keys; each op takes effect
 /// at a random moment while open, and some gets report an older state instead.
-/// Values are unique unless `repeat` lets a value come back.
+/// Values are unique unless `repeat` lets about half of them repeat (a retried
+/// append), as in Porcupine's `c50`.
 fn generate(seed: u64, repeat: bool) -> String {
     let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
     let keys = 1 + rng.below(2) as usize;
@@ -49,7 +50,11 @@ fn generate(seed: u64, repeat: bool) -> String {
                     String::new()
                 } else {
                     next_value += 1;
-                    let v = if repeat { rng.below(3) } else { next_value };
+                    let v = if repeat && rng.below(2) == 0 {
+                        rng.below(2)
+                    } else {
+                        100 + next_value
+                    };
                     format!("<{v}>")
                 };
                 let shown = if f == "get" {
@@ -158,7 +163,7 @@ fn brute_force(ops: &[Op], keys: usize) -> bool {
 
 fn agrees_on(repeat: bool) -> (usize, usize) {
     let (mut refuted, mut invalid) = (0, 0);
-    for seed in 0..4000 {
+    for seed in 0..6000 {
         let text = generate(seed, repeat);
         let history = checker::format::jsonl::read(text.as_bytes()).unwrap();
         let linearizable = brute_force(&history.ops, history.keys.len());
@@ -194,7 +199,12 @@ fn never_refutes_what_a_brute_force_linearizes_and_refutes_some() {
 
 #[test]
 fn repeated_values_never_lead_to_a_false_refutation() {
-    agrees_on(true);
+    let (refuted, invalid) = agrees_on(true);
+    eprintln!("repeated values: refuted {refuted} of {invalid} invalid histories");
+    assert!(
+        refuted > invalid / 4,
+        "the refuter still finds some: {refuted} of {invalid}"
+    );
 }
 
 #[test]
