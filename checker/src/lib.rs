@@ -48,6 +48,9 @@ fn run<M: Model + Sync>(
     if options.partition {
         check(&model, history, options)
     } else {
+        if let Some(proved) = linearizability::composed(&model, history, options)? {
+            return Ok(proved);
+        }
         check(
             &linearizability::Whole::new(model, history.keys.len()),
             history,

@@ -250,7 +250,12 @@ fn refute_key(history: &History, key: Option<u32>, members: &[usize]) -> Option<
     let mut versions: Vec<Version> = (0..writers.len())
         .filter_map(|id| only(id).map(Version::After))
         .collect();
-    versions.extend(seen_by.keys().filter(|v| !matches!(v, Version::After(_))).cloned());
+    versions.extend(
+        seen_by
+            .keys()
+            .filter(|v| !matches!(v, Version::After(_)))
+            .cloned(),
+    );
     let mut zones = Vec::new();
     for v in versions {
         let (mut last_call, mut first_ret) = match &v {

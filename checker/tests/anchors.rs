@@ -89,9 +89,11 @@ fn kv_anchors_agree_with_and_without_partitioning() {
 }
 
 #[test]
-fn unpartitioned_c50_is_never_wrong_within_a_budget() {
-    // Porcupine cannot decide these in 30 s either; a budget must end in the right
-    // verdict or in `unknown`, never in the wrong one.
+fn unpartitioned_c50_is_decided() {
+    // Porcupine gives up on these after 30 s; here the valid one is proved by a
+    // merged order replayed on the whole map and the invalid one is refuted by
+    // version zones, neither needing the keys split. The budget only keeps a
+    // regression from hanging the test.
     for name in ["c50-ok", "c50-bad"] {
         let history = checker::format::read_file(
             &anchors().join(format!("kv/{name}.txt")),
@@ -100,7 +102,7 @@ fn unpartitioned_c50_is_never_wrong_within_a_budget() {
         .unwrap();
         let whole = CheckOptions {
             partition: false,
-            time_limit: Some(std::time::Duration::from_secs(2)),
+            time_limit: Some(std::time::Duration::from_secs(60)),
             ..CheckOptions::default()
         };
         let r = check_named("append-kv", &history, &whole).unwrap();
@@ -109,14 +111,8 @@ fn unpartitioned_c50_is_never_wrong_within_a_budget() {
         } else {
             Validity::Invalid
         };
-        assert!(
-            r.valid == want || r.valid == Validity::Unknown,
-            "{name}: {:?}",
-            r.valid
-        );
-        if r.valid == Validity::Unknown {
-            assert_eq!(r.unknown.unwrap().reason, checker::budget::Exhausted::Time);
-        }
+        assert_eq!(r.valid, want, "{name}");
+        assert!(!r.partitioned, "{name}");
     }
 }
 

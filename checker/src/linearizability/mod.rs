@@ -1,6 +1,7 @@
 //! Linearizability checking: split the history by key (P-compositionality), search
 //! each key's ops on its own core, merge the verdicts.
 
+mod compose;
 mod frontier;
 mod interning;
 mod memo;
@@ -8,6 +9,7 @@ mod reachable;
 mod search;
 mod whole;
 
+pub use compose::composed;
 pub use whole::Whole;
 
 pub(crate) use memo::FxBuild;
@@ -241,7 +243,8 @@ impl Linearizability {
 }
 
 enum KeyVerdict {
-    Valid,
+    /// With the order the search found (history indices); none from the sweep.
+    Valid(Option<Vec<usize>>),
     Invalid(Box<Counterexample>),
     Unknown(Exhausted),
 }
@@ -264,6 +267,16 @@ pub fn check<M: Model + Sync>(
     history: &History,
     options: &CheckOptions,
 ) -> Result<Linearizability, ModelError> {
+    Ok(check_with_orders(model, history, options)?.0)
+}
+
+/// As [`check`], with each key's linearization (history indices) where the
+/// depth-first search found one.
+fn check_with_orders<M: Model + Sync>(
+    model: &M,
+    history: &History,
+    options: &CheckOptions,
+) -> Result<(Linearizability, Vec<Option<Vec<usize>>>), ModelError> {
     let started = Instant::now();
     let budget = Budget::new(options.time_limit, options.memory_limit);
     let groups = partition(history, options.partition);
@@ -310,6 +323,7 @@ pub fn check<M: Model + Sync>(
 
     let mut stats = CheckStats::default();
     let mut failures = Vec::new();
+    let mut orders: Vec<Option<Vec<usize>>> = vec![None; groups.len()];
     let mut undecided = Vec::new();
     let mut reason = None;
     for r in results {
@@ -317,7 +331,7 @@ pub fn check<M: Model + Sync>(
         stats.visited += r.stats.visited;
         stats.backtracks += r.stats.backtracks;
         match r.verdict {
-            KeyVerdict::Valid => {}
+            KeyVerdict::Valid(order) => orders[r.group] = order,
             KeyVerdict::Invalid(c) => failures.push(*c),
             KeyVerdict::Unknown(why) => {
                 if why != Exhausted::Cancelled || reason.is_none() {
@@ -348,7 +362,7 @@ pub fn check<M: Model + Sync>(
     } else {
         (Validity::Valid, None)
     };
-    Ok(Linearizability {
+    let result = Linearizability {
         valid,
         model: model.name().to_string(),
         partitioned: options.partition,
@@ -358,7 +372,8 @@ pub fn check<M: Model + Sync>(
         unknown,
         failures,
         stats,
-    })
+    };
+    Ok((result, orders))
 }
 
 /// Op indices grouped by key (one group when not partitioning), in key order.
@@ -562,6 +577,15 @@ impl<N: Fork> Task<N> {
         })
     }
 
+    /// The order `search` linearized this key's ops in, as history indices.
+    fn order<V: Memo<N::State>>(&self, search: &Search<N, V>) -> Vec<usize> {
+        search
+            .linearized()
+            .iter()
+            .map(|&i| self.source[i as usize])
+            .collect()
+    }
+
     /// Runs an exact search for a turn.
     fn exact_turn<V: Memo<N::State>>(
         &mut self,
@@ -577,7 +601,7 @@ impl<N: Fork> Task<N> {
         search.release(budget);
         self.stats.add(&search.stats);
         Turn::Decided(match verdict {
-            Verdict::Valid => KeyVerdict::Valid,
+            Verdict::Valid => KeyVerdict::Valid(Some(self.order(&search))),
             Verdict::Unknown(why) => KeyVerdict::Unknown(why),
             Verdict::Invalid(stuck) => KeyVerdict::Invalid(Box::new(self.counterexample(
                 &search.model,
@@ -627,7 +651,7 @@ impl<N: Fork> Task<N> {
                     f.release(budget);
                     self.stats.steps += f.created;
                     match outcome {
-                        frontier::Outcome::Valid => KeyVerdict::Valid,
+                        frontier::Outcome::Valid => KeyVerdict::Valid(None),
                         frontier::Outcome::Unknown(why) => KeyVerdict::Unknown(why),
                         frontier::Outcome::Invalid(refuted) => KeyVerdict::Invalid(Box::new(
                             self.refutation(&f.model, history, key, refuted),
@@ -654,7 +678,7 @@ impl<N: Fork> Task<N> {
                             self.stats.add(&search.stats);
                             self.stats.steps += f.created;
                             let verdict = match outcome {
-                                frontier::Outcome::Valid => KeyVerdict::Valid,
+                                frontier::Outcome::Valid => KeyVerdict::Valid(None),
                                 frontier::Outcome::Unknown(why) => KeyVerdict::Unknown(why),
                                 frontier::Outcome::Invalid(refuted) => KeyVerdict::Invalid(
                                     Box::new(self.refutation(&f.model, history, key, refuted)),
@@ -684,7 +708,7 @@ impl<N: Fork> Task<N> {
                         search.release(budget);
                         self.stats.add(&search.stats);
                         match verdict {
-                            Verdict::Valid => KeyVerdict::Valid,
+                            Verdict::Valid => KeyVerdict::Valid(Some(self.order(&search))),
                             Verdict::Unknown(why) => KeyVerdict::Unknown(why),
                             Verdict::Invalid(stuck) => {
                                 // Fingerprints can only wrongly prune: repeat the refutation exactly.
@@ -716,7 +740,7 @@ impl<N: Fork> Task<N> {
                     self.stats.add(&search.stats);
                     let model = &search.model;
                     match verdict {
-                        Verdict::Valid => KeyVerdict::Valid,
+                        Verdict::Valid => KeyVerdict::Valid(Some(self.order(&search))),
                         Verdict::Invalid(exact) => KeyVerdict::Invalid(Box::new(
                             self.counterexample(model, history, key, exact, true),
                         )),

@@ -331,6 +331,15 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
         }
     }
 
+    /// The ops linearized so far, in order: after `Valid`, a linearization of every
+    /// determinate op (indeterminate ones left out never took effect).
+    pub(crate) fn linearized(&self) -> Vec<u32> {
+        self.stack
+            .iter()
+            .map(|(e, _, _)| self.entry_op[*e as usize])
+            .collect()
+    }
+
     fn check_budget(&mut self, budget: &Budget) -> Result<(), Exhausted> {
         budget.check()?;
         let side = self.model.side_bytes();
