@@ -270,13 +270,16 @@ pub fn check<M: Model + Sync>(
     Ok(check_with_orders(model, history, options)?.0)
 }
 
+/// Per key group, the order its ops were linearized in (history indices), if known.
+type KeyOrders = Vec<Option<Vec<usize>>>;
+
 /// As [`check`], with each key's linearization (history indices) where the
 /// depth-first search found one.
 fn check_with_orders<M: Model + Sync>(
     model: &M,
     history: &History,
     options: &CheckOptions,
-) -> Result<(Linearizability, Vec<Option<Vec<usize>>>), ModelError> {
+) -> Result<(Linearizability, KeyOrders), ModelError> {
     let started = Instant::now();
     let budget = Budget::new(options.time_limit, options.memory_limit);
     let groups = partition(history, options.partition);
@@ -323,7 +326,7 @@ fn check_with_orders<M: Model + Sync>(
 
     let mut stats = CheckStats::default();
     let mut failures = Vec::new();
-    let mut orders: Vec<Option<Vec<usize>>> = vec![None; groups.len()];
+    let mut orders: KeyOrders = vec![None; groups.len()];
     let mut undecided = Vec::new();
     let mut reason = None;
     for r in results {
