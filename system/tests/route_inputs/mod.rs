@@ -217,6 +217,12 @@ pub static ROUTES: &[Route] = &[
         Some(r#"{"group": "g", "partition": 0, "offset": 0}"#),
     ),
     route(
+        "GET /topics/{t}/subscribe",
+        "GET",
+        "/topics/{}/subscribe?group=g&consumer=c&max=5&visibility_ms=1000",
+        None,
+    ),
+    route(
         "GET /topics/{t}/groups/{g}",
         "GET",
         "/topics/{}/groups/{}",
