@@ -1,7 +1,8 @@
 //! Push subscriptions to a broker topic (`GET /topics/{t}/subscribe`, server-
 //! sent events) on a real cluster: produced messages arrive as events, one
 //! left unacknowledged comes again after its visibility timeout, an
-//! acknowledged one does not; bad parameters are refused naming them.
+//! acknowledged one does not, and `GET /topics` counts what is left; bad
+//! parameters are refused naming them.
 
 mod common;
 
@@ -105,6 +106,24 @@ async fn subscribers_get_produced_messages_pushed_and_unacknowledged_ones_again(
         "a message produced during the subscription was not pushed"
     );
     drop(r);
+    // The queue view: four produced, two acknowledged; value 1 redelivered.
+    let (code, summary) = c.request("GET", &leader, "/topics", None).await;
+    assert_eq!(code, 200, "{summary}");
+    let t = summary["topics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["topic"] == "t")
+        .cloned()
+        .unwrap();
+    assert_eq!(t["messages"], 4, "{summary}");
+    let g = &t["groups"][0];
+    assert_eq!(
+        (g["group"].clone(), g["depth"].clone()),
+        (json!("g"), json!(2)),
+        "{summary}"
+    );
+    assert!(g["redeliveries"].as_u64().unwrap() >= 1, "{summary}");
 
     for (query, names) in [
         ("consumer=c", "`group`"),

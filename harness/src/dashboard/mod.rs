@@ -159,14 +159,19 @@ async fn poll_node(http: &reqwest::Client, id: String, url: String) -> NodePoll 
             r.json::<Value>().await.ok()
         }
     };
-    let (state, cache, mesh) =
-        tokio::join!(get("/cluster/state"), get("/cache"), get("/mesh/state"));
+    let (state, cache, mesh, broker) = tokio::join!(
+        get("/cluster/state"),
+        get("/cache"),
+        get("/mesh/state"),
+        get("/topics")
+    );
     NodePoll {
         id,
         url,
         state,
         cache,
         mesh,
+        broker,
     }
 }
 

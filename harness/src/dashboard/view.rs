@@ -26,6 +26,9 @@ pub struct NodePoll {
     pub cache: Option<Value>,
     /// `/mesh/state`: the node's sidecar, its breakers and health views.
     pub mesh: Option<Value>,
+    /// `/topics`: the broker's topics and consumer groups (a read through the
+    /// leader, so any node that answers gives the same).
+    pub broker: Option<Value>,
 }
 
 /// Every breaker of a sidecar's `/mesh/state`: service, instance, state, and
@@ -236,6 +239,7 @@ impl Tracker {
         json!({
             "now_ms": now_ms(),
             "nodes": nodes,
+            "broker": polls.iter().find_map(|p| p.broker.clone()),
             "leader": self.leader.as_ref().map(|l| &l.0),
             "term": self.leader.as_ref().map(|l| l.1),
             "leader_changes": self.changes,
@@ -265,6 +269,7 @@ mod tests {
             state: role.map(|(r, t)| json!({"consensus": {"role": r, "term": t}, "mailbox": {}})),
             cache: Some(json!({"entries": 2, "stats": {"hits": 3, "misses": 1}})),
             mesh: None,
+            broker: None,
         }
     }
 
@@ -283,6 +288,19 @@ mod tests {
         );
         // A node that is no sidecar (or is down) shows none.
         assert_eq!(v["nodes"][1]["breakers"], json!([]));
+    }
+
+    #[test]
+    fn queue_depths_come_from_the_first_node_that_answers() {
+        let mut t = Tracker::new(None);
+        let v = t.view(vec![poll("n1", None)]);
+        assert_eq!(v["broker"], Value::Null, "nobody answered");
+        let mut p = poll("n2", Some(("leader", 1)));
+        let topics = json!({"topics": [{"topic": "t", "messages": 5, "groups": [
+            {"group": "g", "depth": 2, "in_flight": 1, "redeliveries": 3, "dead_letters": 0}]}]});
+        p.broker = Some(topics.clone());
+        let v = t.view(vec![poll("n1", None), p]);
+        assert_eq!(v["broker"], topics);
     }
 
     #[test]

@@ -197,6 +197,7 @@ pub static ROUTES: &[Route] = &[
         None,
     ),
     route("GET /cluster/state", "GET", "/cluster/state", None),
+    route("GET /topics", "GET", "/topics", None),
     route("GET /topics/{t}", "GET", "/topics/{}", None),
     route(
         "POST /topics/{t}/produce",

@@ -26,6 +26,7 @@ const IDLE_WAIT: Duration = Duration::from_millis(200);
 /// Routes under `/topics`.
 pub fn routes() -> Router<Arc<ApiState>> {
     Router::new()
+        .route("/topics", get(summary))
         .route("/topics/{topic}", get(logs))
         .route("/topics/{topic}/produce", post(produce))
         .route("/topics/{topic}/poll", post(poll))
@@ -147,6 +148,12 @@ async fn ack(
         },
     )
     .await
+}
+
+/// `GET /topics`: every topic's size and each consumer group's depth, messages
+/// in flight, redeliveries and dead letters (a linearizable read).
+async fn summary(State(state): State<Arc<ApiState>>) -> Result<Json<Value>, ApiError> {
+    query(&state, json!({"broker": "summary"})).await
 }
 
 async fn logs(

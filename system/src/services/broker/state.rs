@@ -267,6 +267,9 @@ impl Broker {
     /// `{"topic": T}`: every partition's log; `{"topic": T, "group": G}`: the
     /// group's cursors, in-flight messages and dead letters.
     pub fn query(&self, query: &Value) -> Option<Value> {
+        if query.get("broker").and_then(Value::as_str) == Some("summary") {
+            return Some(self.summary());
+        }
         let name = query.get("topic").and_then(Value::as_str)?;
         let empty = Topic::default();
         let t = self.topics.get(name).unwrap_or(&empty);
@@ -287,11 +290,42 @@ impl Broker {
                 let c = g.cursors.get(p).cloned().unwrap_or_default();
                 let end = t.logs.get(p).map_or(0, Vec::len);
                 json!({"partition": p, "end": end, "next": c.next, "committed": c.committed,
-                       "depth": end as u64 - c.committed,
+                       "depth": end as u64 - c.committed - c.resolved.len() as u64,
                        "in_flight": c.in_flight.keys().collect::<Vec<_>>()})
             })
             .collect();
         Some(json!({"cursors": cursors, "dead_letters": g.dead, "redeliveries": g.redeliveries}))
+    }
+
+    /// Every topic with its message count, and per consumer group what is left to
+    /// acknowledge (`depth`), delivered and unacknowledged (`in_flight`),
+    /// delivered again, and dead-lettered: what a queue view shows.
+    fn summary(&self) -> Value {
+        let topics: Vec<Value> = self
+            .topics
+            .iter()
+            .map(|(name, t)| {
+                let ends: Vec<u64> = t.logs.iter().map(|l| l.len() as u64).collect();
+                let groups: Vec<Value> = t
+                    .groups
+                    .iter()
+                    .map(|(g, group)| {
+                        let mut depth = 0;
+                        let mut in_flight = 0;
+                        for (p, end) in ends.iter().enumerate() {
+                            let c = group.cursors.get(p);
+                            let settled = c.map_or(0, |c| c.committed + c.resolved.len() as u64);
+                            depth += end.saturating_sub(settled);
+                            in_flight += c.map_or(0, |c| c.in_flight.len());
+                        }
+                        json!({"group": g, "depth": depth, "in_flight": in_flight,
+                               "redeliveries": group.redeliveries, "dead_letters": group.dead.len()})
+                    })
+                    .collect();
+                json!({"topic": name, "messages": ends.iter().sum::<u64>(), "groups": groups})
+            })
+            .collect();
+        json!({"topics": topics})
     }
 
     /// What a produce would answer if applied now (planted bug `ack-before-persist`).
@@ -371,6 +405,47 @@ mod tests {
         assert_eq!(state["cursors"][p]["depth"], 0);
         // Too late: a dead letter cannot be acknowledged any more.
         assert_eq!(ack(&mut b, "g", &first[0])["error"], "dead-lettered");
+    }
+
+    #[test]
+    fn the_summary_counts_depth_in_flight_redeliveries_and_dead_letters() {
+        let mut b = Broker::default();
+        for v in 0..5 {
+            produce(&mut b, &format!("k{v}"), v);
+        }
+        let got = poll(&mut b, "g", 3, 0);
+        ack(&mut b, "g", &got[0]);
+        let summary = b.query(&json!({"broker": "summary"})).unwrap();
+        let t = &summary["topics"][0];
+        assert_eq!(
+            (t["topic"].clone(), t["messages"].clone()),
+            (json!("t"), json!(5))
+        );
+        let g = &t["groups"][0];
+        assert_eq!(g["depth"], 4, "five produced, one acknowledged");
+        assert_eq!(g["in_flight"], 2);
+        assert_eq!(
+            (g["redeliveries"].clone(), g["dead_letters"].clone()),
+            (json!(0), json!(0))
+        );
+        // At 100 the two in flight come back (2 redeliveries) with the two never
+        // delivered; at 200 all four come back (4); at 300 the first two, on their
+        // third delivery, lapse into the dead letters and the other two come back
+        // a third time (2).
+        poll(&mut b, "g", 10, 100);
+        poll(&mut b, "g", 10, 200);
+        poll(&mut b, "g", 10, 300);
+        let g = &b.query(&json!({"broker": "summary"})).unwrap()["topics"][0]["groups"][0];
+        assert_eq!(g["redeliveries"], 8, "{g}");
+        assert_eq!(g["dead_letters"], 2, "{g}");
+        assert_eq!(g["in_flight"], 2, "{g}");
+        assert_eq!(g["depth"], 2, "dead letters count as settled: {g}");
+        assert_eq!(
+            Broker::default()
+                .query(&json!({"broker": "summary"}))
+                .unwrap(),
+            json!({"topics": []})
+        );
     }
 
     #[test]
