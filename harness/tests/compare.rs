@@ -78,3 +78,79 @@ fn malformed_results_exit_254_naming_the_file_and_the_field() {
         }
     }
 }
+
+/// The node binary cargo built beside the harness, when it is there (else the
+/// harness builds it).
+fn node_bin() -> Option<std::path::PathBuf> {
+    let p = Path::new(env!("CARGO_BIN_EXE_harness"))
+        .parent()?
+        .join("faultline-node");
+    p.is_file().then_some(p)
+}
+
+/// Runs a small kv suite into `store` and returns its folder.
+fn suite(store: &Path, node_args: &[&str]) -> std::path::PathBuf {
+    let before: Vec<_> = std::fs::read_dir(store.join("bench"))
+        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_harness"));
+    cmd.args([
+        "bench",
+        "--suite",
+        "kv",
+        "--concurrency",
+        "1",
+        "--repeat",
+        "2",
+    ])
+    .args(["--time-limit", "2", "--store"])
+    .arg(store)
+    .args(node_args);
+    if let Some(bin) = node_bin() {
+        cmd.arg("--node-bin").arg(bin);
+    }
+    let out = cmd.output().expect("run harness bench");
+    assert!(
+        out.status.success(),
+        "bench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::read_dir(store.join("bench"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| !before.contains(p))
+        .expect("a new bench folder")
+}
+
+/// Two suite runs of one build compare as ok; a run whose nodes answer every
+/// write 20 ms late (`--slow-writes-ms`, a planted slowdown) is a regression
+/// named by its metrics. Thresholds are wide for the same-build pair: sub-
+/// millisecond p99s on a busy 2-core machine move a lot, and the planted
+/// slowdown moves them by orders of magnitude.
+#[test]
+fn a_planted_slowdown_is_a_regression_and_a_rerun_is_not() {
+    let store = tempfile::tempdir().unwrap();
+    let base = suite(store.path(), &[]);
+    let again = suite(store.path(), &[]);
+    let slow = suite(store.path(), &["--node-arg=--slow-writes-ms=20"]);
+    let wide = ["--max-throughput-drop", "60", "--max-p99-rise", "400"];
+    let run = |current: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_harness"))
+            .arg("compare")
+            .arg(&base)
+            .arg(current)
+            .args(wide)
+            .output()
+            .unwrap()
+    };
+    let same = run(&again);
+    let text = String::from_utf8_lossy(&same.stdout);
+    assert_eq!(same.status.code(), Some(0), "{text}");
+    let slowed = run(&slow);
+    let text = String::from_utf8_lossy(&slowed.stdout);
+    assert_eq!(slowed.status.code(), Some(1), "{text}");
+    for metric in ["throughput dropped", "write p99 rose", "cas p99 rose"] {
+        assert!(text.contains(metric), "{metric} not named:\n{text}");
+    }
+}

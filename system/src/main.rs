@@ -99,6 +99,10 @@ struct Args {
     /// Switch on a planted bug (see the list below).
     #[arg(long = "bug")]
     bugs: Vec<Bug>,
+    /// Planted slowdown, not a bug: answer each committed write this many ms
+    /// late (at most 60000), so `harness compare` has a regression to find.
+    #[arg(long, default_value_t = 0)]
+    slow_writes_ms: u64,
 }
 
 /// `faultline-node --service NAME`: one instance of an application service
@@ -265,6 +269,7 @@ fn main() -> ExitCode {
         snapshot_every: args.snapshot_every.max(1),
         snapshot_chunk: args.snapshot_chunk_bytes.clamp(1, 16 << 20),
         request_timeout: Duration::from_millis(args.request_timeout_ms),
+        slow_writes: Duration::from_millis(args.slow_writes_ms.min(60_000)),
         bugs: Bugs::new(args.bugs),
         consensus: args.consensus,
         pbft_secret: args.pbft_secret,

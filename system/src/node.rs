@@ -66,6 +66,8 @@ pub struct NodeConfig {
     pub snapshot_chunk: usize,
     /// How long a client request may wait.
     pub request_timeout: Duration,
+    /// Planted slowdown: committed writes are answered this much later.
+    pub slow_writes: Duration,
     /// Planted bugs.
     pub bugs: Bugs,
     /// Which protocol orders the log.
@@ -287,6 +289,7 @@ impl Node {
             },
             request_timeout: cfg.request_timeout,
             clock: clock.clone(),
+            slow_writes: cfg.slow_writes,
         });
         // Each shard this node hosts: its own group, log and directory.
         let mut groups = HashMap::new();

@@ -40,6 +40,8 @@ pub struct BenchPlan {
     pub seed: u64,
     /// Shard counts the suite runs each workload at (0: unsharded).
     pub shards: Vec<usize>,
+    /// Extra arguments for the builtin nodes (`--node-arg`).
+    pub node_args: Vec<String>,
 }
 
 /// A bench target's name and protocol: `builtin:paxos` is the builtin target
@@ -75,7 +77,12 @@ pub(crate) fn config(plan: &BenchPlan, target: &str, concurrency: usize) -> Test
         txn: "2pc".into(),
         byzantine: None,
         bugs: Vec::new(),
-        node_args: Vec::new(),
+        // Node arguments are the builtin node's; other targets keep their own.
+        node_args: if name == "builtin" {
+            plan.node_args.clone()
+        } else {
+            Vec::new()
+        },
         seed: plan.seed,
         store: plan.store.clone(),
         keys: 6,
@@ -510,6 +517,7 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             store: args.store.clone(),
             node_bin: args.node_bin.clone(),
             seed: args.seed,
+            node_args: args.node_args.clone(),
             shards,
         };
         return drive(suite(&plan, &workloads, args.repeat as usize));
@@ -524,6 +532,7 @@ pub fn command(args: &BenchArgs) -> ExitCode {
             store: args.store.clone(),
             node_bin: args.node_bin.clone(),
             seed: args.seed,
+            node_args: args.node_args.clone(),
             shards: vec![0],
         };
         return drive(super::bench_mesh::mesh_hops(&plan));
@@ -560,6 +569,7 @@ pub fn command(args: &BenchArgs) -> ExitCode {
         store: args.store.clone(),
         node_bin: args.node_bin.clone(),
         seed: args.seed,
+        node_args: args.node_args.clone(),
         shards: vec![0],
     };
     drive(bench(&plan))

@@ -162,6 +162,10 @@ pub struct BenchArgs {
     /// Seed of the load.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// An extra argument for every builtin node (repeatable), e.g.
+    /// `--node-arg=--slow-writes-ms=20` to plant a slowdown `compare` must catch.
+    #[arg(long = "node-arg", allow_hyphen_values = true)]
+    pub node_args: Vec<String>,
 }
 
 /// Arguments of `harness compare`.

@@ -32,6 +32,9 @@ pub struct ApiState {
     pub request_timeout: Duration,
     /// The node's clock, which stamps lock commands (leases).
     pub clock: Arc<crate::clock::Clock>,
+    /// A planted slowdown (`--slow-writes-ms`): each committed write is answered
+    /// this much later, so a benchmark comparison has a regression to catch.
+    pub slow_writes: Duration,
 }
 
 /// An error answer: HTTP status and the JSON error body of docs/node-api.md.
@@ -220,6 +223,9 @@ pub(crate) async fn ask(
             state.request_timeout.as_millis()
         )),
     };
+    if proposes && !state.slow_writes.is_zero() && matches!(reply, Reply::Ok(_)) {
+        tokio::time::sleep(state.slow_writes).await;
+    }
     match reply {
         Reply::Ok(v) => Ok(v),
         Reply::NotLeader(leader) => Err(ApiError {

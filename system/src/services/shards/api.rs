@@ -25,6 +25,7 @@ pub fn routes(shards: Arc<Shards>, state: &ApiState) -> Router<Arc<ApiState>> {
         consensus: Arc::new(KeyRouted(shards.clone())),
         request_timeout: state.request_timeout,
         clock: state.clock.clone(),
+        slow_writes: state.slow_writes,
     });
     let txn_shards = shards.clone();
     Router::new()
