@@ -5,11 +5,15 @@
 //! Where the depth-first search must exhaust every order of a long prefix before it
 //! can refute an op near the end, this sweep forgets an op the moment it returns, so
 //! its memory and work follow the number of ops open at once, not the history's
-//! length. Two dominance rules keep the set small, both exact:
+//! length. Three rules keep the set small, all exact:
 //! - a read-only op is linearized in every configuration whose state accepts it
-//!   (moving a read earlier, to a moment its value holds, breaks nothing), and
+//!   (moving a read earlier, to a moment its value holds, breaks nothing);
 //! - of two configurations with one state and the same ops linearized but for
-//!   read-only ones, only one whose read-only ops include the other's is kept.
+//!   read-only ones, only one whose read-only ops include the other's is kept;
+//! - an indeterminate op, which may take effect at any moment after its call,
+//!   is tried only just before an open op it changes (see
+//!   [`Frontier::matters`]): tried everywhere, a few of them open for the rest
+//!   of the history multiply the configurations.
 //!
 //! The search runs beside the depth-first one on keys with many ops; whichever
 //! decides first answers (see `mod.rs`).
@@ -121,6 +125,11 @@ pub(crate) struct Frontier<M: Model> {
     events: Vec<(u32, bool)>,
     next_event: usize,
     read_only: Vec<bool>,
+    /// Indeterminate ops: tried only where they change what an open op can do
+    /// (see [`Frontier::matters`]).
+    lazy: Vec<bool>,
+    /// Blind writes (see [`Model::is_blind`]).
+    blind: Vec<bool>,
     /// An equal op invoked earlier and due no later (see `search::twins`): while it
     /// is open and not linearized, this one is not tried.
     twin: Vec<u32>,
@@ -159,6 +168,8 @@ impl<M: Model> Frontier<M> {
         }
         order.sort_unstable();
         let read_only = ops.iter().map(|o| model.is_read_only(o)).collect();
+        let lazy = ret.iter().map(|&r| r == NEVER).collect();
+        let blind = ops.iter().map(|o| model.is_blind(o)).collect();
         let twin = super::search::twins(&ops, call, ret);
         let indeterminate: Vec<bool> = ret.iter().map(|&r| r == NEVER).collect();
         let returns_left = indeterminate.iter().filter(|&&i| !i).count();
@@ -169,6 +180,8 @@ impl<M: Model> Frontier<M> {
             events: order.into_iter().map(|(_, r, op)| (op, r)).collect(),
             next_event: 0,
             read_only,
+            lazy,
+            blind,
             twin,
             slot: vec![u8::MAX; ops.len()],
             slot_op: vec![u32::MAX; MAX_OPEN],
@@ -289,8 +302,36 @@ impl<M: Model> Frontier<M> {
         for c in &self.configs {
             seen.insert(*c);
         }
+        // An indeterminate op that changes what `op` can do may now be worth
+        // taking, just before it.
+        let before = self.configs.len();
+        for i in 0..before {
+            let c = self.configs[i];
+            let mut lazy = self.open_infos & !self.free & !c.done & !bit;
+            while lazy != 0 {
+                let s = lazy.trailing_zeros();
+                lazy &= lazy - 1;
+                let w = self.slot_op[s as usize];
+                if !self.lazy[w as usize] {
+                    continue;
+                }
+                let from = &self.states[c.state as usize];
+                let Some(after) = self.model.step(from, &self.ops[w as usize]) else {
+                    continue;
+                };
+                if after == *from || !self.matters(w, from, &after, op) {
+                    continue;
+                }
+                if let Some(n) = self.extend(c, w, 1 << s) {
+                    if seen.insert(n) {
+                        self.configs.push(n);
+                        work.push(n);
+                    }
+                }
+            }
+        }
         if !self.read_only[op as usize] {
-            for i in 0..self.configs.len() {
+            for i in 0..before {
                 let c = self.configs[i];
                 if let Some(n) = self.extend(c, op, bit) {
                     if seen.insert(n) {
@@ -330,7 +371,45 @@ impl<M: Model> Frontier<M> {
         Ok(())
     }
 
-    /// `c` with `op` (in slot bit `bit`) linearized next, reads saturated.
+    /// Whether indeterminate op `w`, taking the state from `from` to `to`, changes
+    /// what open op `o` can do right after it. Such an op need never be taken
+    /// anywhere else: in any linearization, follow it past the ops that keep
+    /// both states (with and without it) as they are; at the first op that does
+    /// not, either both states lead to the same next state (drop `w`, it never
+    /// took effect) or `w` can move to just before that op, which is then one it
+    /// matters to. For a blind write, ops that keep its value and accept the
+    /// state without it may change that state: it is rewritten anyway.
+    fn matters(&self, w: u32, from: &M::State, to: &M::State, o: u32) -> bool {
+        let op = &self.ops[o as usize];
+        let Some(after) = self.model.step(to, op) else {
+            return false;
+        };
+        match self.model.step(from, op) {
+            None => true,
+            Some(without) if without == after => false,
+            Some(_) if self.blind[w as usize] => after != *to,
+            Some(without) => !(after == *to && without == *from),
+        }
+    }
+
+    /// Whether some open op of `c` other than `w` (in slot bit `bit`) would be
+    /// changed by `w` going from `c`'s state to `to` (see [`Frontier::matters`]).
+    fn useful(&self, c: &Config, w: u32, bit: u128, to: &M::State) -> bool {
+        let from = &self.states[c.state as usize];
+        let mut open = !self.free & !c.done & !bit;
+        while open != 0 {
+            let s = open.trailing_zeros();
+            open &= open - 1;
+            if self.matters(w, from, to, self.slot_op[s as usize]) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// `c` with `op` (in slot bit `bit`) linearized next, reads saturated; `None`
+    /// when the model refuses it, or when it is an indeterminate op that matters
+    /// to no open op.
     fn extend(&mut self, c: Config, op: u32, bit: u128) -> Option<Config> {
         if c.done & bit != 0 {
             return None;
@@ -345,6 +424,11 @@ impl<M: Model> Frontier<M> {
         let next = self
             .model
             .step(&self.states[c.state as usize], &self.ops[op as usize])?;
+        if self.lazy[op as usize]
+            && (next == self.states[c.state as usize] || !self.useful(&c, op, bit, &next))
+        {
+            return None;
+        }
         let state = self.intern(next);
         let done = self.saturate(c.done | bit, state);
         Some(Config { done, state })

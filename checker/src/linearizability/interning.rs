@@ -129,6 +129,10 @@ impl<M: Model> Model for Interning<'_, M> {
         self.inner.is_read_only(&op.op)
     }
 
+    fn is_blind(&self, op: &Self::Op) -> bool {
+        self.inner.is_blind(&op.op)
+    }
+
     fn side_bytes(&self) -> usize {
         let t = self.table.borrow();
         let state = std::mem::size_of::<M::State>();

@@ -83,6 +83,10 @@ impl Model for AppendKv {
         matches!(op, AppendOp::Get(_))
     }
 
+    fn is_blind(&self, op: &AppendOp) -> bool {
+        matches!(op, AppendOp::Put(_))
+    }
+
     fn heap_bytes(&self, state: &Arc<str>) -> usize {
         state.len() + 16
     }

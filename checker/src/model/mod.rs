@@ -120,6 +120,13 @@ pub trait Model {
         false
     }
 
+    /// True when `op` is accepted in every state and leaves the same state
+    /// whatever it ran in (a blind write). An indeterminate blind op is tried by
+    /// the sweep only where it changes what an open op can do.
+    fn is_blind(&self, _op: &Self::Op) -> bool {
+        false
+    }
+
     /// Heap bytes a state owns beyond its own size, for the memory budget.
     fn heap_bytes(&self, _state: &Self::State) -> usize {
         0
@@ -200,6 +207,9 @@ impl<T: Model + ?Sized> Model for &T {
     }
     fn is_read_only(&self, op: &Self::Op) -> bool {
         (**self).is_read_only(op)
+    }
+    fn is_blind(&self, op: &Self::Op) -> bool {
+        (**self).is_blind(op)
     }
     fn side_bytes(&self) -> usize {
         (**self).side_bytes()

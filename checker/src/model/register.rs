@@ -134,6 +134,10 @@ impl Model for Register {
         )
     }
 
+    fn is_blind(&self, op: &RegisterOp) -> bool {
+        matches!(op, RegisterOp::Write(_))
+    }
+
     fn show(&self, state: &u32, values: &ValueTable) -> Value {
         values.value(*state)
     }
