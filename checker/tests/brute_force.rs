@@ -1,8 +1,11 @@
 //! The checker agrees with a brute-force enumeration on random small histories.
 
-use checker::history::{Op, Outcome, NEVER};
+mod common;
+
+use checker::history::Op;
 use checker::value::Value;
 use checker::{check_named, CheckOptions, Engine, Validity};
+use common::{apply, brute_force, linearizable};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
@@ -109,78 +112,6 @@ fn gen_history_of(with_cas: bool) -> impl Strategy<Value = String> {
             }
             lines.join("\n") + "\n"
         })
-}
-
-/// A register step, written independently of the checker's models.
-fn apply(state: &Value, op: &Op) -> Option<Value> {
-    match (&*op.f, &op.output) {
-        ("read", Outcome::Ok(v)) => (v == state).then(|| state.clone()),
-        ("read", Outcome::Unknown) => Some(state.clone()),
-        ("write", _) => Some(op.input.clone()),
-        ("cas", Outcome::Ok(Value::Bool(false))) => {
-            let (a, _) = op.input.as_pair().unwrap();
-            (a != state).then(|| state.clone())
-        }
-        ("cas", _) => {
-            let (a, b) = op.input.as_pair().unwrap();
-            (a == state).then(|| b.clone())
-        }
-        _ => unreachable!(),
-    }
-}
-
-/// Tries every subset of indeterminate ops and every real-time-respecting order.
-fn brute_force(ops: &[Op]) -> bool {
-    let n = ops.len();
-    let unknown: Vec<usize> = (0..n).filter(|&i| ops[i].is_indeterminate()).collect();
-    for mask in 0..(1u32 << unknown.len()) {
-        let included: Vec<usize> = (0..n)
-            .filter(|i| match unknown.iter().position(|u| u == i) {
-                Some(bit) => mask & (1 << bit) != 0,
-                None => true,
-            })
-            .collect();
-        let mut used = vec![false; n];
-        let mut order = Vec::new();
-        if extend(ops, &included, &mut used, &mut order, Value::Null) {
-            return true;
-        }
-    }
-    false
-}
-
-fn extend(
-    ops: &[Op],
-    included: &[usize],
-    used: &mut [bool],
-    order: &mut Vec<usize>,
-    state: Value,
-) -> bool {
-    if order.len() == included.len() {
-        return true;
-    }
-    for &i in included {
-        if used[i] {
-            continue;
-        }
-        // i may go next only if no unplaced included op completed before i began.
-        let blocked = included
-            .iter()
-            .any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
-        if blocked {
-            continue;
-        }
-        if let Some(next) = apply(&state, &ops[i]) {
-            used[i] = true;
-            order.push(i);
-            if extend(ops, included, used, order, next) {
-                return true;
-            }
-            order.pop();
-            used[i] = false;
-        }
-    }
-    false
 }
 
 proptest! {
@@ -302,49 +233,12 @@ fn generated_histories_mix_valid_and_invalid() {
 /// Every real-time-respecting order over the whole map (one register per key, no
 /// splitting by key), so the unpartitioned check is judged without locality.
 fn brute_force_whole(history: &checker::History) -> bool {
-    fn go(
-        ops: &[Op],
-        included: &[usize],
-        used: &mut [bool],
-        placed: usize,
-        state: &[Value],
-    ) -> bool {
-        if placed == included.len() {
-            return true;
-        }
-        for &i in included {
-            let blocked = included
-                .iter()
-                .any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
-            if used[i] || blocked {
-                continue;
-            }
-            let k = ops[i].key.map_or(0, |x| x as usize);
-            if let Some(next) = apply(&state[k], &ops[i]) {
-                let mut after = state.to_vec();
-                after[k] = next;
-                used[i] = true;
-                if go(ops, included, used, placed + 1, &after) {
-                    return true;
-                }
-                used[i] = false;
-            }
-        }
-        false
-    }
-    let ops = &history.ops;
-    let unknown: Vec<usize> = (0..ops.len())
-        .filter(|&i| ops[i].is_indeterminate())
-        .collect();
-    (0..(1u32 << unknown.len())).any(|mask| {
-        let included: Vec<usize> = (0..ops.len())
-            .filter(|i| match unknown.iter().position(|u| u == i) {
-                Some(bit) => mask & (1 << bit) != 0,
-                None => true,
-            })
-            .collect();
-        let state = vec![Value::Null; history.keys.len().max(1)];
-        go(ops, &included, &mut vec![false; ops.len()], 0, &state)
+    let keys = history.keys.len().max(1);
+    linearizable(&history.ops, vec![Value::Null; keys], |state, op| {
+        let k = op.key.map_or(0, |x| x as usize);
+        let mut next = state.clone();
+        next[k] = apply(&state[k], op)?;
+        Some(next)
     })
 }
 

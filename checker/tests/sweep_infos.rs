@@ -4,24 +4,10 @@
 //! reads taken from a real execution (some made stale), the sweep and the
 //! search agree with a brute force.
 
-use checker::history::{Op, Outcome, NEVER};
-use checker::value::Value;
+mod common;
+
 use checker::{check_named, CheckOptions, Engine, Validity};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::{brute_force, Rng};
 
 /// An open op: process, f, argument text, and its result once applied.
 type Open = (u64, &'static str, String, Option<String>);
@@ -30,7 +16,7 @@ type Open = (u64, &'static str, String, Option<String>);
 /// op takes effect at a random moment while open (or, when indeterminate,
 /// perhaps never); half the reads report a value from any earlier moment instead.
 fn generate(seed: u64) -> String {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(seed);
     let procs = 2 + rng.below(3) as usize;
     let total = 4 + rng.below(7);
     let mut state: Option<i64> = None;
@@ -110,61 +96,6 @@ fn generate(seed: u64) -> String {
         }
     }
     lines.join("\n") + "\n"
-}
-
-/// A register step, written independently of the checker's models.
-fn apply(state: &Value, op: &Op) -> Option<Value> {
-    match (&*op.f, &op.output) {
-        ("read", Outcome::Ok(v)) => (v == state).then(|| state.clone()),
-        ("read", Outcome::Unknown) => Some(state.clone()),
-        ("write", _) => Some(op.input.clone()),
-        ("cas", Outcome::Ok(Value::Bool(false))) => {
-            let (a, _) = op.input.as_pair().unwrap();
-            (a != state).then(|| state.clone())
-        }
-        ("cas", _) => {
-            let (a, b) = op.input.as_pair().unwrap();
-            (a == state).then(|| b.clone())
-        }
-        _ => unreachable!(),
-    }
-}
-
-/// Every subset of indeterminate ops in every real-time-respecting order.
-fn brute_force(ops: &[Op]) -> bool {
-    fn go(ops: &[Op], included: &[usize], used: &mut [bool], placed: usize, state: Value) -> bool {
-        if placed == included.len() {
-            return true;
-        }
-        for &i in included {
-            let blocked = included
-                .iter()
-                .any(|&j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
-            if used[i] || blocked {
-                continue;
-            }
-            if let Some(next) = apply(&state, &ops[i]) {
-                used[i] = true;
-                if go(ops, included, used, placed + 1, next) {
-                    return true;
-                }
-                used[i] = false;
-            }
-        }
-        false
-    }
-    let unknown: Vec<usize> = (0..ops.len())
-        .filter(|&i| ops[i].is_indeterminate())
-        .collect();
-    (0..(1u32 << unknown.len())).any(|mask| {
-        let included: Vec<usize> = (0..ops.len())
-            .filter(|i| match unknown.iter().position(|u| u == i) {
-                Some(bit) => mask & (1 << bit) != 0,
-                None => true,
-            })
-            .collect();
-        go(ops, &included, &mut vec![false; ops.len()], 0, Value::Null)
-    })
 }
 
 #[test]

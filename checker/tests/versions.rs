@@ -2,25 +2,13 @@
 //! force linearizes, on thousands of small random histories, and it does refute
 //! some; the anchors it decides agree with their listed verdicts.
 
-use checker::history::{Op, Outcome, NEVER};
+mod common;
+
+use checker::history::{Op, Outcome};
 use checker::value::Value;
 use checker::versions::refute_append_kv;
 use checker::{check_named, CheckOptions, Validity};
-
-/// A small deterministic generator (xorshift64*).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+use common::{linearizable, Rng};
 
 /// A process's open op: what it does, its key, its value, and its result once applied.
 type Open = (&'static str, usize, String, Option<String>);
@@ -30,7 +18,7 @@ type Open = (&'static str, usize, String, Option<String>);
 /// Values are unique unless `repeat` lets about half of them repeat (a retried
 /// append), as in Porcupine's `c50`.
 fn generate(seed: u64, repeat: bool) -> String {
-    let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+    let mut rng = Rng::seeded(seed);
     let keys = 1 + rng.below(2) as usize;
     let mut state = vec![String::new(); keys];
     let mut past: Vec<Vec<String>> = vec![vec![String::new()]; keys];
@@ -129,36 +117,9 @@ fn apply(state: &[String], op: &Op, key: usize) -> Option<Vec<String>> {
 
 /// Every real-time-respecting order of the ops (all complete).
 fn brute_force(ops: &[Op], keys: usize) -> bool {
-    fn go(ops: &[Op], used: &mut Vec<bool>, placed: usize, state: Vec<String>) -> bool {
-        if placed == ops.len() {
-            return true;
-        }
-        for i in 0..ops.len() {
-            if used[i] {
-                continue;
-            }
-            let blocked = (0..ops.len())
-                .any(|j| !used[j] && j != i && ops[j].ret != NEVER && ops[j].ret < ops[i].call);
-            if blocked {
-                continue;
-            }
-            let key = ops[i].key.unwrap_or(0) as usize;
-            if let Some(next) = apply(&state, &ops[i], key) {
-                used[i] = true;
-                if go(ops, used, placed + 1, next) {
-                    return true;
-                }
-                used[i] = false;
-            }
-        }
-        false
-    }
-    go(
-        ops,
-        &mut vec![false; ops.len()],
-        0,
-        vec![String::new(); keys],
-    )
+    linearizable(ops, vec![String::new(); keys], |state, op| {
+        apply(state, op, op.key.unwrap_or(0) as usize)
+    })
 }
 
 fn agrees_on(repeat: bool) -> (usize, usize) {
