@@ -131,6 +131,10 @@ proptest! {
         // And the configuration-set sweep on its own.
         let sweep = CheckOptions { engine: Engine::Sweep, ..CheckOptions::default() };
         prop_assert_eq!(check_named("cas-register", &history, &sweep).unwrap().valid, want, "sweep");
+        // And the depth-first search alone, nothing refuted before it, so its
+        // deferral of indeterminate ops is what decides.
+        let search = CheckOptions { engine: Engine::Search, reachability: false, ..CheckOptions::default() };
+        prop_assert_eq!(check_named("cas-register", &history, &search).unwrap().valid, want, "search");
     }
 }
 
@@ -185,6 +189,9 @@ proptest! {
             let linearizable = brute_force_by_key(&history);
             let search = check_named(model, &history, &CheckOptions::default()).unwrap().valid;
             prop_assert_eq!(search == Validity::Valid, linearizable, "{} search\n{}", model, text);
+            let alone = CheckOptions { engine: Engine::Search, reachability: false, ..CheckOptions::default() };
+            let alone = check_named(model, &history, &alone).unwrap().valid;
+            prop_assert_eq!(alone == Validity::Valid, linearizable, "{} search alone\n{}", model, text);
             let lost = checker::lost_writes::check(&history);
             if linearizable {
                 prop_assert_eq!(lost.valid, Validity::Valid, "{} lost-writes\n{}\n{:?}", model, text, lost);

@@ -94,6 +94,33 @@ impl Seen {
     }
 }
 
+/// Whether an indeterminate op, taking the state from `from` to `to`, changes
+/// what `op` can do right after it (`blind`: the indeterminate op is a blind
+/// write). Such an op need never be taken anywhere else: in any linearization,
+/// follow it past the ops that keep both states (with and without it) as they
+/// are; at the first op that does not, either both states lead to the same next
+/// state (drop the op, it never took effect) or it can move to just before that
+/// op, which is then one it matters to. For a blind write, ops that keep its
+/// value and accept the state without it may change that state: it is
+/// rewritten anyway.
+pub(crate) fn matters<M: Model>(
+    model: &M,
+    blind: bool,
+    from: &M::State,
+    to: &M::State,
+    op: &M::Op,
+) -> bool {
+    let Some(after) = model.step(to, op) else {
+        return false;
+    };
+    match model.step(from, op) {
+        None => true,
+        Some(without) if without == after => false,
+        Some(_) if blind => after != *to,
+        Some(without) => !(after == *to && without == *from),
+    }
+}
+
 /// Why the sweep refuted the history.
 #[derive(Debug, Clone)]
 pub(crate) struct Refuted<S> {
@@ -372,24 +399,15 @@ impl<M: Model> Frontier<M> {
     }
 
     /// Whether indeterminate op `w`, taking the state from `from` to `to`, changes
-    /// what open op `o` can do right after it. Such an op need never be taken
-    /// anywhere else: in any linearization, follow it past the ops that keep
-    /// both states (with and without it) as they are; at the first op that does
-    /// not, either both states lead to the same next state (drop `w`, it never
-    /// took effect) or `w` can move to just before that op, which is then one it
-    /// matters to. For a blind write, ops that keep its value and accept the
-    /// state without it may change that state: it is rewritten anyway.
+    /// what open op `o` can do right after it (see [`matters`]).
     fn matters(&self, w: u32, from: &M::State, to: &M::State, o: u32) -> bool {
-        let op = &self.ops[o as usize];
-        let Some(after) = self.model.step(to, op) else {
-            return false;
-        };
-        match self.model.step(from, op) {
-            None => true,
-            Some(without) if without == after => false,
-            Some(_) if self.blind[w as usize] => after != *to,
-            Some(without) => !(after == *to && without == *from),
-        }
+        matters(
+            &self.model,
+            self.blind[w as usize],
+            from,
+            to,
+            &self.ops[o as usize],
+        )
     }
 
     /// Whether some open op of `c` other than `w` (in slot bit `bit`) would be

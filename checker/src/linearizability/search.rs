@@ -87,6 +87,8 @@ pub(crate) struct Search<M: Model, V: Memo<M::State>> {
     /// (read-only, so no alternative at its level needs trying).
     stack: Vec<(u32, M::State, bool)>,
     read_only: Vec<bool>,
+    /// Blind writes (see [`Model::is_blind`]), for [`Search::worth`].
+    blind: Vec<bool>,
     /// For each op, an equal op invoked before it and returning no later (see
     /// [`twins`]): while that one is open, this one never goes first.
     twin: Vec<u32>,
@@ -160,6 +162,7 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
         let determinate_left = indeterminate.iter().filter(|&&i| !i).count();
         let read_only = ops.iter().map(|o| model.is_read_only(o)).collect();
         let twin = twins(&ops, &call, &ret);
+        let blind = ops.iter().map(|o| model.is_blind(o)).collect();
         let state = model.init();
         Search {
             model,
@@ -179,6 +182,7 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
             state,
             stack: Vec::new(),
             read_only,
+            blind,
             twin,
             determinate_left,
             best: None,
@@ -268,6 +272,12 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
                 self.entry = self.next[entry as usize];
                 continue;
             };
+            if self.indeterminate[op as usize] && !self.worth(op, &new_state) {
+                // It changes nothing here, or nothing an open op could notice
+                // right after it: it is tried later, where it matters.
+                self.entry = self.next[entry as usize];
+                continue;
+            }
             let forced = self.read_only[op as usize];
             let k = self.keys[op as usize];
             let candidate = [self.fp[0] ^ k[0], self.fp[1] ^ k[1]];
@@ -300,6 +310,33 @@ impl<M: Model, V: Memo<M::State>> Search<M, V> {
                 }
             }
         }
+    }
+
+    /// Whether indeterminate op `w`, taking the state to `to`, is worth trying
+    /// now: it changes the state and what some other op that could go right
+    /// after it can do (see `frontier::matters`; where it changes nothing yet,
+    /// a linearization can always take it later or drop it).
+    fn worth(&self, w: u32, to: &M::State) -> bool {
+        if *to == self.state {
+            return false;
+        }
+        let mut e = self.next[HEAD as usize];
+        while e != END && !self.entry_ret[e as usize] {
+            let o = self.entry_op[e as usize];
+            if o != w
+                && super::frontier::matters(
+                    &self.model,
+                    self.blind[w as usize],
+                    &self.state,
+                    to,
+                    &self.ops[o as usize],
+                )
+            {
+                return true;
+            }
+            e = self.next[e as usize];
+        }
+        false
     }
 
     /// Undoes the last choice that has alternatives left; `Invalid` if none has.
