@@ -988,6 +988,22 @@ fn a_bench_suite_reports_each_workload_as_a_median_with_its_spread() {
         table.contains("| lock | - | 2 |") && table.contains(" [") && table.contains("/2 |"),
         "{table}"
     );
+    // And one fault run per repeat and workload: valid, with heals measured.
+    let faults = b["faults"].as_array().unwrap();
+    assert_eq!(faults.len(), 2, "{b}");
+    for (f, w) in faults.iter().zip(["kv", "lock"]) {
+        assert_eq!(f["workload"], w, "{f}");
+        assert_eq!(f["errors"].as_array().unwrap().len(), 0, "{f}");
+        assert_eq!(
+            (f["runs"].as_u64(), f["valid_runs"].as_u64()),
+            (Some(2), Some(2)),
+            "{f}"
+        );
+        assert!(f["heals"].as_u64().unwrap() > 0, "{f}");
+        let ok = f["ok_percent_under_faults"]["median"].as_f64().unwrap();
+        assert!((0.0..=100.0).contains(&ok), "{f}");
+    }
+    assert!(table.contains("| kv | - | 2 | partition,kill |"), "{table}");
     // An unknown workload is refused before anything starts.
     let bad = harness()
         .args(["bench", "--suite", "kv,nosuch", "--store"])

@@ -153,21 +153,77 @@ fn chart(title: &str, y_label: &str, series: &Series) -> Result<String, String> 
 
 /// A markdown table (as `harness bench` prints it) as an HTML table.
 fn table(markdown: &str) -> String {
-    let mut out = String::from("<table>");
-    for (i, line) in markdown.lines().enumerate() {
-        let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
-        if cells.iter().all(|c| c.trim().chars().all(|ch| ch == '-')) {
-            continue;
+    // Tables are separated by blank lines; each one's first line is its header.
+    let mut out = String::new();
+    for block in markdown.split("\n\n").filter(|b| !b.trim().is_empty()) {
+        out.push_str("<table>");
+        for (i, line) in block.trim().lines().enumerate() {
+            let cells: Vec<&str> = line.trim().trim_matches('|').split('|').collect();
+            if cells.iter().all(|c| c.trim().chars().all(|ch| ch == '-')) {
+                continue;
+            }
+            let tag = if i == 0 { "th" } else { "td" };
+            out.push_str("<tr>");
+            for c in cells {
+                let _ = write!(out, "<{tag}>{}</{tag}>", escape(c.trim()));
+            }
+            out.push_str("</tr>");
         }
-        let tag = if i == 0 { "th" } else { "td" };
-        out.push_str("<tr>");
-        for c in cells {
-            let _ = write!(out, "<{tag}>{}</{tag}>", escape(c.trim()));
-        }
-        out.push_str("</tr>");
+        out.push_str("</table>");
     }
-    out.push_str("</table>");
     out
+}
+
+/// The suite's fault runs: per workload, the time from each heal to the first
+/// acknowledged op after it, as a whisker (smallest to largest, dot at the
+/// median) on one shared millisecond scale.
+fn recovery_plot(faults: &[Value]) -> String {
+    let rows: Vec<(String, Point)> = faults
+        .iter()
+        .filter_map(|r| {
+            let name = match r["shards"].as_u64() {
+                Some(n) if n > 0 => format!("{} ({n} shards)", r["workload"].as_str()?),
+                _ => r["workload"].as_str()?.to_string(),
+            };
+            Some((name, point(0.0, &r["recovery_ms"])?))
+        })
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let top = rows.iter().map(|(_, p)| p.hi).fold(1.0, f64::max);
+    let (left, width, step) = (180.0, W as f64 - 240.0, 28.0);
+    let x = |ms: f64| left + width * ms / top;
+    let height = step * rows.len() as f64 + 40.0;
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"12\">"
+    );
+    for (i, (name, p)) in rows.iter().enumerate() {
+        let y = 20.0 + step * i as f64;
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text><line x1=\"{:.1}\" x2=\"{:.1}\" y1=\"{y}\" y2=\"{y}\" stroke=\"#36c\" stroke-width=\"2\"/><circle cx=\"{:.1}\" cy=\"{y}\" r=\"4\" fill=\"#36c\"/><text x=\"{:.1}\" y=\"{}\">{:.0} ms</text>",
+            left - 8.0,
+            y + 4.0,
+            escape(name),
+            x(p.lo),
+            x(p.hi),
+            x(p.mid),
+            x(p.hi) + 8.0,
+            y + 4.0,
+            p.mid
+        );
+    }
+    let axis = 20.0 + step * rows.len() as f64;
+    let _ = write!(
+        svg,
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis}\" y2=\"{axis}\" stroke=\"#999\"/><text x=\"{left}\" y=\"{}\">0</text><text x=\"{:.1}\" y=\"{}\" text-anchor=\"end\">{top:.0} ms after heal</text></svg>",
+        left + width,
+        axis + 14.0,
+        left + width,
+        axis + 14.0
+    );
+    svg
 }
 
 /// The whole page for a `bench.json` and the table printed beside it.
@@ -241,6 +297,10 @@ pub fn html(result: &Value, markdown: &str) -> Result<String, String> {
         }
         body.push_str("</table>");
     }
+    if let Some(f) = result["faults"].as_array().filter(|f| !f.is_empty()) {
+        body.push_str("<h2>Recovery after heal</h2><p class=\"note\">One run per repeat under the standard faults at the most clients; per heal that found ops waiting, the time to the first acknowledged op invoked after it (smallest to largest, dot at the median). The table below gives the share of ops that succeeded under faults.</p>");
+        body.push_str(&recovery_plot(f));
+    }
     body.push_str("<h2>Table</h2>");
     body.push_str(&table(markdown));
     Ok(page("Faultline bench", &body))
@@ -298,5 +358,28 @@ mod tests {
         let page = html(&result, "").unwrap();
         assert!(page.contains("median of repeated runs"));
         assert_eq!(page.matches("<svg").count(), 2);
+    }
+
+    #[test]
+    fn a_suite_with_fault_runs_draws_recovery_whiskers_and_both_tables() {
+        let result = json!({"suite": ["kv", "lock"], "time_limit": 5, "nodes": 3, "rows": [
+            {"workload": "kv", "concurrency": 4,
+             "ok_per_second": {"median": 900.0, "min": 850.0, "max": 990.0}, "ops": {}}],
+            "faults": [
+                {"workload": "kv", "shards": 0, "recovery_ms": {"median": 40.0, "min": 3.0, "max": 400.0}},
+                {"workload": "lock", "shards": 2, "recovery_ms": {"median": 900.0, "min": 20.0, "max": 1200.0}},
+                {"workload": "queue", "shards": 0, "recovery_ms": null}]});
+        let md = "| a | b |\n|---|---|\n| 1 | 2 |\n\n| faults | ms |\n|---|---|\n| kv | 40 |\n";
+        let page = html(&result, md).unwrap();
+        assert!(page.contains("Recovery after heal"), "{page}");
+        // One whisker per workload that recovered at least once, on one scale.
+        let section =
+            &page[page.find("Recovery after heal").unwrap()..page.find("<h2>Table").unwrap()];
+        assert_eq!(section.matches("<circle").count(), 2, "{section}");
+        assert!(page.contains("lock (2 shards)") && page.contains("1200 ms after heal"));
+        assert!(!page.contains(">queue<"));
+        // Two tables, each with its own header.
+        assert_eq!(page.matches("<table>").count(), 2);
+        assert!(page.contains("<th>faults</th>") && page.contains("<td>kv</td>"));
     }
 }

@@ -19,6 +19,7 @@ mod maelstrom;
 mod mesh;
 mod plots;
 mod queue;
+pub mod recovery;
 pub mod report;
 mod saga;
 mod timeline;

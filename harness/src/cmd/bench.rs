@@ -204,6 +204,7 @@ pub async fn suite(
     }
     let out = new_bench_dir(plan)?;
     let mut rows = Vec::new();
+    let mut faults = Vec::new();
     for w in workloads {
         for &shards in &plan.shards {
             for &c in &plan.concurrency {
@@ -227,13 +228,117 @@ pub async fn suite(
                 summary["shards"] = json!(shards);
                 rows.push(summary);
             }
+            faults.push(fault_runs(plan, w, shards, repeat).await?);
         }
     }
     let result = json!({"suite": workloads, "concurrency": plan.concurrency,
                         "repeat": repeat, "time_limit": plan.time_limit,
-                        "nodes": plan.nodes, "rows": rows});
+                        "nodes": plan.nodes, "rows": rows, "faults": faults});
     store_bench(&out, &result, &render_suite(&result))?;
     Ok(out)
+}
+
+/// The suite's standard fault schedule: one side partitioned away, then a node
+/// killed and restarted, in turns.
+const SUITE_FAULTS: [&str; 2] = ["partition", "kill"];
+
+/// `repeat` runs of workload `w` under [`SUITE_FAULTS`] at the largest client
+/// count, folded into availability under faults and time to recover after each
+/// heal (median [min-max] over every heal of every run). A run the harness
+/// cannot make is named in the row, not fatal to the suite.
+async fn fault_runs(
+    plan: &BenchPlan,
+    w: &str,
+    shards: usize,
+    repeat: usize,
+) -> anyhow::Result<Value> {
+    let c = plan.concurrency.iter().copied().max().unwrap_or(1);
+    let (mut avail, mut recovery) = (Vec::new(), Vec::new());
+    let (mut heals, mut unrecovered, mut valid, mut errors) = (0, 0, 0, Vec::new());
+    for r in 0..repeat {
+        eprintln!(
+            "bench: {w} on {shards} shards with {c} clients under {}, run {} of {repeat}",
+            SUITE_FAULTS.join(","),
+            r + 1
+        );
+        let mut cfg = config(plan, crate::targets::DEFAULT, c);
+        cfg.workload = w.to_string();
+        cfg.seed = plan.seed + r as u64;
+        cfg.shards = shards;
+        cfg.nemesis = SUITE_FAULTS.iter().map(|f| f.to_string()).collect();
+        // Several faults and heals within the run, and time after the last.
+        cfg.nemesis_interval = (plan.time_limit / 4.0).max(0.25);
+        cfg.recovery = cfg.recovery.max(1.0);
+        cfg.command = format!(
+            "harness run --workload {w} --shards {shards} --concurrency {c} --nemesis {}",
+            SUITE_FAULTS.join(",")
+        );
+        let outcome = match crate::run::run(cfg, true).await {
+            Ok(o) => o,
+            Err(e) => {
+                errors.push(format!("{e:#}"));
+                continue;
+            }
+        };
+        valid += usize::from(outcome.valid == checker::Validity::Valid);
+        let run = reports::data::Run::load(&outcome.dir)?;
+        let m = reports::recovery::measure(&run.ops, &run.faults);
+        avail.extend(m.availability_percent());
+        heals += m.recovery_ms.len() + m.unrecovered;
+        recovery.extend(m.recovery_ms);
+        unrecovered += m.unrecovered;
+    }
+    let field = |xs: &mut Vec<f64>| {
+        spread(xs).map(|(m, lo, hi)| json!({"median": m, "min": lo, "max": hi}))
+    };
+    Ok(json!({"workload": w, "shards": shards, "concurrency": c,
+              "nemesis": SUITE_FAULTS.join(","), "runs": repeat, "valid_runs": valid,
+              "ok_percent_under_faults": field(&mut avail),
+              "recovery_ms": field(&mut recovery), "heals": heals,
+              "unrecovered": unrecovered, "errors": errors}))
+}
+
+/// The suite's fault-run table, or nothing when the result has none.
+fn render_faults(result: &Value) -> String {
+    let Some(rows) = result["faults"].as_array().filter(|r| !r.is_empty()) else {
+        return String::new();
+    };
+    let fmt = |v: &Value| match (v["median"].as_f64(), v["min"].as_f64(), v["max"].as_f64()) {
+        (Some(m), Some(lo), Some(hi)) => format!("{m:.0} [{lo:.0}-{hi:.0}]"),
+        _ => "-".into(),
+    };
+    let mut s = String::from(
+        "\n| workload | shards | clients | faults | ok % under faults | recovery after heal ms | heals not recovered | valid runs |\n|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        let errors = r["errors"].as_array().map_or(0, Vec::len);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {}/{} | {}/{}{} |",
+            r["workload"].as_str().unwrap_or("?"),
+            match r["shards"].as_u64() {
+                Some(0) | None => "-".to_string(),
+                Some(n) => n.to_string(),
+            },
+            r["concurrency"],
+            r["nemesis"].as_str().unwrap_or("?"),
+            fmt(&r["ok_percent_under_faults"]),
+            fmt(&r["recovery_ms"]),
+            r["unrecovered"],
+            r["heals"],
+            r["valid_runs"],
+            r["runs"],
+            if errors > 0 {
+                format!(
+                    ", {errors} could not run: {}",
+                    r["errors"][0].as_str().unwrap_or("")
+                )
+            } else {
+                String::new()
+            },
+        );
+    }
+    s
 }
 
 /// The suite's table: medians with [min-max] over the repeated runs.
@@ -273,6 +378,7 @@ pub fn render_suite(result: &Value) -> String {
             );
         }
     }
+    s.push_str(&render_faults(result));
     s
 }
 
