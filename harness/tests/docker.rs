@@ -130,3 +130,92 @@ fn docker_runs_are_valid_for_the_correct_system_and_catch_stale_reads() {
     );
     assert_eq!(leftovers(), "", "containers left behind");
 }
+
+/// `docker-compose down -v` for the project, however the test ends.
+struct ComposeDown(Vec<String>);
+
+impl Drop for ComposeDown {
+    fn drop(&mut self) {
+        let _ = Command::new("docker-compose")
+            .args(&self.0)
+            .args(["down", "-v"])
+            .output();
+    }
+}
+
+/// GET `path` from `addr` as JSON, `None` while nothing (valid) answers.
+fn get_json(addr: &str, path: &str) -> Option<Value> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+        .ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).ok()?;
+    serde_json::from_str(answer.split_once("\r\n\r\n")?.1).ok()
+}
+
+/// What README tells a user: `harness image`, then `docker-compose up` starts
+/// the three nodes and the dashboard, whose state names the cluster's leader.
+#[test]
+fn docker_compose_starts_the_cluster_and_its_dashboard() {
+    if !enabled() {
+        return;
+    }
+    if Command::new("docker-compose")
+        .arg("version")
+        .output()
+        .is_err()
+    {
+        eprintln!("docker-compose test skipped: no docker-compose (scripts/test installs it)");
+        return;
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_harness"))
+        .arg("image")
+        .output()
+        .expect("run harness image");
+    assert!(out.status.success(), "{}", describe(&out));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("tagged faultline-node:latest")
+            && said.contains("tagged faultline-harness:latest"),
+        "{said}"
+    );
+    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("docker-compose.yml");
+    let project = vec![
+        "-p".to_string(),
+        "faultlinecompose".to_string(),
+        "-f".to_string(),
+        file.display().to_string(),
+    ];
+    let down = ComposeDown(project);
+    let up = Command::new("docker-compose")
+        .args(&down.0)
+        .args(["up", "-d"])
+        .output()
+        .expect("run docker-compose up");
+    assert!(up.status.success(), "{}", describe(&up));
+    let started = std::time::Instant::now();
+    let mut last = None;
+    while started.elapsed() < std::time::Duration::from_secs(60) {
+        last = get_json("127.0.0.1:18080", "/state");
+        if last.as_ref().is_some_and(|v| v["leader"].is_string()) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+    let state = last.expect("the dashboard container never answered /state");
+    let leader = state["leader"].as_str().unwrap_or("none");
+    assert!(["n1", "n2", "n3"].contains(&leader), "{state}");
+    // A node's own answer agrees that the cluster has that leader.
+    let status = get_json("127.0.0.1:18001", "/cluster/status").expect("n1 answers");
+    assert!(status.to_string().contains(leader), "{status}");
+    drop(down);
+}

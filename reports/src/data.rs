@@ -84,6 +84,9 @@ pub struct Run {
     pub faults: Vec<FaultWindow>,
     /// Last event time, ns.
     pub end: u64,
+    /// When the harness healed everything at the end of the load (its last
+    /// `heal-all`), ns: what follows is recovery time and the final reads.
+    pub load_end: Option<u64>,
     /// Node ids with a log folder.
     pub nodes: Vec<String>,
 }
@@ -122,6 +125,7 @@ impl Run {
         let mut fault_open: HashMap<String, (String, u64)> = HashMap::new();
         let mut faults = Vec::new();
         let mut end = 0u64;
+        let mut load_end = None;
         let mut reader = BufReader::with_capacity(1 << 20, file);
         let mut text = String::new();
         let mut line_no = 0u64;
@@ -159,6 +163,7 @@ impl Run {
                         });
                     }
                 } else if l.f == "heal-all" {
+                    load_end = Some(time);
                     for (kind, (detail, start)) in fault_open.drain() {
                         faults.push(FaultWindow {
                             kind,
@@ -235,6 +240,7 @@ impl Run {
             ops,
             faults,
             end,
+            load_end,
             nodes,
         })
     }

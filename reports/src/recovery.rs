@@ -20,8 +20,8 @@ pub struct Recovery {
     pub recovery_ms: Vec<f64>,
     /// Stretches after which no op succeeded before the next fault or the end.
     pub unrecovered: usize,
-    /// Stretches healed with no op in flight (after the load ended, as the
-    /// final heal is): nothing was waiting to recover, so they are not measured.
+    /// Stretches healed with no op in flight, or with the load ending before
+    /// any op was invoked after the heal: nothing to measure.
     pub idle_heals: usize,
 }
 
@@ -46,8 +46,11 @@ fn stretches(faults: &[FaultWindow]) -> Vec<(u64, u64)> {
     out
 }
 
-/// Measures `ops` (times in ns) against the fault windows of the same run.
-pub fn measure(ops: &[OpRecord], faults: &[FaultWindow]) -> Recovery {
+/// Measures `ops` (times in ns) against the fault windows of the same run;
+/// `load_end`: when the load stopped (see [`crate::data::Run::load_end`]), so
+/// the final reads after it are not taken for recovery.
+pub fn measure(ops: &[OpRecord], faults: &[FaultWindow], load_end: Option<u64>) -> Recovery {
+    let load_end = load_end.unwrap_or(u64::MAX);
     let spans = stretches(faults);
     let mut r = Recovery {
         stretches: spans.len(),
@@ -64,14 +67,15 @@ pub fn measure(ops: &[OpRecord], faults: &[FaultWindow]) -> Recovery {
         }
     }
     for (k, &(_, heal)) in spans.iter().enumerate() {
-        if !ops.iter().any(|o| o.start <= heal && heal < o.end) {
+        let after = |o: &&OpRecord| o.start >= heal && o.start < load_end;
+        if !ops.iter().any(|o| o.start <= heal && heal < o.end) || !ops.iter().any(|o| after(&o)) {
             r.idle_heals += 1;
             continue;
         }
         let next = spans.get(k + 1).map_or(u64::MAX, |n| n.0);
         let first = ops
             .iter()
-            .filter(|o| o.outcome == Outcome::Ok && o.start >= heal)
+            .filter(|o| o.outcome == Outcome::Ok && after(o))
             .map(|o| o.end)
             .min();
         match first {
@@ -132,7 +136,7 @@ mod tests {
             op(1050, 1200, Outcome::Fail),
             op(1150, 1300, Outcome::Info),
         ];
-        let r = measure(&ops, &faults);
+        let r = measure(&ops, &faults, None);
         assert_eq!(r.stretches, 2);
         assert_eq!((r.ops_during, r.ok_during), (6, 2), "{r:?}");
         assert_eq!(r.recovery_ms, vec![70.0]);
@@ -152,14 +156,19 @@ mod tests {
             op(120, 160, Outcome::Ok),
             op(190, 205, Outcome::Info),
             op(210, 230, Outcome::Ok),
-            // The load ends at 230; the last heal at 400 finds nothing in
-            // flight, and a final read long after it measures no recovery.
+            // The last heal at 400 finds nothing in flight, and a final read
+            // long after it measures no recovery.
             op(900, 910, Outcome::Ok),
         ];
-        let r = measure(&ops, &faults);
+        let r = measure(&ops, &faults, None);
         assert_eq!(r.recovery_ms, vec![30.0]);
         assert_eq!((r.unrecovered, r.idle_heals), (1, 1));
-        let none = measure(&ops, &[]);
+        // A heal as the load ends (at 205, with an op still in flight): what
+        // follows is the final reads, no recovery.
+        let r = measure(&ops, &faults, Some(205_000_000));
+        assert_eq!(r.recovery_ms, Vec::<f64>::new());
+        assert_eq!((r.unrecovered, r.idle_heals), (1, 2));
+        let none = measure(&ops, &[], None);
         assert_eq!((none.stretches, none.availability_percent()), (0, None));
         assert!(none.recovery_ms.is_empty());
     }

@@ -282,7 +282,7 @@ async fn fault_runs(
         };
         valid += usize::from(outcome.valid == checker::Validity::Valid);
         let run = reports::data::Run::load(&outcome.dir)?;
-        let m = reports::recovery::measure(&run.ops, &run.faults);
+        let m = reports::recovery::measure(&run.ops, &run.faults, run.load_end);
         avail.extend(m.availability_percent());
         heals += m.recovery_ms.len() + m.unrecovered;
         recovery.extend(m.recovery_ms);

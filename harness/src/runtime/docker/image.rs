@@ -16,6 +16,11 @@ use testcontainers::bollard::{body_full, Docker};
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 /// Image repository name.
 pub const REPOSITORY: &str = "faultline-node";
+/// The harness's own image (for the dashboard beside a docker-compose cluster).
+pub const HARNESS_REPOSITORY: &str = "faultline-harness";
+
+/// A file of an image: its path inside (relative to `/`), mode and contents.
+type ImageFile = (String, u32, Vec<u8>);
 
 /// A ready image and what making it cost.
 #[derive(Debug, Clone)]
@@ -104,23 +109,80 @@ fn tar_entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
     out.resize(out.len().div_ceil(512) * 512, 0);
 }
 
-/// The build context: a Dockerfile with only `FROM`, `COPY` and `ENTRYPOINT`.
-fn context(binary: &[u8]) -> Vec<u8> {
-    let dockerfile =
-        format!("FROM scratch\nCOPY {REPOSITORY} /{REPOSITORY}\nENTRYPOINT [\"/{REPOSITORY}\"]\n");
-    let mut tar = Vec::with_capacity(binary.len() + 4096);
+/// The build context: `files` and a Dockerfile with only `FROM scratch`, a
+/// `COPY` per file and `ENTRYPOINT` (the first file).
+fn context_of(files: &[ImageFile]) -> Vec<u8> {
+    let mut dockerfile = String::from("FROM scratch\n");
+    for (path, _, _) in files {
+        dockerfile.push_str(&format!("COPY {path} /{path}\n"));
+    }
+    dockerfile.push_str(&format!("ENTRYPOINT [\"/{}\"]\n", files[0].0));
+    let total: usize = files.iter().map(|f| f.2.len()).sum();
+    let mut tar = Vec::with_capacity(total + 4096 * (files.len() + 1));
     tar_entry(&mut tar, "Dockerfile", 0o644, dockerfile.as_bytes());
-    tar_entry(&mut tar, REPOSITORY, 0o755, binary);
+    for (path, mode, data) in files {
+        tar_entry(&mut tar, path, *mode, data);
+    }
     tar.resize(tar.len() + 1024, 0);
     tar
+}
+
+/// The running harness and the shared libraries it links (as `ldd` names
+/// them, the dynamic loader included), each at its own path: an image needs no
+/// static build of the harness.
+fn harness_files() -> anyhow::Result<Vec<ImageFile>> {
+    let exe = std::env::current_exe().context("cannot find the harness's own executable")?;
+    let bytes = std::fs::read(&exe).with_context(|| format!("cannot read {}", exe.display()))?;
+    let mut files = vec![("harness".to_string(), 0o755, bytes)];
+    let out = Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .context("cannot run ldd to list the harness's libraries")?;
+    // A static executable: ldd fails, and nothing else is needed.
+    if out.status.success() {
+        for lib in linked_libraries(&String::from_utf8_lossy(&out.stdout)) {
+            let data = std::fs::read(&lib).with_context(|| format!("cannot read {lib}"))?;
+            files.push((lib.trim_start_matches('/').to_string(), 0o755, data));
+        }
+    }
+    Ok(files)
+}
+
+/// The absolute library paths in `ldd` output (`name => /path (addr)` or
+/// `/path (addr)`; the vDSO has no file).
+fn linked_libraries(ldd: &str) -> Vec<String> {
+    ldd.lines()
+        .filter_map(|line| {
+            let path = line.rsplit("=>").next()?.split_whitespace().next()?;
+            path.starts_with('/').then(|| path.to_string())
+        })
+        .collect()
 }
 
 /// The image for `binary`, built when missing.
 pub async fn ensure(docker: &Docker, binary: &Path) -> anyhow::Result<NodeImage> {
     let bytes =
         std::fs::read(binary).with_context(|| format!("cannot read {}", binary.display()))?;
-    let tag = format!("{REPOSITORY}:{:016x}", fingerprint(&bytes));
-    let size = bytes.len() as u64;
+    ensure_files(
+        docker,
+        REPOSITORY,
+        vec![(REPOSITORY.to_string(), 0o755, bytes)],
+    )
+    .await
+}
+
+/// The image of `files` in `repository` (tagged with their hash), built when
+/// missing.
+async fn ensure_files(
+    docker: &Docker,
+    repository: &str,
+    files: Vec<ImageFile>,
+) -> anyhow::Result<NodeImage> {
+    let hash = files.iter().fold(0u64, |h, (path, _, data)| {
+        h.rotate_left(7) ^ fingerprint(path.as_bytes()) ^ fingerprint(data)
+    });
+    let tag = format!("{repository}:{hash:016x}");
+    let size = files.iter().map(|f| f.2.len() as u64).sum();
     if docker.inspect_image(&tag).await.is_ok() {
         return Ok(NodeImage {
             tag,
@@ -136,7 +198,8 @@ pub async fn ensure(docker: &Docker, binary: &Path) -> anyhow::Result<NodeImage>
         .forcerm(true)
         .version(BuilderVersion::BuilderV1)
         .build();
-    let mut progress = docker.build_image(options, None, Some(body_full(context(&bytes).into())));
+    let mut progress =
+        docker.build_image(options, None, Some(body_full(context_of(&files).into())));
     while let Some(step) = progress.next().await {
         let step = step.context("docker image build")?;
         if let Some(e) = step.error_detail.and_then(|d| d.message) {
@@ -155,46 +218,60 @@ pub async fn ensure(docker: &Docker, binary: &Path) -> anyhow::Result<NodeImage>
     })
 }
 
-/// `harness image`: build (or find) the image and tag it `latest`.
+/// Tags `image` as `REPOSITORY:latest` (what docker-compose.yml names).
+async fn tag_latest(docker: &Docker, image: &NodeImage) -> anyhow::Result<()> {
+    let repo = image
+        .tag
+        .split_once(':')
+        .map_or(image.tag.as_str(), |(r, _)| r);
+    docker
+        .tag_image(
+            &image.tag,
+            Some(
+                testcontainers::bollard::query_parameters::TagImageOptionsBuilder::new()
+                    .repo(repo)
+                    .tag("latest")
+                    .build(),
+            ),
+        )
+        .await
+        .with_context(|| format!("docker tag {} {repo}:latest", image.tag))
+}
+
+/// `harness image`: build (or find) the node image and the harness's own
+/// (for the dashboard) and tag both `latest`.
 pub fn command(node_bin: Option<&Path>) -> std::process::ExitCode {
-    let outcome = (|| -> anyhow::Result<NodeImage> {
+    let outcome = (|| -> anyhow::Result<Vec<NodeImage>> {
         let bin = static_binary(node_bin, false)?;
+        let harness = harness_files()?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         rt.block_on(async {
             let docker = super::connect().await?;
-            let image = ensure(&docker, &bin).await?;
-            let (repo, tag) = image.tag.split_once(':').unwrap_or((REPOSITORY, "latest"));
-            docker
-                .tag_image(
-                    &format!("{repo}:{tag}"),
-                    Some(
-                        testcontainers::bollard::query_parameters::TagImageOptionsBuilder::new()
-                            .repo(REPOSITORY)
-                            .tag("latest")
-                            .build(),
-                    ),
-                )
-                .await
-                .context("docker tag")?;
-            Ok(image)
+            let node = ensure(&docker, &bin).await?;
+            tag_latest(&docker, &node).await?;
+            let dashboard = ensure_files(&docker, HARNESS_REPOSITORY, harness).await?;
+            tag_latest(&docker, &dashboard).await?;
+            Ok(vec![node, dashboard])
         })
     })();
     match outcome {
-        Ok(image) => {
-            println!(
-                "{} ({}, {:.1} MB){}",
-                image.tag,
-                if image.built { "built" } else { "up to date" },
-                image.bytes as f64 / 1e6,
-                if image.built {
-                    format!(" in {:.2} s", image.build_seconds)
-                } else {
-                    String::new()
-                }
-            );
-            println!("tagged {REPOSITORY}:latest");
+        Ok(images) => {
+            for image in images {
+                println!(
+                    "{} ({}, {:.1} MB){}; tagged {}:latest",
+                    image.tag,
+                    if image.built { "built" } else { "up to date" },
+                    image.bytes as f64 / 1e6,
+                    if image.built {
+                        format!(" in {:.2} s", image.build_seconds)
+                    } else {
+                        String::new()
+                    },
+                    image.tag.split_once(':').map_or("", |(r, _)| r),
+                );
+            }
             std::process::ExitCode::SUCCESS
         }
         Err(e) => {
@@ -210,7 +287,7 @@ mod tests {
 
     #[test]
     fn tar_headers_have_valid_checksums_and_sizes() {
-        let tar = context(b"0123456789");
+        let tar = context_of(&[(REPOSITORY.to_string(), 0o755, b"0123456789".to_vec())]);
         // Dockerfile header + 1 data block, binary header + 1 data block, 2 end blocks.
         assert_eq!(tar.len(), 512 * 6);
         for at in [0, 1024] {
@@ -224,6 +301,25 @@ mod tests {
         assert_eq!(&tar[1024..1024 + REPOSITORY.len()], REPOSITORY.as_bytes());
         assert_eq!(&tar[1024 + 124..1024 + 135], b"00000000012");
         assert_eq!(&tar[1536..1546], b"0123456789");
+    }
+
+    #[test]
+    fn ldd_output_names_every_library_file_and_the_loader() {
+        let ldd = "\tlinux-vdso.so.1 (0x00007ffd)\n\tlibgcc_s.so.1 => /lib/x86_64-linux-gnu/libgcc_s.so.1 (0x7f1)\n\tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x7f2)\n\t/lib64/ld-linux-x86-64.so.2 (0x7f3)\n";
+        assert_eq!(
+            linked_libraries(ldd),
+            [
+                "/lib/x86_64-linux-gnu/libgcc_s.so.1",
+                "/lib/x86_64-linux-gnu/libc.so.6",
+                "/lib64/ld-linux-x86-64.so.2"
+            ]
+        );
+        let tar = context_of(&[
+            ("harness".into(), 0o755, b"bin".to_vec()),
+            ("lib64/ld.so".into(), 0o755, b"ld".to_vec()),
+        ]);
+        let dockerfile = String::from_utf8_lossy(&tar[512..1024]);
+        assert!(dockerfile.starts_with("FROM scratch\nCOPY harness /harness\nCOPY lib64/ld.so /lib64/ld.so\nENTRYPOINT [\"/harness\"]\n"), "{dockerfile}");
     }
 
     #[test]
