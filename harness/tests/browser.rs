@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+mod common;
+
 const HISTORY: &str = r#"{"type":"invoke","process":0,"f":"write","key":"a","value":1,"time":1000000}
 {"type":"ok","process":0,"f":"write","key":"a","value":1,"time":2000000}
 {"type":"info","process":"nemesis","f":"start-partition","value":{"shape":"one"},"time":2500000}
@@ -193,21 +195,7 @@ fn the_live_dashboard_shows_faults_and_leader_changes_as_they_happen() {
         }
     }
     let mut child = Run(cmd.spawn().expect("start harness run"));
-    let state = |addr: &str| -> Option<serde_json::Value> {
-        use std::io::{Read, Write};
-        let mut s = std::net::TcpStream::connect(addr).ok()?;
-        s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-            .ok()?;
-        write!(
-            s,
-            "GET /state HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-        )
-        .ok()?;
-        let mut answer = String::new();
-        s.read_to_string(&mut answer).ok()?;
-        let body = answer.split_once("\r\n\r\n")?.1;
-        serde_json::from_str(body).ok()
-    };
+    let state = |addr: &str| common::get_json(addr, "/state");
     let started = std::time::Instant::now();
     let within = |secs: u64| started.elapsed() < std::time::Duration::from_secs(secs);
     // A leader first.

@@ -8,6 +8,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+mod common;
+use common::get_json;
+
 fn enabled() -> bool {
     if std::env::var("FAULTLINE_DOCKER_TESTS").as_deref() == Ok("1") {
         return true;
@@ -141,22 +144,6 @@ impl Drop for ComposeDown {
             .args(["down", "-v"])
             .output();
     }
-}
-
-/// GET `path` from `addr` as JSON, `None` while nothing (valid) answers.
-fn get_json(addr: &str, path: &str) -> Option<Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(2)))
-        .ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).ok()?;
-    serde_json::from_str(answer.split_once("\r\n\r\n")?.1).ok()
 }
 
 /// What README tells a user: `harness image`, then `docker-compose up` starts
