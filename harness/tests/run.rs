@@ -999,9 +999,17 @@ fn a_bench_suite_reports_each_workload_as_a_median_with_its_spread() {
             (Some(2), Some(2)),
             "{f}"
         );
-        assert!(f["heals"].as_u64().unwrap() > 0, "{f}");
-        let ok = f["ok_percent_under_faults"]["median"].as_f64().unwrap();
-        assert!((0.0..=100.0).contains(&ok), "{f}");
+        // Faults were injected; whether a 1 s run under CI load also has a
+        // heal with ops waiting varies (reports/src/recovery.rs tests the
+        // measure on histories with known answers).
+        assert!(f["fault_stretches"].as_u64().unwrap() > 0, "{f}");
+        assert!(
+            f["heals"].as_u64().unwrap() <= f["fault_stretches"].as_u64().unwrap(),
+            "{f}"
+        );
+        if let Some(ok) = f["ok_percent_under_faults"]["median"].as_f64() {
+            assert!((0.0..=100.0).contains(&ok), "{f}");
+        }
     }
     assert!(table.contains("| kv | - | 2 | partition,kill |"), "{table}");
     // An unknown workload is refused before anything starts.

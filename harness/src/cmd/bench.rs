@@ -255,6 +255,7 @@ async fn fault_runs(
     let c = plan.concurrency.iter().copied().max().unwrap_or(1);
     let (mut avail, mut recovery) = (Vec::new(), Vec::new());
     let (mut heals, mut unrecovered, mut valid, mut errors) = (0, 0, 0, Vec::new());
+    let mut stretches = 0;
     for r in 0..repeat {
         eprintln!(
             "bench: {w} on {shards} shards with {c} clients under {}, run {} of {repeat}",
@@ -284,6 +285,7 @@ async fn fault_runs(
         let run = reports::data::Run::load(&outcome.dir)?;
         let m = reports::recovery::measure(&run.ops, &run.faults, run.load_end);
         avail.extend(m.availability_percent());
+        stretches += m.stretches;
         heals += m.recovery_ms.len() + m.unrecovered;
         recovery.extend(m.recovery_ms);
         unrecovered += m.unrecovered;
@@ -294,7 +296,8 @@ async fn fault_runs(
     Ok(json!({"workload": w, "shards": shards, "concurrency": c,
               "nemesis": SUITE_FAULTS.join(","), "runs": repeat, "valid_runs": valid,
               "ok_percent_under_faults": field(&mut avail),
-              "recovery_ms": field(&mut recovery), "heals": heals,
+              "recovery_ms": field(&mut recovery), "fault_stretches": stretches,
+              "heals": heals,
               "unrecovered": unrecovered, "errors": errors}))
 }
 
